@@ -1,0 +1,74 @@
+/* forward.h — the Llama forward pass over a batch of sequences: every token of every
+ * sequence goes through the matrix multiplications together (one weight read per
+ * step), while attention runs per sequence over that sequence's KV blocks.
+ *
+ * The same call does batched prefill (many tokens of one sequence), single-token
+ * decode, and mixed batches (prefill of some sequences, decode of others). */
+#ifndef IBEX_FORWARD_H
+#define IBEX_FORWARD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine/kv.h"
+#include "engine/model.h"
+#include "kernels/backend.h"
+
+/* The ops the forward pass times and counts. */
+typedef enum ibex_op {
+    IBEX_OP_EMBED,
+    IBEX_OP_RMSNORM,
+    IBEX_OP_MATMUL_QKV,
+    IBEX_OP_ROPE,
+    IBEX_OP_KV_WRITE,
+    IBEX_OP_ATTENTION,
+    IBEX_OP_MATMUL_O,
+    IBEX_OP_MATMUL_FFN, /* gate, up and down */
+    IBEX_OP_SILU_MUL,
+    IBEX_OP_ADD,
+    IBEX_OP_OUTPUT, /* final norm excluded: the logits matmul */
+    IBEX_OP_COUNT
+} ibex_op;
+
+const char *ibex_op_name(ibex_op op);
+
+/* Accumulated per op since the last reset: wall time, calls, and analytic counts
+ * derived from the shapes (FLOPs: 2 per multiply-add; bytes: weights, activations
+ * and KV read or written once). */
+typedef struct ibex_op_stats {
+    double ns[IBEX_OP_COUNT];
+    int64_t calls[IBEX_OP_COUNT];
+    double flops[IBEX_OP_COUNT];
+    double bytes[IBEX_OP_COUNT];
+} ibex_op_stats;
+
+/* One sequence's part of a forward call. */
+typedef struct ibex_fwd_seq {
+    const int32_t *tokens;      /* n_tokens ids at positions pos0..pos0+n_tokens−1 */
+    int32_t n_tokens;
+    int32_t pos0;               /* tokens already in this sequence's cache */
+    const int32_t *block_table; /* its blocks in the pool, enough for pos0+n_tokens */
+    float *logits;              /* NULL: none; else [all_logits ? n_tokens : 1][vocab] */
+    bool all_logits;
+} ibex_fwd_seq;
+
+typedef struct ibex_forward ibex_forward;
+
+/* A forward context for model m on backend be, with room for max_tokens tokens per
+ * call (summed over sequences). NULL with err set on failure. */
+ibex_forward *ibex_forward_new(const ibex_model *m, ibex_backend *be, int32_t max_tokens, ibex_err *err);
+void ibex_forward_free(ibex_forward *f);
+int32_t ibex_forward_max_tokens(const ibex_forward *f);
+
+/* Runs the batch: writes each sequence's K/V for its tokens into pool and its logits.
+ * Fails (nothing computed) on a token id outside the vocabulary, an empty sequence,
+ * or more than max_tokens tokens. */
+ibex_status ibex_forward_run(ibex_forward *f, ibex_kv_pool *pool, const ibex_fwd_seq *seqs, int n_seqs,
+                             ibex_err *err);
+
+/* Per-op timing (off by default: one clock read per op when on). */
+void ibex_forward_set_profiling(ibex_forward *f, bool on);
+const ibex_op_stats *ibex_forward_stats(const ibex_forward *f);
+void ibex_forward_reset_stats(ibex_forward *f);
+
+#endif

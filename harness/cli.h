@@ -1,0 +1,31 @@
+/* cli.h — shared helpers of the ibex command line: option matching with "did you
+ * mean" suggestions, number parsing with clear errors, and the subcommands. */
+#ifndef IBEX_CLI_H
+#define IBEX_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Edit distance between a and b (for suggestions). */
+int ibex_cli_edit_distance(const char *a, const char *b);
+
+/* The candidate closest to word (NULL-terminated list) if it is close enough to be a
+ * plausible typo, else NULL. */
+const char *ibex_cli_suggest(const char *word, const char *const *candidates);
+
+/* Strict number parsing: the whole string must be a number within [lo, hi].
+ * On failure prints "ibex CMD: OPTION: ..." to stderr and returns false. */
+bool ibex_cli_int(const char *cmd, const char *opt, const char *s, int64_t lo, int64_t hi, int64_t *out);
+bool ibex_cli_float(const char *cmd, const char *opt, const char *s, double lo, double hi, double *out);
+
+/* Parses a comma-separated list of integers ("1,2,3") into a malloc'd array. */
+bool ibex_cli_int_list(const char *cmd, const char *opt, const char *s, int32_t **out, int32_t *n);
+
+/* Human-readable bytes ("1.50 GiB"), into buf. */
+const char *ibex_cli_bytes(int64_t bytes, char *buf, size_t cap);
+
+int ibex_cmd_generate(int argc, char **argv);
+int ibex_cmd_model(int argc, char **argv);
+
+#endif

@@ -1,0 +1,46 @@
+/* main.c — the ibex command line: dispatches to the subcommands. Results go to
+ * stdout, progress and diagnostics to stderr; only this file decides to exit. */
+#include <stdio.h>
+#include <string.h>
+
+#include "harness/cli.h"
+#include "ibex_build.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "ibex %s — Inference Bottleneck EXplorer\n"
+            "\n"
+            "usage: ibex COMMAND [options]\n"
+            "\n"
+            "commands:\n"
+            "  generate   run a prompt through a model and print text and prefill/decode speed\n"
+            "  model      'model info MODEL' (shape, parameters, bytes, KV per token),\n"
+            "             'model write synthetic:NAME OUT.gguf', 'model list'\n"
+            "  version    print version, commit and build type\n"
+            "\n"
+            "MODEL is a GGUF file or synthetic:NAME (see 'ibex model list').\n"
+            "'ibex COMMAND --help' shows a command's options.\n",
+            IBEX_VERSION);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "generate")) return ibex_cmd_generate(argc - 1, argv + 1);
+    if (!strcmp(cmd, "model")) return ibex_cmd_model(argc - 1, argv + 1);
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+        printf("ibex %s (commit %s, %s build)\n", IBEX_VERSION, IBEX_GIT_COMMIT, IBEX_BUILD_TYPE);
+        return 0;
+    }
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    static const char *const cmds[] = {"generate", "model", "version", "help", NULL};
+    const char *s = ibex_cli_suggest(cmd, cmds);
+    fprintf(stderr, "ibex: unknown command '%s'%s%s%s\n", cmd, s ? " (did you mean '" : "", s ? s : "", s ? "'?)" : "");
+    return 2;
+}
