@@ -28,8 +28,8 @@ typedef struct ibex_tokenizer ibex_tokenizer;
 
 /* Builds a tokenizer from n_vocab tokens (NUL-terminated UTF-8 pieces), their scores
  * and token types (types may be NULL: all NORMAL, except "<0xNN>" pieces which count
- * as BYTE). bos/eos/unk may be -1 for "none". On error returns NULL, err set
- * (e.g. duplicate ids out of range). */
+ * as BYTE). bos/eos/unk may be -1 for "none". Duplicate pieces are allowed (the first
+ * id wins). On error returns NULL, err set (e.g. bos/eos/unk out of range). */
 ibex_tokenizer *ibex_tokenizer_new(const char *const *tokens, const float *scores,
                                    const int32_t *types, int32_t n_vocab, int32_t bos_id,
                                    int32_t eos_id, int32_t unk_id, bool add_bos, ibex_err *err);
@@ -47,7 +47,7 @@ const char *ibex_tokenizer_piece(const ibex_tokenizer *t, int32_t id, float *sco
 /* Encodes UTF-8 text (len bytes; invalid UTF-8 bytes go through byte fallback) into
  * out[0..cap). Prepends BOS if add_bos. Returns the number of tokens, which may
  * exceed cap (then only cap were written: call again with a larger buffer), or −1
- * with err set on allocation failure. */
+ * with err set on allocation failure or NULL arguments. */
 int64_t ibex_tokenizer_encode(const ibex_tokenizer *t, const char *text, size_t len, bool add_bos,
                               int32_t *out, int64_t cap, ibex_err *err);
 
@@ -59,7 +59,9 @@ size_t ibex_tokenizer_decode_piece(const ibex_tokenizer *t, int32_t prev, int32_
                                    size_t cap);
 
 /* Decodes a whole id sequence; returns a malloc'd NUL-terminated string (caller frees),
- * NULL on allocation failure. decode(encode(s)) == s for any byte string s. */
+ * NULL on allocation failure. decode(encode(s)) == s for any NUL-free byte string s
+ * without a literal U+2581 (normalised like a space), given a vocabulary holding "▁"
+ * and all 256 byte tokens (the synthetic vocabulary does). */
 char *ibex_tokenizer_decode(const ibex_tokenizer *t, const int32_t *ids, int64_t n);
 
 #endif
