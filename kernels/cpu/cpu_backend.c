@@ -1,0 +1,231 @@
+/* cpu_backend.c — the CPU backend: its constructor and the element-wise and row-wise ops
+ * (rmsnorm, rope, softmax, silu_mul, add, embed, kv_write). matmul lives in cpu_matmul.c,
+ * attention in cpu_attention.c. Parallel with OpenMP where the work is large enough to pay
+ * for waking the team; every op gives the same bits for any thread count. */
+#include <stdlib.h>
+
+#include "kernels/cpu/cpu_internal.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static int default_threads(void) {
+#ifdef _OPENMP
+    return omp_get_num_procs();
+#else
+    return 1;
+#endif
+}
+
+/* n_threads <= 0 means all cores. Never fails. */
+static void cpu_set_threads(ibex_backend *be, int n_threads) {
+    ibex_cpu_ctx *ctx = be->ctx;
+    ctx->n_threads = n_threads > 0 ? n_threads : default_threads();
+    if (ctx->n_threads < 1) ctx->n_threads = 1;
+}
+
+/* Sum of squares of x[n] in a fixed order (8 lanes, then a fixed tree). */
+static float sum_squares(const float *x, int n) {
+    int k = 0;
+    float s;
+#if IBEX_CPU_AVX2
+    __m256 acc = _mm256_setzero_ps();
+    for (; k + 8 <= n; k += 8) {
+        __m256 v = _mm256_loadu_ps(x + k);
+        acc = _mm256_fmadd_ps(v, v, acc);
+    }
+    s = ibex_cpu_hsum8(acc);
+#else
+    float acc[8] = {0};
+    for (; k + 8 <= n; k += 8)
+        for (int l = 0; l < 8; l++) acc[l] += x[k + l] * x[k + l];
+    s = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+#endif
+    for (; k < n; k++) s += x[k] * x[k];
+    return s;
+}
+
+static void cpu_rmsnorm(ibex_backend *be, float *y, const float *x, const float *g, int T, int n,
+                        float eps) {
+    const int nt = ibex_cpu_threads(be);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && (int64_t)T * n >= IBEX_CPU_PAR_MIN_WORK)
+    for (int i = 0; i < T; i++) {
+        const float *xi = x + (int64_t)i * n;
+        float *yi = y + (int64_t)i * n;
+        const float inv = 1.0f / sqrtf(sum_squares(xi, n) / (float)n + eps);
+        for (int k = 0; k < n; k++) yi[k] = xi[k] * inv * g[k];
+    }
+}
+
+/* Pairs per stack chunk of cos/sin values. */
+#define ROPE_CHUNK 64
+
+static void cpu_rope(ibex_backend *be, float *x, const int32_t *pos, int T, int n_heads,
+                     int head_dim, int rope_dim, float freq_base) {
+    const int nt = ibex_cpu_threads(be);
+    const int n_pairs = (rope_dim < head_dim ? rope_dim : head_dim) / 2;
+    if (n_pairs <= 0) return;
+    /* θ = pos · base^(−2i/rope_dim) = pos · e^(−2i/rope_dim · ln base), in double so large
+     * positions keep their angle to float precision */
+    const double log_base = log((double)freq_base);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && (int64_t)T * n_heads * n_pairs >= IBEX_CPU_PAR_MIN_WORK)
+    for (int i = 0; i < T; i++) {
+        float *xi = x + (int64_t)i * n_heads * head_dim;
+        const double p = (double)pos[i];
+        for (int c0 = 0; c0 < n_pairs; c0 += ROPE_CHUNK) {
+            const int m = n_pairs - c0 < ROPE_CHUNK ? n_pairs - c0 : ROPE_CHUNK;
+            float cs[ROPE_CHUNK], sn[ROPE_CHUNK];
+            for (int j = 0; j < m; j++) {
+                const double theta = p * exp(-2.0 * (double)(c0 + j) / (double)rope_dim * log_base);
+                cs[j] = (float)cos(theta);
+                sn[j] = (float)sin(theta);
+            }
+            for (int h = 0; h < n_heads; h++) {
+                float *v = xi + (int64_t)h * head_dim + 2 * c0;
+                for (int j = 0; j < m; j++) {
+                    const float a = v[2 * j], b = v[2 * j + 1];
+                    v[2 * j] = a * cs[j] - b * sn[j];
+                    v[2 * j + 1] = a * sn[j] + b * cs[j];
+                }
+            }
+        }
+    }
+}
+
+static void softmax_row(float *x, int n) {
+    if (n <= 0) return;
+    float mx = x[0];
+    for (int k = 1; k < n; k++) mx = x[k] > mx ? x[k] : mx;
+    int k = 0;
+    float sum;
+#if IBEX_CPU_AVX2
+    const __m256 mv = _mm256_set1_ps(mx);
+    __m256 acc = _mm256_setzero_ps();
+    for (; k + 8 <= n; k += 8) {
+        __m256 e = ibex_cpu_exp8(_mm256_sub_ps(_mm256_loadu_ps(x + k), mv));
+        _mm256_storeu_ps(x + k, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    sum = ibex_cpu_hsum8(acc);
+#else
+    float acc[8] = {0};
+    for (; k + 8 <= n; k += 8)
+        for (int l = 0; l < 8; l++) {
+            x[k + l] = ibex_cpu_expf(x[k + l] - mx);
+            acc[l] += x[k + l];
+        }
+    sum = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+#endif
+    for (; k < n; k++) {
+        x[k] = ibex_cpu_expf(x[k] - mx);
+        sum += x[k];
+    }
+    const float inv = 1.0f / sum;
+    for (k = 0; k < n; k++) x[k] *= inv;
+}
+
+static void cpu_softmax(ibex_backend *be, float *x, int T, int n) {
+    const int nt = ibex_cpu_threads(be);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && (int64_t)T * n >= IBEX_CPU_PAR_MIN_WORK)
+    for (int i = 0; i < T; i++) softmax_row(x + (int64_t)i * n, n);
+}
+
+/* y[i] = g/(1+e^−g)·u over [i0, i1). */
+static void silu_mul_range(float *y, const float *gate, const float *up, int64_t i0, int64_t i1) {
+    int64_t i = i0;
+#if IBEX_CPU_AVX2
+    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    for (; i + 8 <= i1; i += 8) {
+        __m256 g = _mm256_loadu_ps(gate + i);
+        __m256 e = ibex_cpu_exp8(_mm256_sub_ps(zero, g));
+        __m256 s = _mm256_div_ps(g, _mm256_add_ps(one, e));
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(s, _mm256_loadu_ps(up + i)));
+    }
+#endif
+    for (; i < i1; i++) {
+        const float g = gate[i];
+        y[i] = g / (1.0f + ibex_cpu_expf(-g)) * up[i];
+    }
+}
+
+/* Element-wise ops split into fixed 4096-element chunks when large. */
+#define EW_CHUNK 4096
+
+static void cpu_silu_mul(ibex_backend *be, float *y, const float *gate, const float *up, int64_t n) {
+    const int nt = ibex_cpu_threads(be);
+    const int64_t n_chunks = (n + EW_CHUNK - 1) / EW_CHUNK;
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && n >= IBEX_CPU_PAR_MIN_WORK)
+    for (int64_t c = 0; c < n_chunks; c++) {
+        const int64_t i0 = c * EW_CHUNK, i1 = i0 + EW_CHUNK < n ? i0 + EW_CHUNK : n;
+        silu_mul_range(y, gate, up, i0, i1);
+    }
+}
+
+static void cpu_add(ibex_backend *be, float *y, const float *x, int64_t n) {
+    const int nt = ibex_cpu_threads(be);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && n >= 4 * IBEX_CPU_PAR_MIN_WORK)
+    for (int64_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+static void cpu_embed(ibex_backend *be, float *y, const void *table, ibex_type etype,
+                      const int32_t *tokens, int T, int dim) {
+    const size_t row_bytes = ibex_type_row_bytes(etype, dim);
+    for (int i = 0; i < T; i++) {
+        float *yi = y + (int64_t)i * dim;
+        const char *row = (const char *)table + (size_t)tokens[i] * row_bytes;
+        if (row_bytes == 0 || !ibex_row_to_f32(yi, row, etype, dim))
+            for (int k = 0; k < dim; k++) yi[k] = NAN; /* no dequantizer: make it visible */
+    }
+}
+
+static void cpu_kv_write(ibex_backend *be, const ibex_kv_view *kv, const float *k, const float *v,
+                         int T, int pos0) {
+    const int64_t row = (int64_t)kv->n_kv_heads * kv->head_dim;
+    const int64_t bs = kv->block_size;
+    for (int i = 0; i < T; i++) {
+        const int64_t t = (int64_t)pos0 + i;
+        const int64_t dst = ((int64_t)kv->block_table[t / bs] * bs + t % bs) * row;
+        memcpy(kv->k + dst, k + (int64_t)i * row, (size_t)row * sizeof(float));
+        memcpy(kv->v + dst, v + (int64_t)i * row, (size_t)row * sizeof(float));
+    }
+}
+
+static void cpu_free(ibex_backend *be) {
+    free(be->ctx);
+    be->ctx = NULL;
+}
+
+ibex_backend *ibex_backend_cpu_new(int n_threads) {
+    ibex_backend *be = malloc(sizeof *be);
+    ibex_cpu_ctx *ctx = malloc(sizeof *ctx);
+    if (!be || !ctx) {
+        free(be);
+        free(ctx);
+        return NULL;
+    }
+    *be = (ibex_backend){
+        .name = "cpu",
+        .ctx = ctx,
+        .set_threads = cpu_set_threads,
+        .matmul = ibex_cpu_matmul,
+        .rmsnorm = cpu_rmsnorm,
+        .rope = cpu_rope,
+        .softmax = cpu_softmax,
+        .silu_mul = cpu_silu_mul,
+        .add = cpu_add,
+        .embed = cpu_embed,
+        .kv_write = cpu_kv_write,
+        .attention = ibex_cpu_attention,
+        .free = cpu_free,
+    };
+    cpu_set_threads(be, n_threads);
+    return be;
+}
+
+/* Releases be and whatever its backend owns; NULL is a no-op. */
+void ibex_backend_free(ibex_backend *be) {
+    if (!be) return;
+    if (be->free) be->free(be);
+    free(be);
+}
