@@ -2,7 +2,7 @@
  * that every KV policy (contiguous, paged) addresses through block tables.
  *
  * Layout, per layer: K then V, each [n_blocks][block_size][n_kv_heads][head_dim] of
- * F32. A contiguous cache for one sequence is one block of max_seq_len tokens. */
+ * F32. A contiguous cache is a run of consecutive blocks (see kvcache.h). */
 #ifndef IBEX_KV_H
 #define IBEX_KV_H
 

@@ -3,7 +3,7 @@
  * accounting exact to the byte.
  *
  *   none        no cache kept between steps: a sequence's blocks live only for the step
- *               that recomputes its whole history (ibex_kv_seq_release after the step).
+ *               that recomputes its whole history (the scheduler frees it after the step).
  *   contiguous  on admission a sequence reserves a run of consecutive blocks covering
  *               its reservation (max_seq_len tokens, or prompt + max new tokens), as
  *               classic per-request preallocation does. First fit over the pool, so

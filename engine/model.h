@@ -81,6 +81,7 @@ typedef struct ibex_model_params {
     uint64_t seed;    /* synthetic: weight seed; default 0x1bec5eed */
     int32_t ctx_len;  /* synthetic: override the preset's context length if > 0 */
     int n_threads;    /* threads for generating synthetic weights (<= 0: all cores) */
+    bool shape_only;  /* synthetic: no weights at all (accounting-only runs); forward must not run */
 } ibex_model_params;
 
 ibex_model_params ibex_model_default_params(void);

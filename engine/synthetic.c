@@ -198,6 +198,12 @@ ibex_status ibex_synthetic_build(ibex_model *m, const ibex_synthetic_preset *pr,
 #else
     nt = 1;
 #endif
+    if (p->shape_only) {
+        m->n_params = ibex_model_config_n_params(c, false);
+        m->weight_bytes = ibex_model_config_weight_bytes(c, false, p->wtype);
+        m->tok = synthetic_vocab(c->vocab_size, err);
+        return m->tok ? IBEX_OK : (err ? err->status : IBEX_ERR_NOMEM);
+    }
     const uint64_t seed = p->seed;
     const int64_t d = c->dim, q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
     const float sd = 1.0f / sqrtf((float)d);

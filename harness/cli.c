@@ -115,6 +115,32 @@ bool ibex_cli_int_list(const char *cmd, const char *opt, const char *s, int32_t 
     return true;
 }
 
+bool ibex_cli_size(const char *cmd, const char *opt, const char *s, int64_t *out) {
+    if (!s) {
+        fprintf(stderr, "ibex %s: %s needs a value\n", cmd, opt);
+        return false;
+    }
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    static const struct { const char *suffix; double mul; } units[] = {
+        {"", 1}, {"B", 1}, {"K", 1024.0}, {"KiB", 1024.0}, {"KB", 1e3}, {"M", 1048576.0}, {"MiB", 1048576.0},
+        {"MB", 1e6}, {"G", 1073741824.0}, {"GiB", 1073741824.0}, {"GB", 1e9}, {"T", 1099511627776.0},
+        {"TiB", 1099511627776.0}, {"TB", 1e12}};
+    if (errno || end == s || isnan(v) || v < 0) goto bad;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (strcmp(end, units[i].suffix) == 0) {
+            double b = v * units[i].mul;
+            if (b > 9.0e18) goto bad;
+            *out = (int64_t)b;
+            return true;
+        }
+    }
+bad:
+    fprintf(stderr, "ibex %s: %s: '%s' is not a size (e.g. 512MiB, 80GiB, 1.5GB, 4096)\n", cmd, opt, s);
+    return false;
+}
+
 const char *ibex_cli_bytes(int64_t bytes, char *buf, size_t cap) {
     static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
     double v = (double)bytes;

@@ -22,10 +22,15 @@ bool ibex_cli_float(const char *cmd, const char *opt, const char *s, double lo, 
 /* Parses a comma-separated list of integers ("1,2,3") into a malloc'd array. */
 bool ibex_cli_int_list(const char *cmd, const char *opt, const char *s, int32_t **out, int32_t *n);
 
+/* Parses a byte size: "512MiB", "80GiB", "1.5GB", "4096" (KiB/MiB/GiB/TiB are powers of
+ * 1024, KB/MB/GB/TB of 1000, K/M/G/T of 1024). Prints an error and returns false. */
+bool ibex_cli_size(const char *cmd, const char *opt, const char *s, int64_t *out);
+
 /* Human-readable bytes ("1.50 GiB"), into buf. */
 const char *ibex_cli_bytes(int64_t bytes, char *buf, size_t cap);
 
 int ibex_cmd_generate(int argc, char **argv);
 int ibex_cmd_model(int argc, char **argv);
+int ibex_cmd_batch(int argc, char **argv);
 
 #endif

@@ -25,6 +25,7 @@ static void usage(FILE *f) {
             "  -b, --ubatch N         prompt tokens per forward pass during prefill (default 512)\n"
             "      --ids              print token ids instead of text\n"
             "      --ignore-eos       keep generating after the end-of-sequence token\n"
+            "      --no-warmup        skip the untimed warm-up pass\n"
             "      --logits-out FILE  write each step's logits as little-endian float32,\n"
             "                         vocab floats per step, the prompt's last position first\n"
             "      --dtype TYPE       synthetic weight type: f32, f16 (default), bf16\n"
@@ -51,10 +52,10 @@ static void emit(const ibex_model *m, bool ids, int32_t prev, int32_t tok, bool 
 int ibex_cmd_generate(int argc, char **argv) {
     const char *model_src = "synthetic:tiny", *prompt = NULL, *prompt_ids = NULL, *logits_path = NULL;
     int64_t n_predict = 64, threads = 0, ubatch = 512, seed = -1;
-    bool ids = false, ignore_eos = false;
+    bool ids = false, ignore_eos = false, warmup = true;
     ibex_model_params mp = ibex_model_default_params();
     static const char *const opts[] = {"--model", "--prompt", "--prompt-ids", "--n-predict", "--threads", "--ubatch",
-                                       "--ids", "--ignore-eos", "--logits-out", "--dtype", "--seed", "--help", NULL};
+                                       "--ids", "--ignore-eos", "--no-warmup", "--logits-out", "--dtype", "--seed", "--help", NULL};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 #define IBEX_IS(s, l) (!strcmp(a, s) || !strcmp(a, l))
@@ -78,6 +79,8 @@ int ibex_cmd_generate(int argc, char **argv) {
             i++;
         } else if (!strcmp(a, "--ids")) {
             ids = true;
+        } else if (!strcmp(a, "--no-warmup")) {
+            warmup = false;
         } else if (!strcmp(a, "--ignore-eos")) {
             ignore_eos = true;
         } else if (!strcmp(a, "--logits-out") && v) {
@@ -176,6 +179,15 @@ int ibex_cmd_generate(int argc, char **argv) {
         goto out;
     }
 
+    /* Warm-up (as llama-bench does): one token through the model so thread start-up and
+     * first-touch page faults are not timed. Position 0 is rewritten by the prefill. */
+    if (warmup) {
+        ibex_fwd_seq w = {.tokens = toks, .n_tokens = 1, .pos0 = 0, .block_table = table, .logits = logits};
+        if (ibex_forward_run(fwd, pool, &w, 1, &err)) {
+            fprintf(stderr, "ibex generate: warm-up: %s\n", err.msg);
+            goto out;
+        }
+    }
     double tp = now_s();
     for (int32_t p = 0; p < n_prompt; p += chunk) {
         int32_t n = n_prompt - p < chunk ? n_prompt - p : chunk;

@@ -14,6 +14,8 @@ static void usage(FILE *f) {
             "\n"
             "commands:\n"
             "  generate   run a prompt through a model and print text and prefill/decode speed\n"
+            "  batch      run a seeded mixed-length workload through the scheduler and KV cache;\n"
+            "             prints throughput and the exact KV accounting (also with --no-compute)\n"
             "  model      'model info MODEL' (shape, parameters, bytes, KV per token),\n"
             "             'model write synthetic:NAME OUT.gguf', 'model list'\n"
             "  version    print version, commit and build type\n"
@@ -31,6 +33,7 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     if (!strcmp(cmd, "generate")) return ibex_cmd_generate(argc - 1, argv + 1);
     if (!strcmp(cmd, "model")) return ibex_cmd_model(argc - 1, argv + 1);
+    if (!strcmp(cmd, "batch")) return ibex_cmd_batch(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("ibex %s (commit %s, %s build)\n", IBEX_VERSION, IBEX_GIT_COMMIT, IBEX_BUILD_TYPE);
         return 0;
@@ -39,7 +42,7 @@ int main(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
-    static const char *const cmds[] = {"generate", "model", "version", "help", NULL};
+    static const char *const cmds[] = {"generate", "batch", "model", "version", "help", NULL};
     const char *s = ibex_cli_suggest(cmd, cmds);
     fprintf(stderr, "ibex: unknown command '%s'%s%s%s\n", cmd, s ? " (did you mean '" : "", s ? s : "", s ? "'?)" : "");
     return 2;

@@ -26,7 +26,8 @@
 /* One layer of one sequence's KV cache.
  * Pool layout, per layer: k[n_pool_blocks][block_size][n_kv_heads][head_dim] (same for v).
  * Token t of the sequence lives in physical block block_table[t / block_size] at slot
- * t % block_size. A contiguous cache is block_size = capacity with a one-entry table. */
+ * t % block_size. One block of the whole capacity (a one-entry table) is the simplest
+ * contiguous cache; the KV manager's contiguous policy uses a run of consecutive blocks. */
 typedef struct ibex_kv_view {
     float *k;                    /* this layer's K pool base */
     float *v;                    /* this layer's V pool base */
