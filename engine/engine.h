@@ -14,6 +14,7 @@
 
 #include "engine/kvcache.h"
 #include "engine/model.h"
+#include "engine/sampler.h"
 #include "kernels/backend.h"
 
 typedef enum ibex_sched_policy {
@@ -35,15 +36,27 @@ typedef struct ibex_engine_config {
 
 ibex_engine_config ibex_engine_default_config(void);
 
+typedef enum ibex_decoding { IBEX_DECODE_SAMPLE, IBEX_DECODE_BEAM } ibex_decoding;
+
 typedef struct ibex_request_params {
     int32_t max_new_tokens;
     bool ignore_eos;
+    ibex_decoding decoding;       /* SAMPLE covers greedy (temperature 0) */
+    ibex_sampler_params sampling; /* SAMPLE: the sampler settings (seed per request) */
+    int32_t n;                    /* SAMPLE: parallel samples from one prompt (>= 1) */
+    int32_t beam_width;           /* BEAM: W >= 1 */
+    float length_penalty;         /* BEAM: final score = logprob / length^penalty (1 by default) */
+    bool early_stopping;          /* BEAM: stop as soon as W hypotheses are finished */
 } ibex_request_params;
+
+/* Greedy, one sequence, max_new_tokens 16, stop at EOS. */
+ibex_request_params ibex_request_default_params(void);
 
 typedef enum ibex_finish_reason { IBEX_FINISH_NONE, IBEX_FINISH_LENGTH, IBEX_FINISH_EOS } ibex_finish_reason;
 
 typedef struct ibex_token_event {
     int64_t req;       /* the id ibex_engine_submit returned */
+    int32_t branch;    /* which of the request's n samples (beam search: the best beam) */
     int32_t token;
     int32_t index;     /* 0 for the first output token */
     int64_t step;      /* the step that produced it */
@@ -69,6 +82,9 @@ typedef struct ibex_engine_totals {
     int64_t idle_slot_steps; /* static batching's waste: Σ idle_slots over steps */
     int32_t max_running;
     int64_t requests_finished;
+    double sample_ns;        /* time spent choosing tokens (sampler and beam selection) */
+    int64_t sample_calls;    /* branches sampled (one per token chosen) */
+    int64_t forks;           /* sequences forked for n > 1 and beams */
 } ibex_engine_totals;
 
 typedef struct ibex_engine ibex_engine;
@@ -80,7 +96,8 @@ void ibex_engine_free(ibex_engine *e);
 
 /* Queues a request (the prompt is copied). Returns its id (>= 0), or −1 with err set
  * when it can never run: empty prompt, an id outside the vocabulary, prompt + max new
- * tokens beyond the context length, or more KV than the whole pool. */
+ * tokens beyond the context length, impossible decoding settings, or more KV than the
+ * whole pool for all its sequences (n or beam width of them) at once. */
 int64_t ibex_engine_submit(ibex_engine *e, const int32_t *prompt, int32_t n_prompt, const ibex_request_params *p,
                            ibex_err *err);
 
@@ -92,8 +109,17 @@ int ibex_engine_step(ibex_engine *e, ibex_token_event *ev, int cap, ibex_err *er
 /* True while any request is waiting or running. */
 bool ibex_engine_has_work(const ibex_engine *e);
 
-/* The output tokens of request id so far (NULL for an unknown id). */
+/* The output tokens of request id so far (NULL for an unknown id): branch 0 while
+ * sampling, the best hypothesis once a beam search has finished. */
 const int32_t *ibex_engine_output(const ibex_engine *e, int64_t id, int32_t *n);
+
+/* Output i of a request: sample i of n, or the i-th best finished beam (by final
+ * score). Stores its length, cumulative log-probability and final score (beam:
+ * logprob / length^penalty; sampling: logprob). NULL when i is out of range. */
+const int32_t *ibex_engine_output_at(const ibex_engine *e, int64_t id, int32_t i, int32_t *n, double *logprob,
+                                     double *score);
+int32_t ibex_engine_n_outputs(const ibex_engine *e, int64_t id);
+bool ibex_engine_finished(const ibex_engine *e, int64_t id);
 
 const ibex_step_info *ibex_engine_last_step(const ibex_engine *e);
 const ibex_engine_totals *ibex_engine_totals_get(const ibex_engine *e);

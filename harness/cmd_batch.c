@@ -178,7 +178,9 @@ int ibex_cmd_batch(int argc, char **argv) {
         int32_t np = (int32_t)(plo + (int64_t)(rng_next(&rs) % (uint64_t)(phi - plo + 1)));
         int32_t no = (int32_t)(olo + (int64_t)(rng_next(&rs) % (uint64_t)(ohi - olo + 1)));
         for (int32_t j = 0; j < np; j++) prompt[j] = 3 + (int32_t)(rng_next(&rs) % (uint64_t)(m->cfg.vocab_size - 3));
-        ibex_request_params rp = {.max_new_tokens = no, .ignore_eos = true};
+        ibex_request_params rp = ibex_request_default_params();
+        rp.max_new_tokens = no;
+        rp.ignore_eos = true;
         if (ibex_engine_submit(e, prompt, np, &rp, &err) < 0) {
             fprintf(stderr, "ibex batch: request %lld (prompt %d, output %d): %s\n", (long long)r, np, no, err.msg);
             goto out;

@@ -1,13 +1,15 @@
-/* cmd_generate.c — `ibex generate`: one prompt through one model with greedy decoding
- * and a contiguous KV cache; prints the text (or ids) to stdout and the prefill and
- * decode speeds to stderr. --logits-out dumps every step's logits for numerical
- * comparison with any reference implementation. */
+/* cmd_generate.c — `ibex generate`: one prompt through one model. Decoding goes
+ * through the engine's step API (greedy, sampling, n > 1 parallel samples, beam
+ * search; any KV policy); the text (or ids) goes to stdout, speeds and decoding costs
+ * to stderr. --logits-out takes a direct greedy path that dumps every step's logits
+ * for numerical comparison with any reference implementation. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "engine/alloc.h"
+#include "engine/engine.h"
 #include "engine/forward.h"
 #include "engine/kv.h"
 #include "engine/model.h"
@@ -29,7 +31,24 @@ static void usage(FILE *f) {
             "      --logits-out FILE  write each step's logits as little-endian float32,\n"
             "                         vocab floats per step, the prompt's last position first\n"
             "      --dtype TYPE       synthetic weight type: f32, f16 (default), bf16\n"
-            "      --seed N           synthetic weight seed\n");
+            "      --weight-seed N    synthetic weight seed\n"
+            "decoding:\n"
+            "      --decoding D       greedy (default) | sample | beam\n"
+            "      --temperature T    sampling temperature (default 0.8 with sample)\n"
+            "      --top-k K          keep the K most likely tokens (0: off)\n"
+            "      --top-p P          nucleus: smallest set reaching P, in (0, 1] (default 1: off)\n"
+            "      --min-p P          drop tokens below P x the most likely (0: off)\n"
+            "      --repeat-penalty R penalise recent tokens (1: off)\n"
+            "      --seed N           sampling seed (default 1)\n"
+            "      --n N              parallel samples from one prompt (default 1)\n"
+            "      --beam-width W     beams for --decoding beam (default 4)\n"
+            "      --length-penalty L beam score = logprob / length^L (default 1)\n"
+            "      --early-stopping   end the beam search once W hypotheses are finished\n"
+            "      --beams-out FILE   write every finished beam (or sample) with its log-probability\n"
+            "KV cache:\n"
+            "      --kv POLICY        contiguous (default) | paged | none\n"
+            "      --block-size N     tokens per KV block (default 16)\n"
+            "      --kv-budget SIZE   KV pool (default: exactly what the request needs)\n");
 }
 
 static double now_s(void) {
@@ -49,33 +68,185 @@ static void emit(const ibex_model *m, bool ids, int32_t prev, int32_t tok, bool 
     fflush(stdout);
 }
 
+static void print_tokens(const ibex_model *m, FILE *f, bool ids, const int32_t *t, int32_t n) {
+    if (ids || !m->tok) {
+        for (int32_t i = 0; i < n; i++) fprintf(f, i ? ",%d" : "%d", t[i]);
+        return;
+    }
+    char *text = ibex_tokenizer_decode(m->tok, t, n);
+    if (text) fputs(text, f);
+    free(text);
+}
+
+/* The step-API path: one request, any decoding strategy and KV policy. */
+static int run_engine(const ibex_model *m, ibex_backend *be, const int32_t *toks, int32_t n_prompt,
+                      const ibex_request_params *rq, ibex_kv_policy policy, int32_t block_size, int64_t budget,
+                      int32_t ubatch, bool ids, bool warmup, const char *beams_out, const char *model_src,
+                      double t_load, int threads) {
+    const ibex_model_config *c = &m->cfg;
+    int32_t width = rq->decoding == IBEX_DECODE_BEAM ? rq->beam_width : rq->n;
+    int64_t per_tok = ibex_model_kv_bytes_per_token(c, 4);
+    int32_t total = n_prompt + rq->max_new_tokens;
+    if (budget == 0) /* every sequence's whole history in whole blocks plus a spare for CoW, twice over
+                        for width > 1: beams fork children before their parents are released */
+        budget = (int64_t)width * (width > 1 ? 2 : 1) * ((total + block_size - 1) / block_size + 1) * block_size * per_tok;
+    ibex_engine_config cfg = ibex_engine_default_config();
+    cfg.kv = (ibex_kv_config){.policy = policy, .budget_bytes = budget, .block_size = block_size, .elem_bytes = 4};
+    cfg.max_batch = 1;
+    cfg.max_step_tokens = ubatch > width ? ubatch : width;
+    ibex_err err = {0};
+    ibex_engine *e = ibex_engine_new(m, be, &cfg, &err);
+    if (!e) {
+        fprintf(stderr, "ibex generate: %s\n", err.msg);
+        return 1;
+    }
+    int rc = 1;
+    ibex_token_event ev[1024];
+    if (warmup) { /* one untimed request of one token: thread start-up, first touches */
+        ibex_request_params w = ibex_request_default_params();
+        w.max_new_tokens = 1;
+        if (ibex_engine_submit(e, toks, 1, &w, &err) < 0) goto fail;
+        while (ibex_engine_has_work(e))
+            if (ibex_engine_step(e, ev, 1024, &err) < 0) goto fail;
+    }
+    ibex_engine_totals t0 = *ibex_engine_totals_get(e);
+    int64_t id = ibex_engine_submit(e, toks, n_prompt, rq, &err);
+    if (id < 0) goto fail;
+    bool stream = width == 1 && rq->decoding == IBEX_DECODE_SAMPLE;
+    double t_prefill = 0, t_decode = 0;
+    int64_t decode_steps = 0, decode_seq_tokens = 0, peak_shared = 0;
+    int32_t prev = n_prompt > 0 ? toks[n_prompt - 1] : -1;
+    if (m->tok && prev == ibex_tokenizer_bos(m->tok)) prev = -1;
+    bool first = true;
+    while (ibex_engine_has_work(e)) {
+        double ts = now_s();
+        int nev = ibex_engine_step(e, ev, 1024, &err);
+        if (nev < 0) goto fail;
+        double dt = now_s() - ts;
+        const ibex_step_info *si = ibex_engine_last_step(e);
+        if (si->prefill_tokens > 0) {
+            t_prefill += dt;
+        } else if (si->decode_tokens > 0) {
+            t_decode += dt, decode_steps++, decode_seq_tokens += si->decode_tokens;
+        }
+        ibex_kv_stats ks;
+        ibex_kv_stats_get(ibex_engine_kv(e), &ks);
+        if (ks.bytes_shared_saved > peak_shared) peak_shared = ks.bytes_shared_saved;
+        for (int k = 0; k < nev && stream; k++) {
+            if (ids || !m->tok) {
+                printf(first ? "%d" : ",%d", ev[k].token);
+            } else {
+                char piece[256];
+                size_t len = ibex_tokenizer_decode_piece(m->tok, prev, ev[k].token, piece, sizeof piece);
+                fwrite(piece, 1, len < sizeof piece ? len : sizeof piece, stdout);
+            }
+            prev = ev[k].token;
+            first = false;
+            fflush(stdout);
+        }
+    }
+    if (stream) {
+        printf("\n");
+    } else {
+        int32_t n;
+        const int32_t *out = ibex_engine_output(e, id, &n);
+        print_tokens(m, stdout, ids, out, n);
+        printf("\n");
+    }
+    FILE *bf = NULL;
+    if (beams_out) {
+        bf = strcmp(beams_out, "-") ? fopen(beams_out, "w") : stdout;
+        if (!bf) {
+            fprintf(stderr, "ibex generate: cannot open --beams-out file '%s'\n", beams_out);
+            goto done;
+        }
+        int32_t no = ibex_engine_n_outputs(e, id);
+        for (int32_t i = 0; i < no; i++) {
+            int32_t n;
+            double lp, score;
+            const int32_t *out = ibex_engine_output_at(e, id, i, &n, &lp, &score);
+            fprintf(bf, "# %s %d: %d tokens, logprob %.6f, score %.6f\n",
+                    rq->decoding == IBEX_DECODE_BEAM ? "beam" : "sample", i, n, lp, score);
+            print_tokens(m, bf, ids, out, n);
+            fprintf(bf, "\n");
+        }
+        if (bf != stdout && fclose(bf) != 0) {
+            fprintf(stderr, "ibex generate: writing '%s' failed\n", beams_out);
+            goto done;
+        }
+    }
+    {
+        const ibex_engine_totals *t = ibex_engine_totals_get(e);
+        ibex_kv_stats ks;
+        ibex_kv_stats_get(ibex_engine_kv(e), &ks);
+        char th[32] = "all cores", b1[32], b2[32], b3[32];
+        if (threads > 0) snprintf(th, sizeof th, "%d", threads);
+        const char *dec = rq->decoding == IBEX_DECODE_BEAM ? "beam" : rq->sampling.temperature > 0 ? "sample" : "greedy";
+        fprintf(stderr, "\nibex: %s (%s weights) on %s, threads: %s; load %.2f s\n", model_src,
+                ibex_type_name(m->wtype), be->name, th, t_load);
+        fprintf(stderr, "decoding %s, %d sequence%s; KV %s (block %d)\n", dec, width, width > 1 ? "s" : "",
+                ibex_kv_policy_name(policy), block_size);
+        fprintf(stderr, "prefill: %6d tokens in %9.2f ms = %9.2f tokens/s\n", n_prompt, t_prefill * 1e3,
+                n_prompt / (t_prefill > 0 ? t_prefill : 1e-9));
+        if (decode_steps > 0)
+            fprintf(stderr, "decode:  %6lld steps  in %9.2f ms = %9.2f steps/s, %.2f sequence-tokens/s\n",
+                    (long long)decode_steps, t_decode * 1e3, decode_steps / t_decode, decode_seq_tokens / t_decode);
+        int64_t calls = t->sample_calls - t0.sample_calls;
+        fprintf(stderr, "sampler: %.2f us per token chosen (%lld choices)\n",
+                calls ? (t->sample_ns - t0.sample_ns) / 1e3 / calls : 0.0, (long long)calls);
+        fprintf(stderr, "KV: peak reserved %s, peak used %s, shared by forks %s at most, CoW copies %lld, fork copies %lld\n",
+                ibex_cli_bytes(ks.peak_reserved, b1, sizeof b1), ibex_cli_bytes(ks.peak_used, b2, sizeof b2),
+                ibex_cli_bytes(peak_shared, b3, sizeof b3), (long long)ks.cow_copies, (long long)ks.fork_copies);
+    }
+    rc = 0;
+done:
+    ibex_engine_free(e);
+    return rc;
+fail:
+    fprintf(stderr, "ibex generate: %s\n", err.msg);
+    ibex_engine_free(e);
+    return 1;
+}
+
 int ibex_cmd_generate(int argc, char **argv) {
     const char *model_src = "synthetic:tiny", *prompt = NULL, *prompt_ids = NULL, *logits_path = NULL;
-    int64_t n_predict = 64, threads = 0, ubatch = 512, seed = -1;
+    int64_t n_predict = 64, threads = 0, ubatch = 512, seed = -1, v;
     bool ids = false, ignore_eos = false, warmup = true;
+    const char *beams_out = NULL;
+    ibex_request_params rq = ibex_request_default_params();
+    rq.sampling.seed = 1;
+    ibex_kv_policy kv_policy = IBEX_KV_CONTIGUOUS;
+    int32_t block_size = 16;
+    int64_t kv_budget = 0;
+    bool temp_set = false, beam_set = false;
+    const char *decoding = "greedy";
     ibex_model_params mp = ibex_model_default_params();
     static const char *const opts[] = {"--model", "--prompt", "--prompt-ids", "--n-predict", "--threads", "--ubatch",
-                                       "--ids", "--ignore-eos", "--no-warmup", "--logits-out", "--dtype", "--seed", "--help", NULL};
+                                       "--ids", "--ignore-eos", "--no-warmup", "--logits-out", "--dtype", "--weight-seed", "--help",
+                                       "--decoding", "--temperature", "--top-k", "--top-p", "--min-p",
+                                       "--repeat-penalty", "--seed", "--n", "--beam-width", "--length-penalty",
+                                       "--early-stopping", "--beams-out", "--kv", "--block-size", "--kv-budget", NULL};
+    double f;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
 #define IBEX_IS(s, l) (!strcmp(a, s) || !strcmp(a, l))
         if (IBEX_IS("-h", "--help")) {
             usage(stdout);
             return 0;
-        } else if (IBEX_IS("-m", "--model") && v) {
-            model_src = v, i++;
-        } else if (IBEX_IS("-p", "--prompt") && v) {
-            prompt = v, i++;
-        } else if (!strcmp(a, "--prompt-ids") && v) {
-            prompt_ids = v, i++;
+        } else if (IBEX_IS("-m", "--model") && val) {
+            model_src = val, i++;
+        } else if (IBEX_IS("-p", "--prompt") && val) {
+            prompt = val, i++;
+        } else if (!strcmp(a, "--prompt-ids") && val) {
+            prompt_ids = val, i++;
         } else if (IBEX_IS("-n", "--n-predict")) {
-            if (!ibex_cli_int("generate", a, v, 1, 1 << 24, &n_predict)) return 2;
+            if (!ibex_cli_int("generate", a, val, 1, 1 << 24, &n_predict)) return 2;
             i++;
         } else if (IBEX_IS("-t", "--threads")) {
-            if (!ibex_cli_int("generate", a, v, 1, 1024, &threads)) return 2;
+            if (!ibex_cli_int("generate", a, val, 1, 1024, &threads)) return 2;
             i++;
         } else if (IBEX_IS("-b", "--ubatch")) {
-            if (!ibex_cli_int("generate", a, v, 1, 1 << 16, &ubatch)) return 2;
+            if (!ibex_cli_int("generate", a, val, 1, 1 << 16, &ubatch)) return 2;
             i++;
         } else if (!strcmp(a, "--ids")) {
             ids = true;
@@ -83,20 +254,69 @@ int ibex_cmd_generate(int argc, char **argv) {
             warmup = false;
         } else if (!strcmp(a, "--ignore-eos")) {
             ignore_eos = true;
-        } else if (!strcmp(a, "--logits-out") && v) {
-            logits_path = v, i++;
-        } else if (!strcmp(a, "--dtype") && v) {
-            if (!ibex_type_from_name(v, &mp.wtype) || !ibex_type_traits_get(mp.wtype)->compute) {
-                fprintf(stderr, "ibex generate: --dtype: '%s' is not a weight type ibex computes with (f32, f16, bf16)\n", v);
+        } else if (!strcmp(a, "--logits-out") && val) {
+            logits_path = val, i++;
+        } else if (!strcmp(a, "--dtype") && val) {
+            if (!ibex_type_from_name(val, &mp.wtype) || !ibex_type_traits_get(mp.wtype)->compute) {
+                fprintf(stderr, "ibex generate: --dtype: '%s' is not a weight type ibex computes with (f32, f16, bf16)\n", val);
                 return 2;
             }
             i++;
+        } else if (!strcmp(a, "--weight-seed")) {
+            if (!ibex_cli_int("generate", a, val, 0, INT64_MAX, &seed)) return 2;
+            i++;
+        } else if (!strcmp(a, "--decoding") && val) {
+            if (strcmp(val, "greedy") && strcmp(val, "sample") && strcmp(val, "beam")) {
+                fprintf(stderr, "ibex generate: --decoding: '%s' is not greedy, sample or beam\n", val);
+                return 2;
+            }
+            decoding = val, i++;
+        } else if (!strcmp(a, "--temperature")) {
+            if (!ibex_cli_float("generate", a, val, 0, 1e6, &f)) return 2;
+            rq.sampling.temperature = (float)f, temp_set = true, i++;
+        } else if (!strcmp(a, "--top-k")) {
+            if (!ibex_cli_int("generate", a, val, 0, INT32_MAX, &v)) return 2;
+            rq.sampling.top_k = (int32_t)v, i++;
+        } else if (!strcmp(a, "--top-p")) {
+            if (!ibex_cli_float("generate", a, val, -1e9, 1e9, &f)) return 2;
+            rq.sampling.top_p = (float)f, i++;
+        } else if (!strcmp(a, "--min-p")) {
+            if (!ibex_cli_float("generate", a, val, -1e9, 1e9, &f)) return 2;
+            rq.sampling.min_p = (float)f, i++;
+        } else if (!strcmp(a, "--repeat-penalty")) {
+            if (!ibex_cli_float("generate", a, val, -1e9, 1e9, &f)) return 2;
+            rq.sampling.repeat_penalty = (float)f, i++;
         } else if (!strcmp(a, "--seed")) {
-            if (!ibex_cli_int("generate", a, v, 0, INT64_MAX, &seed)) return 2;
+            if (!ibex_cli_int("generate", a, val, 0, INT64_MAX, &v)) return 2;
+            rq.sampling.seed = (uint64_t)v, i++;
+        } else if (!strcmp(a, "--n")) {
+            if (!ibex_cli_int("generate", a, val, 1, 1024, &v)) return 2;
+            rq.n = (int32_t)v, i++;
+        } else if (!strcmp(a, "--beam-width")) {
+            if (!ibex_cli_int("generate", a, val, 1, 1024, &v)) return 2;
+            rq.beam_width = (int32_t)v, beam_set = true, i++;
+        } else if (!strcmp(a, "--length-penalty")) {
+            if (!ibex_cli_float("generate", a, val, -100, 100, &f)) return 2;
+            rq.length_penalty = (float)f, i++;
+        } else if (!strcmp(a, "--early-stopping")) {
+            rq.early_stopping = true;
+        } else if (!strcmp(a, "--beams-out") && val) {
+            beams_out = val, i++;
+        } else if (!strcmp(a, "--kv") && val) {
+            if (!ibex_kv_policy_from_name(val, &kv_policy)) {
+                fprintf(stderr, "ibex generate: --kv: '%s' is not none, contiguous or paged\n", val);
+                return 2;
+            }
+            i++;
+        } else if (!strcmp(a, "--block-size")) {
+            if (!ibex_cli_int("generate", a, val, 1, 256, &v)) return 2;
+            block_size = (int32_t)v, i++;
+        } else if (!strcmp(a, "--kv-budget")) {
+            if (!ibex_cli_size("generate", a, val, &kv_budget)) return 2;
             i++;
         } else {
             const char *s = a[0] == '-' ? ibex_cli_suggest(a, opts) : NULL;
-            if (a[0] == '-' && !v && (IBEX_IS("-m", "--model") || IBEX_IS("-p", "--prompt") ||
+            if (a[0] == '-' && !val && (IBEX_IS("-m", "--model") || IBEX_IS("-p", "--prompt") ||
                                       !strcmp(a, "--prompt-ids") || !strcmp(a, "--logits-out") || !strcmp(a, "--dtype")))
                 fprintf(stderr, "ibex generate: %s needs a value\n", a);
             else
@@ -111,6 +331,28 @@ int ibex_cmd_generate(int argc, char **argv) {
         return 2;
     }
     if (seed >= 0) mp.seed = (uint64_t)seed;
+    if (!strcmp(decoding, "sample")) {
+        if (!temp_set) rq.sampling.temperature = 0.8f;
+    } else if (!strcmp(decoding, "beam")) {
+        rq.decoding = IBEX_DECODE_BEAM;
+    } else if (temp_set && rq.sampling.temperature > 0) {
+        fprintf(stderr, "ibex generate: --temperature needs --decoding sample (greedy is temperature 0)\n");
+        return 2;
+    }
+    if (rq.decoding != IBEX_DECODE_BEAM && beam_set) {
+        fprintf(stderr, "ibex generate: --beam-width needs --decoding beam\n");
+        return 2;
+    }
+    if (rq.decoding == IBEX_DECODE_BEAM && !beam_set) rq.beam_width = 4;
+    rq.max_new_tokens = (int32_t)n_predict;
+    rq.ignore_eos = ignore_eos;
+    {
+        ibex_err perr = {0};
+        if (ibex_sampler_params_check(&rq.sampling, &perr)) {
+            fprintf(stderr, "ibex generate: %s\n", perr.msg);
+            return 2;
+        }
+    }
     mp.n_threads = (int)threads;
 
     int rc = 1;
@@ -170,6 +412,16 @@ int ibex_cmd_generate(int argc, char **argv) {
     }
 
     be = ibex_backend_cpu_new((int)threads);
+    if (!be) goto out;
+    if (!logits_path) {
+        rc = run_engine(m, be, toks, n_prompt, &rq, kv_policy, block_size, kv_budget, (int32_t)ubatch, ids, warmup,
+                        beams_out, model_src, t_load, (int)threads);
+        goto out;
+    }
+    if (rq.decoding != IBEX_DECODE_SAMPLE || rq.n != 1 || rq.sampling.temperature > 0) {
+        fprintf(stderr, "ibex generate: --logits-out works with greedy decoding of one sequence only\n");
+        goto out;
+    }
     int32_t cap = n_prompt + (int32_t)n_predict;
     int32_t table[1] = {0};
     int32_t chunk = (int32_t)(ubatch < n_prompt ? ubatch : n_prompt);
