@@ -6,12 +6,14 @@
  *     strict total order (ids are distinct), so every selection below has one answer and
  *     the sampler is deterministic: no threads, no global state, only the caller's rng.
  *     Top-k ranks by the scaled logit; top-p and the draw rank by probability.
- *  2. No full sorts. Top-k is a quickselect; top-p and the draw are a "mass select": a
- *     quickselect that partitions by rank and follows the side holding the point where
- *     the running probability (in rank order) crosses the target, expected O(n). Only
- *     ranges of 16 or fewer are sorted. The partial sums it adds are of the same numbers
- *     as a sorted scan but in another order, so the results can differ from a sorted
- *     scan only where the target lies within rounding (~1e-16 relative) of a boundary.
+ *  2. No full sorts. Top-k is one pass with a heap for small k, a quickselect otherwise.
+ *     Top-p and the draw need the point where the running probability, in rank order,
+ *     crosses a target: weights are bucketed by their float bits (monotone in the
+ *     weight), per-bucket sums find the bucket holding the crossing, and only that bucket
+ *     is searched, by a quickselect that follows the side holding the crossing. Expected
+ *     O(n), two sequential passes. The partial sums add the same numbers as a sorted scan
+ *     but in another order, so the result can differ from a sorted scan only where the
+ *     target lies within rounding (~1e-16 relative) of a boundary.
  *  3. Scaled logits are x_i = (l_i − max l) / T, computed once: the shift keeps the best
  *     token at exactly 0 even when T is tiny (l_i / T alone can overflow to −inf for
  *     every token) and softmax and log-softmax do not change under a shift.
@@ -118,12 +120,17 @@ ibex_status ibex_sampler_params_check(const ibex_sampler_params *p, ibex_err *er
 
 /* ---- sampler scratch ------------------------------------------------------------ */
 
+/* Weight buckets: bits 30..20 of a weight in [0, 1] (its exponent and 3 mantissa bits)
+ * order the weights as the weights themselves, each bucket spanning a factor 2^(1/8). */
+#define IBEX_SAMPLER_BUCKETS 2048
+
 struct ibex_sampler {
     int32_t n_vocab;
     float *x;      /* (n_vocab) penalised logits, then scaled logits (design note 3) */
     float *w;      /* (n_vocab) unnormalised probabilities of the candidates, by id */
     int32_t *ids;  /* (n_vocab) candidate ids; the kept ones first */
     uint8_t *seen; /* (n_vocab) all zero between calls; marks history tokens already penalised */
+    double bucket_mass[IBEX_SAMPLER_BUCKETS]; /* weight per bucket, for select_mass */
 };
 
 ibex_sampler *ibex_sampler_new(int32_t n_vocab) {
@@ -173,8 +180,10 @@ static void insertion_sort(const float *key, int32_t *ids, int32_t lo, int32_t h
 }
 
 /* Partitions ids[lo, hi) (hi − lo >= 1) around a median-of-three pivot; returns the
- * pivot's final position q: ids[lo, q) are before it, ids(q, hi) after it. */
-static int32_t partition(const float *key, int32_t *ids, int32_t lo, int32_t hi) {
+ * pivot's final position q: ids[lo, q) are before it, ids(q, hi) after it. *mass gets
+ * the sum of key over ids[lo, q). The loop is branch-free (a swap every step and a
+ * conditional advance): rank comparisons of logits are coin flips to a predictor. */
+static int32_t partition(const float *key, int32_t *ids, int32_t lo, int32_t hi, double *mass) {
     int32_t last = hi - 1;
     if (hi - lo >= 3) {
         int32_t mid = lo + (hi - lo) / 2;
@@ -184,18 +193,53 @@ static int32_t partition(const float *key, int32_t *ids, int32_t lo, int32_t hi)
         swap_ids(ids, mid, last); /* the median becomes the pivot */
     }
     int32_t pv = ids[last], q = lo;
-    for (int32_t i = lo; i < last; i++)
-        if (before(key, ids[i], pv)) swap_ids(ids, i, q++);
+    float kp = key[pv];
+    double m = 0;
+    for (int32_t i = lo; i < last; i++) {
+        int32_t v = ids[i];
+        float kv = key[v];
+        int b = (kv > kp) | ((kv == kp) & (v < pv));
+        ids[i] = ids[q];
+        ids[q] = v;
+        q += b;
+        m += b ? (double)kv : 0.0;
+    }
     swap_ids(ids, q, last);
+    *mass = m;
     return q;
 }
 
+/* Heap of the k first seen so far, its root the last of them in rank order. */
+static void heap_sift_down(const float *key, int32_t *h, int32_t k, int32_t i) {
+    for (;;) {
+        int32_t c = 2 * i + 1;
+        if (c >= k) return;
+        if (c + 1 < k && before(key, h[c], h[c + 1])) c++; /* the later child */
+        if (!before(key, h[i], h[c])) return;
+        swap_ids(h, i, c);
+        i = c;
+    }
+}
+
 /* Rearranges ids[0, n) so that ids[0, k) are the k first in rank order (in no
- * particular order among themselves). Needs 0 < k < n. */
+ * particular order among themselves). Needs 0 < k < n. Small k: one pass with a heap,
+ * where almost every token loses a single well-predicted comparison with the root;
+ * otherwise quickselect. */
 static void select_top(const float *key, int32_t *ids, int32_t n, int32_t k) {
+    if (k <= n / 16) {
+        for (int32_t i = k / 2 - 1; i >= 0; i--) heap_sift_down(key, ids, k, i);
+        for (int32_t i = k; i < n; i++) {
+            if (before(key, ids[i], ids[0])) {
+                swap_ids(ids, 0, i);
+                heap_sift_down(key, ids, k, 0);
+            }
+        }
+        return;
+    }
     int32_t lo = 0, hi = n; /* invariant: lo <= k < hi; ids[0, lo) precede ids[lo, n) */
     for (;;) {
-        int32_t q = partition(key, ids, lo, hi);
+        double unused;
+        int32_t q = partition(key, ids, lo, hi, &unused);
         if (q == k) return;
         if (q < k)
             lo = q + 1;
@@ -209,13 +253,13 @@ static inline int reached(double cum, double target, int strict) { return strict
 /* Smallest m in [1, n] such that the weights of the m first ids in rank order (by w)
  * sum to >= target (strict: > target); on return ids[0, m) are those m, with the
  * m-th at ids[m − 1]. Returns 0 if even all n do not reach it (order then arbitrary). */
-static int32_t select_mass(const float *w, int32_t *ids, int32_t n, double target, int strict) {
+static int32_t select_mass_part(const float *w, int32_t *ids, int32_t n, double target, int strict) {
     int32_t lo = 0, hi = n;
     double acc = 0; /* weight of ids[0, lo), which precede the rest and do not reach target */
     while (hi - lo > 16) {
-        int32_t q = partition(w, ids, lo, hi);
-        double left = acc;
-        for (int32_t i = lo; i < q; i++) left += w[ids[i]];
+        double mass;
+        int32_t q = partition(w, ids, lo, hi, &mass);
+        double left = acc + mass;
         if (reached(left, target, strict)) {
             hi = q;
             continue;
@@ -234,6 +278,44 @@ static int32_t select_mass(const float *w, int32_t *ids, int32_t n, double targe
         }
     }
     return 0;
+}
+
+static inline int32_t bucket_of(float w) {
+    uint32_t b;
+    memcpy(&b, &w, sizeof b);
+    b >>= 20;
+    return b < IBEX_SAMPLER_BUCKETS ? (int32_t)b : IBEX_SAMPLER_BUCKETS - 1;
+}
+
+/* select_mass_part's contract, in two sequential passes: sum the weight per bucket, walk
+ * the buckets from the heaviest weights down to the one where the running sum crosses
+ * the target, move the ids of the buckets above it to the front and the ids of that
+ * bucket after them, and resolve within the bucket. */
+static int32_t select_mass(ibex_sampler *s, int32_t *ids, int32_t n, double target, int strict) {
+    const float *w = s->w;
+    if (n <= 64) return select_mass_part(w, ids, n, target, strict);
+    double *bm = s->bucket_mass;
+    memset(bm, 0, IBEX_SAMPLER_BUCKETS * sizeof *bm);
+    for (int32_t i = 0; i < n; i++) bm[bucket_of(w[ids[i]])] += w[ids[i]];
+    double acc = 0;
+    int32_t B = IBEX_SAMPLER_BUCKETS - 1;
+    for (; B >= 0; B--) {
+        if (reached(acc + bm[B], target, strict)) break;
+        acc += bm[B];
+    }
+    if (B < 0) return 0;
+    int32_t c = 0;
+    for (int32_t i = 0; i < n; i++)
+        if (bucket_of(w[ids[i]]) > B) swap_ids(ids, i, c++);
+    int32_t d = c;
+    for (int32_t i = c; i < n; i++)
+        if (bucket_of(w[ids[i]]) == B) swap_ids(ids, i, d++);
+    int32_t r = select_mass_part(w, ids + c, d - c, target - acc, strict);
+    if (r > 0) return c + r;
+    /* The bucket's sum reached the target but its running sum, added in another
+     * order, fell an ulp short: the crossing is the bucket's last token. */
+    if (d - c > 1) select_top(w, ids + c, d - c, d - c - 1);
+    return d;
 }
 
 /* ---- the pipeline ----------------------------------------------------------------- */
@@ -283,7 +365,7 @@ static double log_sum_rel(const float *x, int32_t n, double *mx_out) {
     double sum = 0;
     for (int32_t i = 0; i < n; i++) {
         if (x[i] != x[i]) continue;
-        sum += x[i] == mx ? 1.0 : exp((double)x[i] - mx);
+        sum += x[i] == mx ? 1.0 : (double)expf(x[i] - (float)mx); /* float exp: 1e-7 relative per term */
     }
     *mx_out = mx;
     return log(sum);
@@ -336,7 +418,7 @@ static double filter(ibex_sampler *s, const float *logits, const ibex_sampler_pa
         m = c; /* the best candidate has w = 1 >= min_p, so m >= 1 */
     }
     if (p->top_p < 1.0f) {
-        int32_t c = select_mass(w, ids, m, (double)p->top_p * total, 0);
+        int32_t c = select_mass(s, ids, m, (double)p->top_p * total, 0);
         if (c > 0) m = c; /* 0: the min-p survivors never reach p; keep them all */
     }
 
@@ -366,8 +448,8 @@ int32_t ibex_sampler_sample(ibex_sampler *s, const float *logits, const ibex_sam
     int32_t *ids = s->ids;
     const float *w = s->w;
     int32_t tok;
-    int32_t c = m > 1 ? select_mass(w, ids, m, u * kept, 1) : 1;
-    if (c > 0) {
+    int32_t c = m > 1 ? select_mass(s, ids, m, u * kept, 1) : 1;
+    if (c > 0 && w[ids[c - 1]] > 0) {
         tok = ids[c - 1];
     } else { /* rounding put u·Σw past the running sum: take the last kept token of weight > 0 */
         tok = -1;

@@ -55,7 +55,8 @@ void ibex_sampler_free(ibex_sampler *s);
  * (advanced by exactly one draw when temperature > 0, untouched when greedy).
  * history/n_history: the tokens the penalty looks at (may be NULL/0).
  * If logprob is non-NULL, stores log P(token) under the full unfiltered softmax
- * of the penalised, temperature-scaled logits (temperature 0: of the raw logits). */
+ * of the penalised, temperature-scaled logits (temperature 0: of the unpenalised raw
+ * logits). Note repeat_last_n 0 means the whole history given (llama.cpp: 0 = off). */
 int32_t ibex_sampler_sample(ibex_sampler *s, const float *logits, const ibex_sampler_params *p, ibex_rng *rng,
                             const int32_t *history, int32_t n_history, float *logprob);
 
