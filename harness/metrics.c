@@ -1,0 +1,380 @@
+/* metrics.c — the metric definitions of ibex (see metrics.h for every formula):
+ * summaries and percentiles, per-request latencies, run throughputs and goodput,
+ * the power-law fit and the Mann–Whitney U test. Pure computation, no I/O. */
+#include "harness/metrics.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- summaries */
+
+static int cmp_double(const void *pa, const void *pb)
+{
+    double a = *(const double *)pa, b = *(const double *)pb;
+    return (a > b) - (a < b);
+}
+
+/* A sorted malloc'd copy of the non-NaN entries of x; *m receives their number.
+ * Returns NULL on allocation failure (never when n = 0: then a 1-element buffer). */
+static double *sorted_copy(const double *x, size_t n, size_t *m)
+{
+    double *s = malloc((n ? n : 1) * sizeof *s);
+    if (!s)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isnan(x[i]))
+            s[k++] = x[i];
+    qsort(s, k, sizeof *s, cmp_double);
+    *m = k;
+    return s;
+}
+
+double ibex_percentile_sorted(const double *sorted, size_t n, double q)
+{
+    if (n == 0 || !(q >= 0.0 && q <= 100.0))
+        return NAN;
+    double h = q / 100.0 * (double)(n - 1);
+    size_t i = (size_t)floor(h);
+    if (i >= n - 1)
+        return sorted[n - 1];
+    double f = h - (double)i;
+    return sorted[i] + f * (sorted[i + 1] - sorted[i]);
+}
+
+ibex_status ibex_percentile(const double *x, size_t n, double q, double *out, ibex_err *e)
+{
+    if (!(q >= 0.0 && q <= 100.0))
+        return ibex_err_set(e, IBEX_ERR_INVALID, "percentile %g is outside [0, 100]", q);
+    if (!x && n > 0)
+        return ibex_err_set(e, IBEX_ERR_INVALID, "percentile: NULL sample of %zu values", n);
+    size_t m;
+    double *s = sorted_copy(x, n, &m);
+    if (!s)
+        return ibex_err_set(e, IBEX_ERR_NOMEM, "percentile: cannot copy %zu values", n);
+    *out = ibex_percentile_sorted(s, m, q);
+    free(s);
+    return IBEX_OK;
+}
+
+ibex_status ibex_summarize(const double *x, size_t n, ibex_summary *out, ibex_err *e)
+{
+    if (!x && n > 0)
+        return ibex_err_set(e, IBEX_ERR_INVALID, "summary: NULL sample of %zu values", n);
+    size_t m;
+    double *s = sorted_copy(x, n, &m);
+    if (!s)
+        return ibex_err_set(e, IBEX_ERR_NOMEM, "summary: cannot copy %zu values", n);
+    ibex_summary r = {.count = m};
+    if (m == 0) {
+        r.mean = r.sd = r.min = r.max = r.p50 = r.p90 = r.p99 = NAN;
+    } else {
+        double sum = 0.0;
+        for (size_t i = 0; i < m; i++)
+            sum += s[i];
+        r.mean = sum / (double)m;
+        /* Two passes: the sum of squared deviations does not cancel catastrophically
+         * the way sum(x^2) - n mean^2 does for tight samples of large timestamps. */
+        double ss = 0.0;
+        for (size_t i = 0; i < m; i++)
+            ss += (s[i] - r.mean) * (s[i] - r.mean);
+        r.sd = m < 2 ? 0.0 : sqrt(ss / (double)(m - 1));
+        r.min = s[0];
+        r.max = s[m - 1];
+        r.p50 = ibex_percentile_sorted(s, m, 50.0);
+        r.p90 = ibex_percentile_sorted(s, m, 90.0);
+        r.p99 = ibex_percentile_sorted(s, m, 99.0);
+    }
+    free(s);
+    *out = r;
+    return IBEX_OK;
+}
+
+/* ---------------------------------------------------------------- requests */
+
+ibex_status ibex_request_metrics_compute(const ibex_request_times *r, ibex_request_metrics *out,
+                                         ibex_err *e)
+{
+    if (!r)
+        return ibex_err_set(e, IBEX_ERR_INVALID, "request: NULL");
+    if (!isfinite(r->arrival))
+        return ibex_err_set(e, IBEX_ERR_INVALID, "request: arrival time %g is not finite", r->arrival);
+    if (r->n_in < 0)
+        return ibex_err_set(e, IBEX_ERR_INVALID, "request: negative input token count %lld",
+                            (long long)r->n_in);
+    if (r->n_out > 0 && !r->token_times)
+        return ibex_err_set(e, IBEX_ERR_INVALID, "request: NULL token times for %zu tokens", r->n_out);
+    double prev = r->arrival;
+    for (size_t k = 0; k < r->n_out; k++) {
+        double t = r->token_times[k];
+        if (!isfinite(t))
+            return ibex_err_set(e, IBEX_ERR_INVALID, "request: token %zu time %g is not finite", k, t);
+        if (t < prev)
+            return ibex_err_set(e, IBEX_ERR_INVALID,
+                                "request: token %zu at %.9g s precedes %s at %.9g s", k, t,
+                                k == 0 ? "the arrival" : "the previous token", prev);
+        prev = t;
+    }
+    ibex_request_metrics m = {.ttft = NAN, .e2e = NAN, .tpot = NAN, .n_out = r->n_out, .n_in = r->n_in};
+    if (r->n_out >= 1) {
+        m.ttft = r->token_times[0] - r->arrival;
+        m.e2e = r->token_times[r->n_out - 1] - r->arrival;
+    }
+    if (r->n_out >= 2)
+        m.tpot = (m.e2e - m.ttft) / (double)(r->n_out - 1);
+    *out = m;
+    return IBEX_OK;
+}
+
+size_t ibex_request_itl(const ibex_request_times *r, double *gaps)
+{
+    if (r->n_out < 2)
+        return 0;
+    for (size_t k = 0; k + 1 < r->n_out; k++)
+        gaps[k] = r->token_times[k + 1] - r->token_times[k];
+    return r->n_out - 1;
+}
+
+/* A limit of 0 or NaN is "no limit"; otherwise value <= limit (NaN values handled by
+ * the caller). */
+static bool within(double value, double limit)
+{
+    if (isnan(limit) || limit == 0.0)
+        return true;
+    return value <= limit;
+}
+
+bool ibex_slo_met(const ibex_request_metrics *m, const ibex_slo *slo)
+{
+    if (m->n_out == 0)
+        return false;
+    if (!slo)
+        return true;
+    if (!within(m->ttft, slo->ttft) || !within(m->e2e, slo->e2e))
+        return false;
+    return isnan(m->tpot) || within(m->tpot, slo->tpot);
+}
+
+ibex_status ibex_run_metrics_compute(const ibex_request_times *reqs, size_t n, double wall_s,
+                                     const ibex_slo *slo, ibex_run_metrics *out, ibex_err *e)
+{
+    if (!(isfinite(wall_s) && wall_s > 0.0))
+        return ibex_err_set(e, IBEX_ERR_INVALID, "run metrics: wall time %g s is not > 0", wall_s);
+    if (!reqs && n > 0)
+        return ibex_err_set(e, IBEX_ERR_INVALID, "run metrics: NULL request array of %zu", n);
+
+    size_t n_gaps = 0;
+    for (size_t i = 0; i < n; i++)
+        n_gaps += reqs[i].n_out >= 2 ? reqs[i].n_out - 1 : 0;
+    /* One buffer: ttft[n] | e2e[n] | tpot[n] | itl[n_gaps]. */
+    size_t cap = 3 * n + n_gaps;
+    double *buf = malloc((cap ? cap : 1) * sizeof *buf);
+    if (!buf)
+        return ibex_err_set(e, IBEX_ERR_NOMEM, "run metrics: cannot allocate %zu samples", cap);
+    double *ttft = buf, *e2e = buf + n, *tpot = buf + 2 * n, *itl = buf + 3 * n;
+
+    ibex_run_metrics r = {.n_requests = n, .wall_s = wall_s};
+    ibex_status st = IBEX_OK;
+    size_t g = 0;
+    for (size_t i = 0; i < n; i++) {
+        ibex_request_metrics m;
+        st = ibex_request_metrics_compute(&reqs[i], &m, e);
+        if (st != IBEX_OK) {
+            ibex_err_prefix(e, "run metrics: request %zu", i);
+            goto done;
+        }
+        ttft[i] = m.ttft; /* NaN when undefined: ibex_summarize skips it */
+        e2e[i] = m.e2e;
+        tpot[i] = m.tpot;
+        g += ibex_request_itl(&reqs[i], itl + g);
+        r.input_tokens += m.n_in;
+        r.output_tokens += (int64_t)m.n_out;
+        if (ibex_slo_met(&m, slo))
+            r.n_good++;
+    }
+    if ((st = ibex_summarize(ttft, n, &r.ttft, e)) != IBEX_OK ||
+        (st = ibex_summarize(tpot, n, &r.tpot, e)) != IBEX_OK ||
+        (st = ibex_summarize(itl, g, &r.itl, e)) != IBEX_OK ||
+        (st = ibex_summarize(e2e, n, &r.e2e, e)) != IBEX_OK)
+        goto done;
+    r.output_tok_per_s = (double)r.output_tokens / wall_s;
+    r.total_tok_per_s = (double)(r.input_tokens + r.output_tokens) / wall_s;
+    r.req_per_s = (double)n / wall_s;
+    r.goodput_req_per_s = (double)r.n_good / wall_s;
+    *out = r;
+done:
+    free(buf);
+    return st;
+}
+
+/* ---------------------------------------------------------------- memory */
+
+double ibex_kv_utilisation(int64_t used_bytes, int64_t reserved_bytes)
+{
+    if (reserved_bytes == 0)
+        return NAN;
+    return (double)used_bytes / (double)reserved_bytes;
+}
+
+int64_t ibex_kv_fragmentation(int64_t used_bytes, int64_t reserved_bytes)
+{
+    return reserved_bytes - used_bytes;
+}
+
+/* ---------------------------------------------------------------- power-law fit */
+
+ibex_status ibex_power_fit_compute(const double *x, const double *y, size_t n, ibex_power_fit *out,
+                                   ibex_err *e)
+{
+    if (n < 2)
+        return ibex_err_set(e, IBEX_ERR_INVALID, "power fit: needs at least 2 points, got %zu", n);
+    if (!x || !y)
+        return ibex_err_set(e, IBEX_ERR_INVALID, "power fit: NULL data");
+    for (size_t i = 0; i < n; i++) {
+        if (!(isfinite(x[i]) && x[i] > 0.0) || !(isfinite(y[i]) && y[i] > 0.0))
+            return ibex_err_set(e, IBEX_ERR_INVALID,
+                                "power fit: point %zu (x=%g, y=%g) is not positive and finite", i,
+                                x[i], y[i]);
+    }
+    /* Centred sums (two passes) keep R^2 exact to ~1e-15 on noiseless data. */
+    double mx = 0.0, my = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        mx += log(x[i]);
+        my += log(y[i]);
+    }
+    mx /= (double)n;
+    my /= (double)n;
+    double sxx = 0.0, sxy = 0.0, syy = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double dx = log(x[i]) - mx, dy = log(y[i]) - my;
+        sxx += dx * dx;
+        sxy += dx * dy;
+        syy += dy * dy;
+    }
+    if (sxx == 0.0)
+        return ibex_err_set(e, IBEX_ERR_INVALID, "power fit: all %zu x values are equal (%g)", n, x[0]);
+    double b = sxy / sxx;
+    double ln_a = my - b * mx;
+    double ss_res = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double r = log(y[i]) - (ln_a + b * log(x[i]));
+        ss_res += r * r;
+    }
+    out->a = exp(ln_a);
+    out->b = b;
+    out->r2 = syy == 0.0 ? 1.0 : 1.0 - ss_res / syy;
+    out->n = n;
+    return IBEX_OK;
+}
+
+/* ---------------------------------------------------------------- Mann–Whitney U */
+
+typedef struct mw_item {
+    double v;
+    int from_a;
+} mw_item;
+
+static int cmp_mw_item(const void *pa, const void *pb)
+{
+    const mw_item *a = pa, *b = pb;
+    return (a->v > b->v) - (a->v < b->v);
+}
+
+ibex_status ibex_mann_whitney_compute(const double *a, size_t n_a, const double *b, size_t n_b,
+                                      ibex_mann_whitney *out, ibex_err *e)
+{
+    if (n_a == 0 || n_b == 0)
+        return ibex_err_set(e, IBEX_ERR_INVALID,
+                            "Mann-Whitney: both samples need values (got %zu and %zu)", n_a, n_b);
+    if (!a || !b)
+        return ibex_err_set(e, IBEX_ERR_INVALID, "Mann-Whitney: NULL sample");
+    for (size_t i = 0; i < n_a; i++)
+        if (isnan(a[i]))
+            return ibex_err_set(e, IBEX_ERR_INVALID, "Mann-Whitney: sample a[%zu] is NaN", i);
+    for (size_t i = 0; i < n_b; i++)
+        if (isnan(b[i]))
+            return ibex_err_set(e, IBEX_ERR_INVALID, "Mann-Whitney: sample b[%zu] is NaN", i);
+
+    size_t N = n_a + n_b;
+    mw_item *it = malloc(N * sizeof *it);
+    if (!it)
+        return ibex_err_set(e, IBEX_ERR_NOMEM, "Mann-Whitney: cannot allocate %zu items", N);
+    for (size_t i = 0; i < n_a; i++)
+        it[i] = (mw_item){a[i], 1};
+    for (size_t i = 0; i < n_b; i++)
+        it[n_a + i] = (mw_item){b[i], 0};
+    qsort(it, N, sizeof *it, cmp_mw_item);
+
+    /* Ranks are 1-based; a tie group occupying sorted positions [i, j) shares the
+     * midrank (i + 1 + j) / 2. */
+    double r_a = 0.0, tie_sum = 0.0;
+    for (size_t i = 0; i < N;) {
+        size_t j = i + 1;
+        while (j < N && it[j].v == it[i].v)
+            j++;
+        double rank = (double)(i + 1 + j) / 2.0, t = (double)(j - i);
+        for (size_t k = i; k < j; k++)
+            if (it[k].from_a)
+                r_a += rank;
+        tie_sum += t * t * t - t;
+        i = j;
+    }
+    free(it);
+
+    double na = (double)n_a, nb = (double)n_b, dn = (double)N;
+    ibex_mann_whitney r = {.n_a = n_a, .n_b = n_b};
+    r.u_a = r_a - na * (na + 1.0) / 2.0;
+    r.u_b = na * nb - r.u_a;
+    r.u = fmin(r.u_a, r.u_b);
+    double mu = na * nb / 2.0;
+    double var = N > 1 ? na * nb / 12.0 * ((dn + 1.0) - tie_sum / (dn * (dn - 1.0))) : 0.0;
+    double d = r.u_a - mu;
+    if (var <= 0.0) {
+        r.z = 0.0;
+        r.p = 1.0;
+    } else {
+        double mag = fmax(fabs(d) - 0.5, 0.0) / sqrt(var);
+        r.z = d < 0.0 ? -mag : mag;
+        r.p = fmin(1.0, erfc(mag / sqrt(2.0)));
+    }
+    *out = r;
+    return IBEX_OK;
+}
+
+/* ---------------------------------------------------------------- definitions */
+
+static const ibex_metric_def metric_defs[] = {
+    {"ttft", "TTFT", "first_token_time - arrival_time (per request; includes queueing and prefill)", "s"},
+    {"e2e", "E2E latency", "last_token_time - arrival_time (per request)", "s"},
+    {"tpot", "TPOT", "(E2E - TTFT) / (output_tokens - 1) (per request; undefined and excluded when output_tokens < 2)", "s"},
+    {"itl", "ITL", "token_time[k+1] - token_time[k] (every gap of every request, pooled)", "s"},
+    {"output_throughput", "Output throughput", "sum(output_tokens) / wall_time", "tokens/s"},
+    {"total_throughput", "Total throughput", "sum(input_tokens + output_tokens) / wall_time", "tokens/s"},
+    {"request_throughput", "Request throughput", "requests / wall_time", "requests/s"},
+    {"goodput", "Goodput", "requests with TTFT <= SLO_ttft and TPOT <= SLO_tpot and E2E <= SLO_e2e / wall_time (an SLO of 0 = no limit; undefined TPOT passes; requests with no output fail)", "requests/s"},
+    {"kv_utilisation", "KV utilisation", "kv_used_bytes / kv_reserved_bytes", "fraction"},
+    {"kv_fragmentation", "KV fragmentation", "kv_reserved_bytes - kv_used_bytes", "bytes"},
+    {"mean", "Mean", "sum(x) / n", "unit of x"},
+    {"sd", "Standard deviation", "sqrt(sum((x - mean)^2) / (n - 1)) (sample sd; 0 when n < 2)", "unit of x"},
+    {"percentile", "Percentile p", "sorted x[0..n-1], h = p/100 * (n - 1), i = floor(h): x[i] + (h - i) * (x[i+1] - x[i]) (numpy 'linear')", "unit of x"},
+    {"power_fit", "Power-law fit", "y = a * x^b by least squares on (ln x, ln y); R^2 of the log-log fit", "b: dimensionless"},
+    {"mann_whitney", "Mann-Whitney U", "U_a = R_a - n_a(n_a+1)/2; z = (|U_a - n_a n_b/2| - 0.5) / sigma (tie-corrected); p = 2 P(Z > |z|) (two-sided)", "p: probability"},
+};
+
+const ibex_metric_def *ibex_metric_defs(size_t *n)
+{
+    if (n)
+        *n = sizeof metric_defs / sizeof metric_defs[0];
+    return metric_defs;
+}
+
+const ibex_metric_def *ibex_metric_def_find(const char *key)
+{
+    if (!key)
+        return NULL;
+    for (size_t i = 0; i < sizeof metric_defs / sizeof metric_defs[0]; i++)
+        if (strcmp(metric_defs[i].key, key) == 0)
+            return &metric_defs[i];
+    return NULL;
+}

@@ -1,0 +1,213 @@
+/* metrics.h — the metric definitions of ibex: summary statistics, per-request
+ * latencies (TTFT, E2E, TPOT, ITL), throughput and goodput, the power-law fit used for
+ * scaling claims ("attention is O(n^2)"), the Mann–Whitney U test used by the
+ * regression gate, and the formula texts every report prints verbatim.
+ *
+ * Pure computation: no I/O, no engine dependency, nothing printed. All times are in
+ * seconds (doubles). Functions that cannot fail return a value; those that can return
+ * an ibex_status and, where the caller passes an ibex_err, a message.
+ *
+ * Definitions (the same words are in ibex_metric_defs()):
+ *
+ *   Percentile (numpy's default "linear" method): sort the n samples ascending into
+ *   s[0..n-1]; for q in [0, 100] let h = q/100 * (n-1), i = floor(h), f = h - i; then
+ *   P(q) = s[i] + f * (s[i+1] - s[i])   (P(q) = s[n-1] when i = n-1).
+ *   So P(0) = min, P(100) = max, P(50) = the median, and [1,2,3,4] gives
+ *   P(50) = 2.5, P(90) = 3.7. n = 0 gives NaN.
+ *
+ *   sd is the sample standard deviation, sqrt(sum (x - mean)^2 / (n-1)); 0 when n < 2.
+ *
+ *   Per request, with arrival time t_a and output-token times t_1 <= ... <= t_n:
+ *     TTFT = t_1 - t_a             (includes queueing and prefill)
+ *     E2E  = t_n - t_a
+ *     TPOT = (E2E - TTFT) / (n - 1)  for n >= 2, else undefined (NaN)
+ *     ITL  = every gap t_{k+1} - t_k, pooled over all requests
+ *
+ *   Over a run of wall time W (given by the caller, not derived from the timestamps):
+ *     output throughput  = sum output tokens / W
+ *     total throughput   = sum (input + output) tokens / W
+ *     request throughput = requests / W
+ *     goodput            = requests meeting every SLO / W
+ */
+#ifndef IBEX_METRICS_H
+#define IBEX_METRICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/status.h"
+
+/* ---------------------------------------------------------------- summaries */
+
+/* Summary of a sample. NaN inputs are skipped (they mark undefined values, such as the
+ * TPOT of a one-token request), so count is the number of non-NaN samples. With
+ * count = 0 every other field is NaN; with count = 1 sd is 0 and the rest equal the
+ * sample. */
+typedef struct ibex_summary {
+    size_t count;
+    double mean;
+    double sd; /* sample sd (n-1 denominator); 0 when count < 2 */
+    double min;
+    double max;
+    double p50;
+    double p90;
+    double p99;
+} ibex_summary;
+
+/* Percentile q in [0, 100] of sorted (ascending, no NaN) data, by the definition above.
+ * NaN when n = 0 or q is outside [0, 100] or NaN. Cannot fail otherwise. */
+double ibex_percentile_sorted(const double *sorted, size_t n, double q);
+
+/* Percentile q in [0, 100] of x in any order; NaN entries are skipped; x is not
+ * modified (a sorted copy is made and freed). *out is NaN when no sample remains.
+ * Errors: IBEX_ERR_INVALID (q outside [0, 100], or x NULL with n > 0),
+ * IBEX_ERR_NOMEM. On error *out is untouched. */
+ibex_status ibex_percentile(const double *x, size_t n, double q, double *out, ibex_err *e);
+
+/* Fills *out with the summary of x[0..n-1] (any order, not modified; NaN skipped).
+ * Errors: IBEX_ERR_INVALID (x NULL with n > 0), IBEX_ERR_NOMEM. On error *out is
+ * untouched. */
+ibex_status ibex_summarize(const double *x, size_t n, ibex_summary *out, ibex_err *e);
+
+/* ---------------------------------------------------------------- requests */
+
+/* The raw timestamps of one request, as observed by the harness. Borrowed: the token
+ * times belong to the caller. */
+typedef struct ibex_request_times {
+    double arrival;            /* s, when the request entered the system */
+    const double *token_times; /* (n_out) s, when each output token was emitted */
+    size_t n_out;              /* output tokens */
+    int64_t n_in;              /* prompt (input) tokens, for total throughput */
+} ibex_request_times;
+
+/* Latency metrics of one request, in seconds; NaN where undefined. */
+typedef struct ibex_request_metrics {
+    double ttft; /* t_1 - arrival; NaN when n_out = 0 */
+    double e2e;  /* t_n - arrival; NaN when n_out = 0 */
+    double tpot; /* (e2e - ttft) / (n_out - 1); NaN when n_out < 2 */
+    size_t n_out;
+    int64_t n_in;
+} ibex_request_metrics;
+
+/* Checks r and computes its metrics into *out. Valid means: all times finite, n_in >= 0,
+ * token_times non-NULL when n_out > 0, t_1 >= arrival and token times non-decreasing.
+ * Errors: IBEX_ERR_INVALID naming the offending token; *out is then untouched. */
+ibex_status ibex_request_metrics_compute(const ibex_request_times *r, ibex_request_metrics *out,
+                                         ibex_err *e);
+
+/* Writes the n_out - 1 inter-token gaps of r (t_{k+1} - t_k) to gaps[] and returns
+ * their number (0 when n_out < 2). gaps must hold max(n_out - 1, 0) doubles. Does not
+ * validate; call ibex_request_metrics_compute first. Cannot fail. */
+size_t ibex_request_itl(const ibex_request_times *r, double *gaps);
+
+/* Service-level objectives, in seconds. A limit of 0 or NaN means "no limit". */
+typedef struct ibex_slo {
+    double ttft; /* TTFT <= ttft */
+    double tpot; /* TPOT <= tpot; a request with undefined (NaN) TPOT passes */
+    double e2e;  /* E2E  <= e2e */
+} ibex_slo;
+
+/* True when m meets every limit of slo (slo NULL: no limits). A request with no output
+ * token (n_out = 0) never meets the SLOs: it produced nothing a user could see.
+ * Cannot fail. */
+bool ibex_slo_met(const ibex_request_metrics *m, const ibex_slo *slo);
+
+/* A run's pooled latency metrics and throughputs. */
+typedef struct ibex_run_metrics {
+    size_t n_requests;
+    size_t n_good;          /* requests meeting every SLO */
+    int64_t input_tokens;   /* sum n_in */
+    int64_t output_tokens;  /* sum n_out */
+    double wall_s;          /* as given by the caller */
+    ibex_summary ttft;      /* over requests with n_out >= 1 */
+    ibex_summary tpot;      /* over requests with n_out >= 2 */
+    ibex_summary itl;       /* over every gap of every request */
+    ibex_summary e2e;       /* over requests with n_out >= 1 */
+    double output_tok_per_s;  /* output_tokens / wall_s */
+    double total_tok_per_s;   /* (input_tokens + output_tokens) / wall_s */
+    double req_per_s;         /* n_requests / wall_s */
+    double goodput_req_per_s; /* n_good / wall_s */
+} ibex_run_metrics;
+
+/* Computes every request's metrics, pools them into summaries and divides by wall_s.
+ * slo may be NULL (no limits: every request with output is good).
+ * Errors: IBEX_ERR_INVALID (wall_s not finite and > 0, reqs NULL with n > 0, or an
+ * invalid request, named by index), IBEX_ERR_NOMEM. On error *out is untouched. */
+ibex_status ibex_run_metrics_compute(const ibex_request_times *reqs, size_t n, double wall_s,
+                                     const ibex_slo *slo, ibex_run_metrics *out, ibex_err *e);
+
+/* ---------------------------------------------------------------- memory */
+
+/* KV utilisation = used / reserved (a fraction in [0, 1]); NaN when reserved = 0. */
+double ibex_kv_utilisation(int64_t used_bytes, int64_t reserved_bytes);
+
+/* KV fragmentation = reserved - used, in bytes. */
+int64_t ibex_kv_fragmentation(int64_t used_bytes, int64_t reserved_bytes);
+
+/* ---------------------------------------------------------------- power-law fit */
+
+/* y = a * x^b fitted by ordinary least squares on (ln x, ln y):
+ *   ln y = ln a + b ln x,  b = Sxy / Sxx,  ln a = mean(ln y) - b mean(ln x),
+ *   r2 = 1 - SS_res / SS_tot of the log-log fit (1 when every ln y is equal, since the
+ *   line then fits exactly). */
+typedef struct ibex_power_fit {
+    double a;  /* prefactor, in y's unit */
+    double b;  /* exponent: 2 means y quadruples when x doubles */
+    double r2; /* coefficient of determination in log-log space */
+    size_t n;
+} ibex_power_fit;
+
+/* Fits y = a * x^b to n points. Errors: IBEX_ERR_INVALID when n < 2, a pointer is
+ * NULL, any x or y is not finite and > 0, or all x are equal. On error *out is
+ * untouched. */
+ibex_status ibex_power_fit_compute(const double *x, const double *y, size_t n, ibex_power_fit *out,
+                                   ibex_err *e);
+
+/* ---------------------------------------------------------------- Mann–Whitney U */
+
+/* Two-sided Mann–Whitney U test of samples a (n_a) and b (n_b), normal approximation
+ * with tie and continuity corrections (what google-benchmark's compare.py gets from
+ * scipy.stats.mannwhitneyu(a, b, alternative="two-sided", method="asymptotic")):
+ *
+ *   pool a and b, rank them 1..N (N = n_a + n_b), ties getting the mean of their ranks;
+ *   U_a = R_a - n_a (n_a + 1) / 2  (R_a = sum of a's ranks),  U_b = n_a n_b - U_a;
+ *   mu = n_a n_b / 2;  sigma^2 = n_a n_b / 12 * ((N + 1) - sum_t (t^3 - t) / (N (N - 1)))
+ *   over tie groups of size t;  z = sign(U_a - mu) * max(|U_a - mu| - 1/2, 0) / sigma;
+ *   p = erfc(|z| / sqrt 2)  (= 2 * P(Z > |z|)).
+ *
+ * When sigma = 0 (every value equal) z = 0 and p = 1. z > 0 means a tends larger.
+ * The approximation is poor for tiny samples: the regression gate uses >= 9 each. */
+typedef struct ibex_mann_whitney {
+    double u_a; /* U of sample a: pairs (i, j) with a_i > b_j, ties counting 1/2 */
+    double u_b; /* n_a n_b - u_a */
+    double u;   /* min(u_a, u_b), the value tables quote */
+    double z;
+    double p; /* two-sided p-value in [0, 1] */
+    size_t n_a;
+    size_t n_b;
+} ibex_mann_whitney;
+
+/* Runs the test. Errors: IBEX_ERR_INVALID when n_a or n_b is 0, a pointer is NULL or a
+ * value is NaN; IBEX_ERR_NOMEM. Inputs are not modified. On error *out is untouched. */
+ibex_status ibex_mann_whitney_compute(const double *a, size_t n_a, const double *b, size_t n_b,
+                                      ibex_mann_whitney *out, ibex_err *e);
+
+/* ---------------------------------------------------------------- definitions */
+
+/* One metric as every report prints it. */
+typedef struct ibex_metric_def {
+    const char *key;     /* stable identifier used in results.json ("ttft") */
+    const char *name;    /* display name ("TTFT") */
+    const char *formula; /* ASCII text, printed verbatim */
+    const char *unit;    /* "s", "tokens/s", ... */
+} ibex_metric_def;
+
+/* The table of every metric definition (static storage, never freed); *n receives its
+ * length (n may be NULL). Cannot fail. */
+const ibex_metric_def *ibex_metric_defs(size_t *n);
+
+/* The definition whose key is key, or NULL. */
+const ibex_metric_def *ibex_metric_def_find(const char *key);
+
+#endif
