@@ -1,0 +1,113 @@
+/* scenario.h — scenario files (YAML) and their expansion into sweep points.
+ *
+ * A scenario fixes settings and sweeps some of them. Every setting has a dotted key
+ * (`kv.policy`, `workload.prompt_tokens`, `decoding.top_p`); the same keys are used at
+ * the top level of the file (nested maps or dotted keys), in `sweep:` (lists crossed
+ * into every combination) and in `zip:` (lists of equal length advanced together, as
+ * one sweep dimension). Schema and examples: scenarios/README.md.
+ *
+ * Errors name the file, line and column, the key, and suggest the closest valid key
+ * or value: `quadratic.yaml:12:5: unknown key 'bach_size' (did you mean 'batch'?)`.
+ * Impossible values (negative lengths, block size 0, an unknown model preset) are
+ * refused at parse time, before anything runs. */
+#ifndef IBEX_SCENARIO_H
+#define IBEX_SCENARIO_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine/engine.h"
+#include "kernels/dtype.h"
+#include "kernels/status.h"
+
+typedef enum ibex_dist_kind { IBEX_DIST_FIXED, IBEX_DIST_UNIFORM, IBEX_DIST_NORMAL, IBEX_DIST_LOGNORMAL } ibex_dist_kind;
+
+/* A token-length distribution; samples are rounded and clamped to [min, max]. */
+typedef struct ibex_dist {
+    ibex_dist_kind kind;
+    double value;    /* FIXED */
+    double mean, sd; /* NORMAL; LOGNORMAL: of the underlying normal (log space) */
+    double min, max; /* UNIFORM bounds; clamps for NORMAL/LOGNORMAL */
+} ibex_dist;
+
+typedef enum ibex_arrival_kind {
+    IBEX_ARRIVAL_OFFLINE,     /* every request at t = 0 */
+    IBEX_ARRIVAL_CONCURRENCY, /* a closed loop keeping `concurrency` requests in flight */
+    IBEX_ARRIVAL_POISSON,     /* exponential gaps at `rate` requests/s */
+    IBEX_ARRIVAL_GAMMA,       /* gamma gaps at `rate`, shape = burstiness (1 = Poisson, < 1 burstier) */
+} ibex_arrival_kind;
+
+/* One fully resolved run configuration: what a sweep point is. */
+typedef struct ibex_point {
+    char model[256];    /* model: synthetic:NAME or a GGUF path (relative to the scenario file) */
+    char backend[16];   /* backend: cpu | cuda | auto */
+    int32_t threads;    /* threads: 0 = all cores */
+    ibex_type weights;  /* weights: f32 | f16 | bf16 (synthetic models) */
+    ibex_engine_config engine; /* kv.policy, kv.block_size, kv.budget, kv.dtype, scheduler, batch,
+                                  max_step_tokens, max_seq_len, compute */
+    ibex_request_params request; /* decoding.strategy (greedy|sample|beam), decoding.temperature,
+                                    decoding.top_k, decoding.top_p, decoding.min_p,
+                                    decoding.repeat_penalty, decoding.n, decoding.beam_width,
+                                    decoding.length_penalty, decoding.early_stopping,
+                                    workload.ignore_eos; max_new_tokens comes from the workload */
+    int32_t requests;              /* workload.requests */
+    ibex_dist prompt_tokens;       /* workload.prompt_tokens: N or {dist, ...} */
+    ibex_dist output_tokens;       /* workload.output_tokens */
+    char prompts_file[256];        /* workload.file: JSONL of {"prompt": text} or {"prompt_tokens": N,
+                                      "output_tokens": M} (relative to the scenario file) */
+    ibex_arrival_kind arrival;     /* workload.arrival: offline | concurrency | poisson | gamma */
+    double rate;                   /* workload.rate (requests/s) */
+    double burstiness;             /* workload.burstiness (gamma shape) */
+    int32_t concurrency;           /* workload.concurrency */
+    int32_t warmup;                /* warmup: untimed repetitions */
+    int32_t repeat;                /* repeat: timed repetitions */
+    uint64_t seed;                 /* seed: workload, sampling and arrivals */
+    double slo_ttft, slo_tpot, slo_e2e; /* slo.ttft / slo.tpot / slo.e2e in seconds; 0 = none */
+    bool profile_ops;              /* profile: per-op timing */
+} ibex_point;
+
+/* Defaults: synthetic:tiny, cpu, all threads, f16, contiguous KV 256MiB block 16 F32,
+ * continuous, batch 8, greedy, 8 requests of 128 prompt / 32 output tokens offline,
+ * warmup 1, repeat 3, seed 1, no SLOs. */
+ibex_point ibex_point_default(void);
+
+/* Sets key (dotted) to the scalar text value, validating it. where is a location
+ * prefix for messages ("file.yaml:12:5"). Returns IBEX_OK, or IBEX_ERR_INVALID with a
+ * message naming where, key and the problem (with a suggestion for unknown keys or
+ * enum values). Distribution and arrival maps are set through their dotted subkeys
+ * (`workload.prompt_tokens.dist`, `.min`, ...). */
+ibex_status ibex_point_set(ibex_point *p, const char *key, const char *value, const char *where, ibex_err *err);
+
+/* Cross-field checks (min <= max, budget holds one sequence of the longest request,
+ * beam width within the budget...). */
+ibex_status ibex_point_check(const ibex_point *p, const char *where, ibex_err *err);
+
+/* A swept key and the value it takes at a point, for labels and report columns. */
+typedef struct ibex_sweep_value {
+    char key[64];
+    char value[128];
+} ibex_sweep_value;
+
+typedef struct ibex_scenario {
+    char path[512];
+    char name[128];         /* name: (default: the file's base name) */
+    char description[1024]; /* description: */
+    char dir[512];          /* the file's folder, for relative paths */
+    int32_t n_points;
+    ibex_point *points;     /* every combination, in sweep order (last key fastest) */
+    ibex_sweep_value *swept; /* n_points × n_swept: the swept values of each point */
+    int32_t n_swept;
+    void *priv;             /* the parsed sweep definition (scenario.c) */
+} ibex_scenario;
+
+/* Parses and expands a scenario file. NULL with err set on any problem. */
+ibex_scenario *ibex_scenario_load(const char *path, ibex_err *err);
+/* The same from YAML text in memory (name is used in messages). */
+ibex_scenario *ibex_scenario_parse(const char *text, size_t len, const char *name, ibex_err *err);
+void ibex_scenario_free(ibex_scenario *s);
+
+/* Keeps the first and last value of every swept list (plus the fixed settings) and
+ * caps requests at 4, repeat at 1 and warmup at 0: a quick run for CI. */
+void ibex_scenario_quick(ibex_scenario *s);
+
+#endif
