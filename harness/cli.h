@@ -32,5 +32,7 @@ const char *ibex_cli_bytes(int64_t bytes, char *buf, size_t cap);
 int ibex_cmd_generate(int argc, char **argv);
 int ibex_cmd_model(int argc, char **argv);
 int ibex_cmd_batch(int argc, char **argv);
+int ibex_cmd_run(int argc, char **argv);
+int ibex_cmd_report(int argc, char **argv);
 
 #endif

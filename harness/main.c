@@ -13,6 +13,8 @@ static void usage(FILE *f) {
             "usage: ibex COMMAND [options]\n"
             "\n"
             "commands:\n"
+            "  run        run a scenario file: sweeps, metrics, results.json, CSV, Markdown, plots\n"
+            "  report     re-render the reports of a results directory from its results.json\n"
             "  generate   run a prompt through a model and print text and prefill/decode speed\n"
             "  batch      run a seeded mixed-length workload through the scheduler and KV cache;\n"
             "             prints throughput and the exact KV accounting (also with --no-compute)\n"
@@ -34,6 +36,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "generate")) return ibex_cmd_generate(argc - 1, argv + 1);
     if (!strcmp(cmd, "model")) return ibex_cmd_model(argc - 1, argv + 1);
     if (!strcmp(cmd, "batch")) return ibex_cmd_batch(argc - 1, argv + 1);
+    if (!strcmp(cmd, "run")) return ibex_cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "report")) return ibex_cmd_report(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("ibex %s (commit %s, %s build)\n", IBEX_VERSION, IBEX_GIT_COMMIT, IBEX_BUILD_TYPE);
         return 0;
@@ -42,7 +46,7 @@ int main(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
-    static const char *const cmds[] = {"generate", "batch", "model", "version", "help", NULL};
+    static const char *const cmds[] = {"run", "report", "generate", "batch", "model", "version", "help", NULL};
     const char *s = ibex_cli_suggest(cmd, cmds);
     fprintf(stderr, "ibex: unknown command '%s'%s%s%s\n", cmd, s ? " (did you mean '" : "", s ? s : "", s ? "'?)" : "");
     return 2;

@@ -1276,12 +1276,20 @@ void ibex_scenario_quick(ibex_scenario *s) {
         s->swept = sw;
         s->n_points = n;
     }
+    /* Lengths a sweep varies keep their values: the point is the curve, and a capped
+     * value would contradict the point's label. Fixed lengths are capped. */
+    bool prompt_swept = false, output_swept = false, requests_swept = false;
+    for (int32_t k = 0; k < s->n_swept && s->n_points > 0; k++) {
+        prompt_swept |= strncmp(s->swept[k].key, "workload.prompt_tokens", 22) == 0;
+        output_swept |= strncmp(s->swept[k].key, "workload.output_tokens", 22) == 0;
+        requests_swept |= strcmp(s->swept[k].key, "workload.requests") == 0;
+    }
     for (int32_t i = 0; i < s->n_points; i++) {
         ibex_point *p = &s->points[i];
-        if (p->requests > 4) p->requests = 4;
+        if (p->requests > 4 && !requests_swept) p->requests = 4;
         p->repeat = 1;
         p->warmup = 0;
-        cap_dist(&p->output_tokens, 16);
-        cap_dist(&p->prompt_tokens, 128);
+        if (!output_swept) cap_dist(&p->output_tokens, 16);
+        if (!prompt_swept) cap_dist(&p->prompt_tokens, 128);
     }
 }

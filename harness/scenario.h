@@ -107,7 +107,8 @@ ibex_scenario *ibex_scenario_parse(const char *text, size_t len, const char *nam
 void ibex_scenario_free(ibex_scenario *s);
 
 /* Keeps the first and last value of every swept list (plus the fixed settings) and
- * caps requests at 4, repeat at 1 and warmup at 0: a quick run for CI. */
+ * sets repeat 1 and warmup 0, and caps what is not swept: requests at 4, prompt /
+ * output lengths at 128 / 16 tokens (swept values keep their labels true). */
 void ibex_scenario_quick(ibex_scenario *s);
 
 #endif

@@ -1,0 +1,747 @@
+/* runner.c — the scenario runner: for each point, a workload of requests with
+ * seeded lengths and arrival times goes through a fresh engine per repetition; token
+ * events are timestamped, per-op time is split between prefill and decode steps, KV
+ * accounting is sampled per step, and everything lands in results.json. */
+#include "harness/runner.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine/alloc.h"
+#include "engine/engine.h"
+#include "engine/forward.h"
+#include "engine/sampler.h"
+#include "harness/metrics.h"
+#include "ibex_build.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+ibex_status ibex_mkdir_p(const char *dir, ibex_err *err) {
+    char buf[1024];
+    if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf)
+        return ibex_err_set(err, IBEX_ERR_INVALID, "output path too long: %s", dir);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(buf, 0755) && errno != EEXIST) return ibex_err_set(err, IBEX_ERR_IO, "cannot create %s: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) && errno != EEXIST) return ibex_err_set(err, IBEX_ERR_IO, "cannot create %s: %s", buf, strerror(errno));
+    return IBEX_OK;
+}
+
+/* ---- workload ---- */
+
+static double normal01(ibex_rng *r) { /* Box–Muller */
+    double u1 = ibex_rng_uniform(r), u2 = ibex_rng_uniform(r);
+    if (u1 < 1e-300) u1 = 1e-300;
+    return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+}
+
+static int32_t sample_len(const ibex_dist *d, ibex_rng *r) {
+    double v;
+    switch (d->kind) {
+    case IBEX_DIST_FIXED: v = d->value; break;
+    case IBEX_DIST_UNIFORM: v = d->min + floor(ibex_rng_uniform(r) * (d->max - d->min + 1)); break;
+    case IBEX_DIST_NORMAL: v = d->mean + d->sd * normal01(r); break;
+    case IBEX_DIST_LOGNORMAL: v = exp(d->mean + d->sd * normal01(r)); break;
+    default: v = 1;
+    }
+    v = floor(v + 0.5);
+    if (d->kind != IBEX_DIST_FIXED) {
+        if (d->min > 0 && v < d->min) v = d->min;
+        if (d->max > 0 && v > d->max) v = d->max;
+    }
+    return v < 1 ? 1 : (int32_t)v;
+}
+
+/* Gamma(shape k, scale 1) by Marsaglia–Tsang (k < 1 through the boost k+1). */
+static double gamma_sample(ibex_rng *r, double k) {
+    if (k < 1.0) return gamma_sample(r, k + 1.0) * pow(ibex_rng_uniform(r) + 1e-300, 1.0 / k);
+    double d = k - 1.0 / 3.0, c = 1.0 / sqrt(9.0 * d);
+    for (;;) {
+        double x = normal01(r), v = 1.0 + c * x;
+        if (v <= 0) continue;
+        v = v * v * v;
+        double u = ibex_rng_uniform(r);
+        if (log(u + 1e-300) < 0.5 * x * x + d - d * v + d * log(v)) return d * v;
+    }
+}
+
+typedef struct wreq {
+    int32_t *prompt;
+    int32_t n_prompt, n_out;
+    double arrival; /* offset from the run start; concurrency: set at submission */
+    int64_t id;     /* engine id once submitted, else −1 */
+    double *times;  /* (n_out) branch-0 token times */
+    int32_t n_times;
+    int64_t tokens_all; /* tokens of every branch */
+} wreq;
+
+typedef struct workload {
+    wreq *r;
+    int32_t n;
+} workload;
+
+static void workload_free(workload *w) {
+    for (int32_t i = 0; i < w->n; i++) free(w->r[i].prompt), free(w->r[i].times);
+    free(w->r);
+    w->r = NULL, w->n = 0;
+}
+
+/* Reads workload.file: JSONL lines {"prompt": "text"} or {"prompt_tokens": N}, with an
+ * optional "output_tokens": M (else the output distribution is sampled). */
+static ibex_status load_prompts_file(const ibex_point *pt, const ibex_model *m, workload *w, ibex_rng *rng,
+                                     ibex_err *err) {
+    FILE *f = fopen(pt->prompts_file, "r");
+    if (!f) return ibex_err_set(err, IBEX_ERR_IO, "cannot open workload.file %s: %s", pt->prompts_file, strerror(errno));
+    char *line = NULL;
+    size_t cap = 0;
+    int lineno = 0;
+    ibex_status st = IBEX_OK;
+    while (getline(&line, &cap, f) > 0 && w->n < pt->requests) {
+        lineno++;
+        if (line[strspn(line, " \t\r\n")] == 0) continue;
+        json_error_t je;
+        json_t *o = json_loads(line, 0, &je);
+        if (!o || !json_is_object(o)) {
+            st = ibex_err_set(err, IBEX_ERR_FORMAT, "%s:%d:%d: %s", pt->prompts_file, lineno, je.column,
+                              o ? "each line must be a JSON object" : je.text);
+            json_decref(o);
+            break;
+        }
+        wreq *q = &w->r[w->n];
+        json_t *text = json_object_get(o, "prompt"), *np = json_object_get(o, "prompt_tokens");
+        json_t *no = json_object_get(o, "output_tokens");
+        if (json_is_string(text)) {
+            if (!m->tok) {
+                st = ibex_err_set(err, IBEX_ERR_UNSUPPORTED, "%s:%d: text prompts need a tokenizer: %s", pt->prompts_file,
+                                  lineno, m->tok_error);
+                json_decref(o);
+                break;
+            }
+            const char *s = json_string_value(text);
+            int64_t n = ibex_tokenizer_encode(m->tok, s, strlen(s), true, NULL, 0, err);
+            q->prompt = malloc((size_t)(n > 0 ? n : 1) * sizeof *q->prompt);
+            if (n <= 0 || !q->prompt) {
+                st = ibex_err_set(err, IBEX_ERR_FORMAT, "%s:%d: empty prompt", pt->prompts_file, lineno);
+                json_decref(o);
+                break;
+            }
+            q->n_prompt = (int32_t)ibex_tokenizer_encode(m->tok, s, strlen(s), true, q->prompt, n, err);
+        } else if (json_is_integer(np) && json_integer_value(np) > 0 && json_integer_value(np) <= m->cfg.ctx_len) {
+            q->n_prompt = (int32_t)json_integer_value(np);
+            q->prompt = malloc((size_t)q->n_prompt * sizeof *q->prompt);
+            if (!q->prompt) {
+                st = ibex_err_set(err, IBEX_ERR_NOMEM, "out of memory");
+                json_decref(o);
+                break;
+            }
+            for (int32_t j = 0; j < q->n_prompt; j++)
+                q->prompt[j] = 3 + (int32_t)(ibex_rng_next(rng) % (uint64_t)(m->cfg.vocab_size - 3));
+        } else {
+            st = ibex_err_set(err, IBEX_ERR_FORMAT, "%s:%d: needs \"prompt\" (text) or \"prompt_tokens\" (1..%d)",
+                              pt->prompts_file, lineno, m->cfg.ctx_len);
+            json_decref(o);
+            break;
+        }
+        q->n_out = json_is_integer(no) && json_integer_value(no) > 0 ? (int32_t)json_integer_value(no)
+                                                                       : sample_len(&pt->output_tokens, rng);
+        json_decref(o);
+        w->n++;
+    }
+    free(line);
+    fclose(f);
+    if (!st && w->n == 0) st = ibex_err_set(err, IBEX_ERR_FORMAT, "%s holds no prompts", pt->prompts_file);
+    return st;
+}
+
+static ibex_status make_workload(const ibex_point *pt, const ibex_model *m, workload *w, ibex_err *err) {
+    ibex_rng rng;
+    ibex_rng_seed(&rng, pt->seed);
+    w->r = calloc((size_t)pt->requests, sizeof *w->r);
+    w->n = 0;
+    if (!w->r) return ibex_err_set(err, IBEX_ERR_NOMEM, "out of memory");
+    ibex_status st = IBEX_OK;
+    if (pt->prompts_file[0]) {
+        st = load_prompts_file(pt, m, w, &rng, err);
+    } else {
+        for (int32_t i = 0; i < pt->requests; i++) {
+            wreq *q = &w->r[i];
+            q->n_prompt = sample_len(&pt->prompt_tokens, &rng);
+            q->n_out = sample_len(&pt->output_tokens, &rng);
+            if (!(q->prompt = malloc((size_t)q->n_prompt * sizeof *q->prompt))) {
+                st = ibex_err_set(err, IBEX_ERR_NOMEM, "out of memory");
+                break;
+            }
+            for (int32_t j = 0; j < q->n_prompt; j++)
+                q->prompt[j] = 3 + (int32_t)(ibex_rng_next(&rng) % (uint64_t)(m->cfg.vocab_size - 3));
+            w->n++;
+        }
+    }
+    if (st) return st;
+    double t = 0;
+    for (int32_t i = 0; i < w->n; i++) {
+        wreq *q = &w->r[i];
+        if (pt->arrival == IBEX_ARRIVAL_POISSON) t += -log(1.0 - ibex_rng_uniform(&rng)) / pt->rate;
+        if (pt->arrival == IBEX_ARRIVAL_GAMMA) t += gamma_sample(&rng, pt->burstiness) / (pt->rate * pt->burstiness);
+        q->arrival = t;
+        q->id = -1;
+        if (!(q->times = malloc((size_t)q->n_out * sizeof *q->times)))
+            return ibex_err_set(err, IBEX_ERR_NOMEM, "out of memory");
+    }
+    return IBEX_OK;
+}
+
+/* ---- one repetition ---- */
+
+typedef struct rep_result {
+    double wall_s, prefill_s, decode_s;
+    int64_t decode_steps, prefill_tokens, decode_tokens, steps, tokens_all;
+    ibex_op_stats ops[2]; /* [0] prefill steps, [1] decode-only steps */
+    ibex_engine_totals tot;
+    ibex_kv_stats ks;
+    double util_sum;
+    int64_t util_n;
+    json_t *kv_reserved, *kv_used; /* per step */
+    bool interrupted;
+} rep_result;
+
+static void op_delta(ibex_op_stats *acc, const ibex_op_stats *before, const ibex_op_stats *after) {
+    for (int o = 0; o < IBEX_OP_COUNT; o++) {
+        acc->ns[o] += after->ns[o] - before->ns[o];
+        acc->calls[o] += after->calls[o] - before->calls[o];
+        acc->flops[o] += after->flops[o] - before->flops[o];
+        acc->bytes[o] += after->bytes[o] - before->bytes[o];
+    }
+}
+
+static ibex_status run_rep(const ibex_point *pt, const ibex_model *m, ibex_backend *be, workload *w,
+                           volatile sig_atomic_t *interrupted, rep_result *rr, ibex_err *err) {
+    memset(rr, 0, sizeof *rr);
+    ibex_engine *e = ibex_engine_new(m, be, &pt->engine, err);
+    if (!e) return err->status;
+    ibex_forward *fwd = ibex_engine_forward(e);
+    if (fwd) ibex_forward_set_profiling(fwd, pt->profile_ops);
+    int cap = pt->engine.max_batch * (pt->request.n > pt->request.beam_width ? pt->request.n : pt->request.beam_width) * 64;
+    ibex_token_event *ev = malloc((size_t)cap * sizeof *ev);
+    int64_t *owner = malloc((size_t)w->n * sizeof *owner); /* engine id -> workload index */
+    rr->kv_reserved = json_array();
+    rr->kv_used = json_array();
+    ibex_status st = IBEX_OK;
+    if (!ev || !owner) {
+        st = ibex_err_set(err, IBEX_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    for (int32_t i = 0; i < w->n; i++) w->r[i].id = -1, w->r[i].n_times = 0, w->r[i].tokens_all = 0;
+    const bool timed_arrivals = pt->engine.compute &&
+                                (pt->arrival == IBEX_ARRIVAL_POISSON || pt->arrival == IBEX_ARRIVAL_GAMMA);
+    int32_t next = 0, in_flight = 0, done = 0;
+    double t0 = now_s();
+    while (done < w->n) {
+        if (*interrupted) {
+            rr->interrupted = true;
+            break;
+        }
+        double now = now_s() - t0;
+        /* submit what has arrived */
+        while (next < w->n) {
+            wreq *q = &w->r[next];
+            if (pt->arrival == IBEX_ARRIVAL_CONCURRENCY) {
+                if (in_flight >= pt->concurrency) break;
+                q->arrival = now;
+            } else if (timed_arrivals && q->arrival > now) {
+                break;
+            } else if (!timed_arrivals) {
+                q->arrival = pt->arrival == IBEX_ARRIVAL_OFFLINE ? 0 : q->arrival;
+            }
+            ibex_request_params rp = pt->request;
+            rp.max_new_tokens = q->n_out;
+            int64_t id = ibex_engine_submit(e, q->prompt, q->n_prompt, &rp, err);
+            if (id < 0) {
+                ibex_err_prefix(err, "request %d (prompt %d, output %d tokens)", next, q->n_prompt, q->n_out);
+                st = err->status;
+                goto out;
+            }
+            owner[id] = next;
+            q->id = id;
+            next++, in_flight++;
+        }
+        if (!ibex_engine_has_work(e)) { /* idle until the next arrival */
+            if (next >= w->n) break;    /* nothing left to arrive or to run */
+            double wait = w->r[next].arrival - (now_s() - t0);
+            if (wait > 0) {
+                struct timespec ts = {(time_t)wait, (long)((wait - floor(wait)) * 1e9)};
+                nanosleep(&ts, NULL);
+            }
+            continue;
+        }
+        ibex_op_stats before;
+        if (fwd) before = *ibex_forward_stats(fwd);
+        double ts = now_s();
+        int nev = ibex_engine_step(e, ev, cap, err);
+        double te = now_s();
+        if (nev < 0) {
+            st = err->status;
+            goto out;
+        }
+        const ibex_step_info *si = ibex_engine_last_step(e);
+        bool prefill = si->prefill_tokens > 0;
+        if (prefill)
+            rr->prefill_s += te - ts;
+        else if (si->decode_tokens > 0)
+            rr->decode_s += te - ts, rr->decode_steps++;
+        if (fwd) op_delta(&rr->ops[prefill ? 0 : 1], &before, ibex_forward_stats(fwd));
+        for (int k = 0; k < nev; k++) {
+            wreq *q = &w->r[owner[ev[k].req]];
+            q->tokens_all++;
+            if (ev[k].branch == 0 && q->n_times < q->n_out) q->times[q->n_times++] = te - t0;
+        }
+        for (int32_t i = 0; i < next; i++) { /* requests that finished this step */
+            wreq *q = &w->r[i];
+            if (q->id >= 0 && ibex_engine_finished(e, q->id)) {
+                q->id = -2 - q->id; /* mark counted, keep the engine id recoverable */
+                done++, in_flight--;
+            }
+        }
+        ibex_kv_stats ks;
+        ibex_kv_stats_get(ibex_engine_kv(e), &ks);
+        if (ks.bytes_reserved > 0) rr->util_sum += (double)ks.bytes_used / (double)ks.bytes_reserved, rr->util_n++;
+        json_array_append_new(rr->kv_reserved, json_integer(ks.bytes_reserved));
+        json_array_append_new(rr->kv_used, json_integer(ks.bytes_used));
+    }
+    rr->wall_s = now_s() - t0;
+    rr->tot = *ibex_engine_totals_get(e);
+    ibex_kv_stats_get(ibex_engine_kv(e), &rr->ks);
+    for (int32_t i = 0; i < w->n; i++) rr->tokens_all += w->r[i].tokens_all;
+out:
+    free(ev);
+    free(owner);
+    ibex_engine_free(e);
+    return st;
+}
+
+/* ---- JSON helpers ---- */
+
+static json_t *summary_json(const ibex_summary *s) {
+    json_t *o = json_object();
+    json_object_set_new(o, "count", json_integer((json_int_t)s->count));
+#define IBEX_F(k) json_object_set_new(o, #k, isfinite(s->k) ? json_real(s->k) : json_null())
+    IBEX_F(mean);
+    IBEX_F(sd);
+    IBEX_F(min);
+    IBEX_F(max);
+    IBEX_F(p50);
+    IBEX_F(p90);
+    IBEX_F(p99);
+#undef IBEX_F
+    return o;
+}
+
+static json_t *num(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+static json_t *dist_json(const ibex_dist *d) {
+    static const char *names[] = {"fixed", "uniform", "normal", "lognormal"};
+    json_t *o = json_object();
+    json_object_set_new(o, "dist", json_string(names[d->kind]));
+    if (d->kind == IBEX_DIST_FIXED) {
+        json_object_set_new(o, "value", json_real(d->value));
+    } else {
+        if (d->kind != IBEX_DIST_UNIFORM) {
+            json_object_set_new(o, "mean", json_real(d->mean));
+            json_object_set_new(o, "sd", json_real(d->sd));
+        }
+        json_object_set_new(o, "min", json_real(d->min));
+        json_object_set_new(o, "max", json_real(d->max));
+    }
+    return o;
+}
+
+static json_t *params_json(const ibex_point *p) {
+    static const char *arrivals[] = {"offline", "concurrency", "poisson", "gamma"};
+    json_t *o = json_object();
+    json_object_set_new(o, "model", json_string(p->model));
+    json_object_set_new(o, "backend", json_string(p->backend));
+    json_object_set_new(o, "threads", json_integer(p->threads));
+    json_object_set_new(o, "weights", json_string(ibex_type_name(p->weights)));
+    json_object_set_new(o, "kv.policy", json_string(ibex_kv_policy_name(p->engine.kv.policy)));
+    json_object_set_new(o, "kv.block_size", json_integer(p->engine.kv.block_size));
+    json_object_set_new(o, "kv.budget", json_integer(p->engine.kv.budget_bytes));
+    json_object_set_new(o, "kv.dtype", json_string(p->engine.kv.elem_bytes == 2 ? "f16" : "f32"));
+    json_object_set_new(o, "kv.max_seq_len", json_integer(p->engine.max_seq_len));
+    json_object_set_new(o, "scheduler", json_string(ibex_sched_policy_name(p->engine.sched)));
+    json_object_set_new(o, "batch", json_integer(p->engine.max_batch));
+    json_object_set_new(o, "max_step_tokens", json_integer(p->engine.max_step_tokens));
+    json_object_set_new(o, "compute", json_boolean(p->engine.compute));
+    const ibex_request_params *r = &p->request;
+    json_object_set_new(o, "decoding.strategy",
+                        json_string(r->decoding == IBEX_DECODE_BEAM       ? "beam"
+                                    : r->sampling.temperature > 0 ? "sample"
+                                                                          : "greedy"));
+    json_object_set_new(o, "decoding.temperature", json_real(r->sampling.temperature));
+    json_object_set_new(o, "decoding.top_k", json_integer(r->sampling.top_k));
+    json_object_set_new(o, "decoding.top_p", json_real(r->sampling.top_p));
+    json_object_set_new(o, "decoding.min_p", json_real(r->sampling.min_p));
+    json_object_set_new(o, "decoding.repeat_penalty", json_real(r->sampling.repeat_penalty));
+    json_object_set_new(o, "decoding.n", json_integer(r->n));
+    json_object_set_new(o, "decoding.beam_width", json_integer(r->decoding == IBEX_DECODE_BEAM ? r->beam_width : 1));
+    json_object_set_new(o, "decoding.length_penalty", json_real(r->length_penalty));
+    json_object_set_new(o, "workload.requests", json_integer(p->requests));
+    json_object_set_new(o, "workload.prompt_tokens", dist_json(&p->prompt_tokens));
+    json_object_set_new(o, "workload.output_tokens", dist_json(&p->output_tokens));
+    if (p->prompts_file[0]) json_object_set_new(o, "workload.file", json_string(p->prompts_file));
+    json_object_set_new(o, "workload.arrival", json_string(arrivals[p->arrival]));
+    json_object_set_new(o, "workload.rate", num(p->rate));
+    json_object_set_new(o, "workload.burstiness", num(p->burstiness));
+    json_object_set_new(o, "workload.concurrency", json_integer(p->concurrency));
+    json_object_set_new(o, "warmup", json_integer(p->warmup));
+    json_object_set_new(o, "repeat", json_integer(p->repeat));
+    json_object_set_new(o, "seed", json_integer((json_int_t)p->seed));
+    json_object_set_new(o, "slo.ttft", num(p->slo_ttft));
+    json_object_set_new(o, "slo.tpot", num(p->slo_tpot));
+    json_object_set_new(o, "slo.e2e", num(p->slo_e2e));
+    return o;
+}
+
+static json_t *ops_json(const ibex_op_stats *s) {
+    json_t *o = json_object();
+    for (int k = 0; k < IBEX_OP_COUNT; k++) {
+        if (s->calls[k] == 0) continue;
+        json_object_set_new(o, ibex_op_name((ibex_op)k),
+                            json_pack("{s:f,s:I,s:f,s:f}", "ns", s->ns[k], "calls", (json_int_t)s->calls[k], "flops",
+                                      s->flops[k], "bytes", s->bytes[k]));
+    }
+    return o;
+}
+
+static double median(double *v, int n) {
+    for (int i = 1; i < n; i++) /* insertion sort: n is the repetition count */
+        for (int j = i; j > 0 && v[j - 1] > v[j]; j--) {
+            double t = v[j];
+            v[j] = v[j - 1], v[j - 1] = t;
+        }
+    return n == 0 ? NAN : n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* ---- the point ---- */
+
+typedef struct model_cache {
+    char key[400];
+    ibex_model *m;
+} model_cache;
+
+static ibex_model *get_model(model_cache *mc, const ibex_point *pt, ibex_err *err) {
+    char key[400];
+    bool shape_only = !pt->engine.compute && strncmp(pt->model, "synthetic:", 10) == 0;
+    snprintf(key, sizeof key, "%s|%d|%d", pt->model, (int)pt->weights, shape_only);
+    if (mc->m && !strcmp(mc->key, key)) return mc->m;
+    ibex_model_free(mc->m);
+    mc->m = NULL;
+    ibex_model_params mp = ibex_model_default_params();
+    mp.wtype = pt->weights;
+    mp.shape_only = shape_only;
+    mp.n_threads = pt->threads;
+    mc->m = ibex_model_load(pt->model, &mp, err);
+    if (mc->m) snprintf(mc->key, sizeof mc->key, "%s", key);
+    return mc->m;
+}
+
+static json_t *run_point(const ibex_scenario *s, int32_t idx, model_cache *mc, const ibex_run_opts *o) {
+    const ibex_point *pt = &s->points[idx];
+    json_t *P = json_object();
+    json_object_set_new(P, "index", json_integer(idx));
+    char label[1024] = "";
+    json_t *sw = json_object();
+    for (int32_t k = 0; k < s->n_swept; k++) {
+        const ibex_sweep_value *v = &s->swept[(size_t)idx * s->n_swept + k];
+        json_object_set_new(sw, v->key, json_string(v->value));
+        size_t len = strlen(label);
+        snprintf(label + len, sizeof label - len, "%s%s=%s", k ? " " : "", v->key, v->value);
+    }
+    if (!label[0]) snprintf(label, sizeof label, "point %d", idx);
+    json_object_set_new(P, "label", json_string(label));
+    json_object_set_new(P, "swept", sw);
+    json_object_set_new(P, "params", params_json(pt));
+    ibex_err err = {0};
+    workload w = {0};
+    ibex_backend *be = NULL;
+    ibex_model *m = get_model(mc, pt, &err);
+    const char *status = "ok";
+    json_t *reps = json_array();
+    json_t *raw_ttft = json_array(), *raw_tpot = json_array(), *raw_itl = json_array(), *raw_e2e = json_array();
+    json_t *kv_steps = NULL;
+    if (!m) goto fail;
+    if (strcmp(pt->backend, "cpu") && strcmp(pt->backend, "auto")) {
+        ibex_err_set(&err, IBEX_ERR_UNSUPPORTED, "backend '%s' is not available in this build (cpu only)", pt->backend);
+        goto fail;
+    }
+    json_object_set_new(P, "model",
+                        json_pack("{s:s,s:I,s:I,s:I,s:i,s:i,s:i}", "name", m->name, "n_params", (json_int_t)m->n_params,
+                                  "weight_bytes", (json_int_t)m->weight_bytes, "kv_bytes_per_token",
+                                  (json_int_t)ibex_model_kv_bytes_per_token(&m->cfg, pt->engine.kv.elem_bytes),
+                                  "n_layers", m->cfg.n_layers, "dim", m->cfg.dim, "ctx_len", m->cfg.ctx_len));
+    if (pt->engine.compute && !(be = ibex_backend_cpu_new(pt->threads))) {
+        ibex_err_set(&err, IBEX_ERR_NOMEM, "cannot create the CPU backend");
+        goto fail;
+    }
+    if (make_workload(pt, m, &w, &err)) goto fail;
+    ibex_mem_reset_peaks();
+    int n_rep = pt->repeat, n_total = pt->warmup + pt->repeat;
+    double *wall = calloc((size_t)n_rep, sizeof *wall), *otps = calloc((size_t)n_rep, sizeof *otps);
+    double *pre = calloc((size_t)n_rep, sizeof *pre), *dec = calloc((size_t)n_rep, sizeof *dec);
+    double *ptps = calloc((size_t)n_rep, sizeof *ptps), *dtps = calloc((size_t)n_rep, sizeof *dtps);
+    double *dms = calloc((size_t)n_rep, sizeof *dms), *tot = calloc((size_t)n_rep, sizeof *tot);
+    double *rps = calloc((size_t)n_rep, sizeof *rps), *good = calloc((size_t)n_rep, sizeof *good);
+    double *util = calloc((size_t)n_rep, sizeof *util);
+    ibex_op_stats ops[2] = {0};
+    rep_result rr = {0}, last = {0};
+    bool have_last = false;
+    int done_reps = 0;
+    ibex_request_times *rt = calloc((size_t)w.n, sizeof *rt);
+    ibex_slo slo = {pt->slo_ttft, pt->slo_tpot, pt->slo_e2e};
+    double sample_ns = 0;
+    int64_t sample_calls = 0;
+    for (int r = 0; r < n_total; r++) {
+        bool timed = r >= pt->warmup;
+        if (o->progress_tty)
+            fprintf(stderr, "\r\033[K[%d/%d] %s  %s %d/%d", idx + 1, s->n_points, label, timed ? "rep" : "warm-up",
+                    timed ? r - pt->warmup + 1 : r + 1, timed ? n_rep : pt->warmup);
+        ibex_status st = run_rep(pt, m, be, &w, o->interrupted, &rr, &err);
+        if (st) {
+            json_decref(rr.kv_reserved), json_decref(rr.kv_used);
+            break;
+        }
+        if (rr.interrupted) {
+            status = "interrupted";
+            json_decref(rr.kv_reserved), json_decref(rr.kv_used);
+            break;
+        }
+        if (!timed) {
+            json_decref(rr.kv_reserved), json_decref(rr.kv_used);
+            continue;
+        }
+        int k = done_reps++;
+        for (int32_t i = 0; i < w.n; i++)
+            rt[i] = (ibex_request_times){.arrival = w.r[i].arrival, .token_times = w.r[i].times,
+                                         .n_out = (size_t)w.r[i].n_times, .n_in = w.r[i].n_prompt};
+        ibex_run_metrics rm;
+        if (ibex_run_metrics_compute(rt, (size_t)w.n, rr.wall_s > 0 ? rr.wall_s : 1e-9, &slo, &rm, &err)) {
+            json_decref(rr.kv_reserved), json_decref(rr.kv_used);
+            goto fail_reps;
+        }
+        for (int32_t i = 0; i < w.n; i++) {
+            ibex_request_metrics qm;
+            if (ibex_request_metrics_compute(&rt[i], &qm, NULL)) continue;
+            json_array_append_new(raw_ttft, num(qm.ttft));
+            if (isfinite(qm.tpot)) json_array_append_new(raw_tpot, json_real(qm.tpot));
+            json_array_append_new(raw_e2e, num(qm.e2e));
+            for (int32_t t = 1; t < w.r[i].n_times; t++)
+                json_array_append_new(raw_itl, json_real(w.r[i].times[t] - w.r[i].times[t - 1]));
+        }
+        wall[k] = rr.wall_s;
+        otps[k] = rr.tokens_all / rr.wall_s;
+        tot[k] = (rm.input_tokens + rr.tokens_all) / rr.wall_s;
+        rps[k] = rm.req_per_s;
+        good[k] = rm.goodput_req_per_s;
+        pre[k] = rr.prefill_s;
+        dec[k] = rr.decode_s;
+        ptps[k] = rr.prefill_s > 0 ? rr.tot.prefill_tokens / rr.prefill_s : NAN;
+        dtps[k] = rr.decode_s > 0 ? rr.tot.decode_tokens / rr.decode_s : NAN;
+        dms[k] = rr.decode_steps > 0 ? 1e3 * rr.decode_s / rr.decode_steps : NAN;
+        util[k] = rr.util_n ? rr.util_sum / rr.util_n : NAN;
+        for (int q = 0; q < 2; q++) op_delta(&ops[q], &(ibex_op_stats){0}, &rr.ops[q]);
+        sample_ns += rr.tot.sample_ns;
+        sample_calls += rr.tot.sample_calls;
+        json_array_append_new(reps, json_pack("{s:f,s:o,s:f,s:f,s:I}", "wall_s", rr.wall_s, "output_tok_per_s",
+                                              num(otps[k]), "prefill_s", rr.prefill_s, "decode_s", rr.decode_s,
+                                              "steps", (json_int_t)rr.tot.steps));
+        if (have_last) json_decref(last.kv_reserved), json_decref(last.kv_used);
+        last = rr;
+        have_last = true;
+    }
+    if (done_reps > 0) {
+        json_t *M = json_object();
+        /* pooled latency summaries from the raw samples */
+        const char *names[4] = {"ttft", "tpot", "itl", "e2e"};
+        json_t *arrs[4] = {raw_ttft, raw_tpot, raw_itl, raw_e2e};
+        for (int a = 0; a < 4; a++) {
+            size_t n = json_array_size(arrs[a]);
+            double *v = malloc((n ? n : 1) * sizeof *v);
+            for (size_t i = 0; i < n; i++) v[i] = json_is_number(json_array_get(arrs[a], i))
+                                                      ? json_number_value(json_array_get(arrs[a], i))
+                                                      : NAN;
+            ibex_summary su;
+            if (v && !ibex_summarize(v, n, &su, NULL)) json_object_set_new(M, names[a], summary_json(&su));
+            free(v);
+        }
+        json_object_set_new(M, "wall_s", num(median(wall, done_reps)));
+        json_object_set_new(M, "output_tok_per_s", num(median(otps, done_reps)));
+        json_object_set_new(M, "total_tok_per_s", num(median(tot, done_reps)));
+        json_object_set_new(M, "req_per_s", num(median(rps, done_reps)));
+        json_object_set_new(M, "goodput_req_per_s", num(median(good, done_reps)));
+        json_object_set_new(M, "prefill_tok_per_s", num(median(ptps, done_reps)));
+        json_object_set_new(M, "decode_tok_per_s", num(median(dtps, done_reps)));
+        json_object_set_new(M, "prefill_s", num(median(pre, done_reps)));
+        json_object_set_new(M, "decode_s", num(median(dec, done_reps)));
+        json_object_set_new(M, "decode_ms_per_token", num(median(dms, done_reps)));
+        json_object_set_new(M, "steps", json_integer(last.tot.steps));
+        json_object_set_new(M, "repetitions", json_integer(done_reps));
+        json_object_set_new(P, "metrics", M);
+        json_object_set_new(
+            P, "kv",
+            json_pack("{s:s,s:i,s:I,s:i,s:I,s:I,s:o,s:I,s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "policy",
+                      ibex_kv_policy_name(pt->engine.kv.policy), "block_size", pt->engine.kv.block_size, "pool_bytes",
+                      (json_int_t)last.ks.bytes_pool, "n_blocks", last.ks.n_blocks, "peak_reserved",
+                      (json_int_t)last.ks.peak_reserved, "peak_used", (json_int_t)last.ks.peak_used,
+                      "utilisation_mean", num(median(util, done_reps)), "fragmentation_peak",
+                      (json_int_t)(last.ks.peak_reserved - last.ks.peak_used), "max_concurrent",
+                      last.tot.max_running, "preemptions", (json_int_t)last.tot.preemptions, "recomputed_tokens",
+                      (json_int_t)last.tot.recomputed_tokens, "cow_copies", (json_int_t)last.ks.cow_copies,
+                      "fork_copies", (json_int_t)last.ks.fork_copies, "idle_slot_steps",
+                      (json_int_t)last.tot.idle_slot_steps, "prefill_tokens", (json_int_t)last.tot.prefill_tokens,
+                      "decode_tokens", (json_int_t)last.tot.decode_tokens));
+        ibex_mem_stats ms;
+        ibex_mem_stats_get(&ms);
+        json_object_set_new(P, "memory",
+                            json_pack("{s:I,s:I,s:I,s:I}", "weights", (json_int_t)m->weight_bytes, "kv_peak_reserved",
+                                      (json_int_t)last.ks.peak_reserved, "activations_peak",
+                                      (json_int_t)ms.peak[IBEX_MEM_ACTIVATIONS], "process_peak_rss",
+                                      (json_int_t)ibex_mem_process_peak_rss()));
+        json_object_set_new(P, "ops", json_pack("{s:o,s:o}", "prefill", ops_json(&ops[0]), "decode", ops_json(&ops[1])));
+        json_object_set_new(P, "sampler", json_pack("{s:o,s:I}", "ns_per_token",
+                                                    num(sample_calls ? sample_ns / sample_calls : NAN), "calls",
+                                                    (json_int_t)sample_calls));
+        kv_steps = json_pack("{s:O,s:O}", "reserved", last.kv_reserved, "used", last.kv_used);
+    }
+    if (have_last) json_decref(last.kv_reserved), json_decref(last.kv_used);
+fail_reps:
+    free(wall), free(otps), free(pre), free(dec), free(ptps), free(dtps), free(dms), free(tot), free(rps), free(good);
+    free(util), free(rt);
+    if (err.msg[0] && strcmp(status, "interrupted")) status = "error";
+    goto done;
+fail:
+    status = "error";
+done:
+    json_object_set_new(P, "status", json_string(status));
+    json_object_set_new(P, "error", err.msg[0] && !strcmp(status, "error") ? json_string(err.msg) : json_null());
+    json_object_set_new(P, "repetitions", reps);
+    json_t *raw = json_pack("{s:o,s:o,s:o,s:o}", "ttft", raw_ttft, "tpot", raw_tpot, "itl", raw_itl, "e2e", raw_e2e);
+    if (kv_steps) json_object_set_new(raw, "kv_steps", kv_steps);
+    json_object_set_new(P, "raw", raw);
+    workload_free(&w);
+    ibex_backend_free(be);
+    return P;
+}
+
+/* ---- the run ---- */
+
+static json_t *machine_json(void) {
+    char cpu[256] = "unknown";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (f) {
+        char line[512];
+        while (fgets(line, sizeof line, f)) {
+            if (strncmp(line, "model name", 10) == 0) {
+                char *c = strchr(line, ':');
+                if (c) {
+                    snprintf(cpu, sizeof cpu, "%s", c + 2);
+                    cpu[strcspn(cpu, "\n")] = 0;
+                }
+                break;
+            }
+        }
+        fclose(f);
+    }
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    long long mem = (long long)sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGESIZE);
+    return json_pack("{s:s,s:i,s:I,s:n}", "cpu", cpu, "cores", (int)cores, "memory_bytes", (json_int_t)mem, "gpu");
+}
+
+static json_t *metric_defs_json(void) {
+    json_t *a = json_array();
+    size_t n = 0;
+    const ibex_metric_def *d = ibex_metric_defs(&n);
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, json_pack("{s:s,s:s,s:s}", "name", d[i].name, "formula", d[i].formula, "unit",
+                                           d[i].unit));
+    return a;
+}
+
+static ibex_status write_json(json_t *root, const char *dir, ibex_err *err) {
+    char path[1100], tmp[1200];
+    snprintf(path, sizeof path, "%s/results.json", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (json_dump_file(root, tmp, JSON_INDENT(1) | JSON_REAL_PRECISION(10)) != 0) {
+        remove(tmp);
+        return ibex_err_set(err, IBEX_ERR_IO, "cannot write %s", tmp);
+    }
+    if (rename(tmp, path) != 0) {
+        remove(tmp);
+        return ibex_err_set(err, IBEX_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+    }
+    return IBEX_OK;
+}
+
+ibex_status ibex_run_scenario(const ibex_scenario *s, const ibex_run_opts *o, ibex_err *err) {
+    ibex_status st = ibex_mkdir_p(o->out_dir, err);
+    if (st) return st;
+    char stamp[32];
+    time_t now = time(NULL);
+    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    json_t *root = json_object();
+    json_object_set_new(root, "schema_version", json_integer(1));
+    json_object_set_new(root, "ibex", json_pack("{s:s,s:s,s:s}", "version", IBEX_VERSION, "commit", IBEX_GIT_COMMIT,
+                                                "build_type", IBEX_BUILD_TYPE));
+    json_object_set_new(root, "machine", machine_json());
+    json_object_set_new(root, "timestamp", json_string(stamp));
+    json_object_set_new(root, "complete", json_false());
+    json_t *swept = json_array();
+    for (int32_t k = 0; k < s->n_swept && s->n_points > 0; k++) json_array_append_new(swept, json_string(s->swept[k].key));
+    json_object_set_new(root, "scenario", json_pack("{s:s,s:s,s:s,s:b,s:o}", "name", s->name, "path", s->path,
+                                                    "description", s->description, "quick", o->quick, "swept", swept));
+    json_object_set_new(root, "metric_definitions", metric_defs_json());
+    json_t *points = json_array();
+    json_object_set_new(root, "points", points);
+    model_cache mc = {0};
+    bool all_ok = true;
+    double t_start = now_s();
+    for (int32_t i = 0; i < s->n_points; i++) {
+        if (*o->interrupted) {
+            all_ok = false;
+            break;
+        }
+        double tp = now_s();
+        json_t *P = run_point(s, i, &mc, o);
+        const char *pst = json_string_value(json_object_get(P, "status"));
+        all_ok &= pst && !strcmp(pst, "ok");
+        json_array_append_new(points, P);
+        double elapsed = now_s() - t_start, eta = elapsed / (i + 1) * (s->n_points - i - 1);
+        if (o->progress_tty) fprintf(stderr, "\r\033[K");
+        json_t *M = json_object_get(P, "metrics");
+        fprintf(stderr, "[%d/%d] %s: %s in %.1f s", i + 1, s->n_points, json_string_value(json_object_get(P, "label")),
+                pst, now_s() - tp);
+        if (M && json_is_number(json_object_get(M, "output_tok_per_s")))
+            fprintf(stderr, ", %.1f output tok/s", json_number_value(json_object_get(M, "output_tok_per_s")));
+        if (!strcmp(pst, "error")) fprintf(stderr, ": %s", json_string_value(json_object_get(P, "error")));
+        fprintf(stderr, "; ETA %.0f s\n", eta);
+        if ((st = write_json(root, o->out_dir, err))) break; /* keep what was measured, point by point */
+    }
+    ibex_model_free(mc.m);
+    if (!st) {
+        json_object_set_new(root, "complete", json_boolean(all_ok && !*o->interrupted));
+        st = write_json(root, o->out_dir, err);
+    }
+    json_decref(root);
+    return st;
+}

@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""End-to-end: `ibex run --quick` on shipped scenarios, then `ibex report` re-renders
+byte-identical CSV from results.json; a bad scenario is refused with file:line:col."""
+import argparse, csv, json, os, shutil, subprocess, sys
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--ibex", required=True)
+ap.add_argument("--source", required=True)
+ap.add_argument("--workdir", required=True)
+a = ap.parse_args()
+shutil.rmtree(a.workdir, ignore_errors=True)
+os.makedirs(a.workdir)
+failures = []
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what)
+    if not cond:
+        failures.append(what)
+
+def run(*args, **kw):
+    return subprocess.run([a.ibex, *args], capture_output=True, text=True, **kw)
+
+for name in ["default", "quadratic", "kv_memory", "decoding"]:
+    out = os.path.join(a.workdir, name)
+    r = run("run", os.path.join(a.source, "scenarios", name + ".yaml"), "--quick", "--out", out)
+    check(r.returncode == 0, f"{name}: ibex run --quick exits 0 ({r.returncode}) {r.stderr[-300:] if r.returncode else ''}")
+    if r.returncode:
+        continue
+    res = json.load(open(os.path.join(out, "results.json")))
+    check(res["schema_version"] == 1 and res["complete"] is True, f"{name}: results.json complete")
+    pts = res["points"]
+    check(len(pts) >= 1 and all(p["status"] == "ok" for p in pts), f"{name}: every point ok ({len(pts)} points)")
+    check(all(p.get("metrics", {}).get("steps", 0) > 0 for p in pts), f"{name}: every point ran steps")
+    rows = list(csv.DictReader(open(os.path.join(out, "results.csv"))))
+    check(len(rows) == len(pts), f"{name}: one CSV row per point")
+    check(os.path.getsize(os.path.join(out, "report.md")) > 500, f"{name}: report.md written")
+    before = open(os.path.join(out, "results.csv"), "rb").read()
+    os.remove(os.path.join(out, "results.csv"))
+    r = run("report", out)
+    check(r.returncode == 0, f"{name}: ibex report exits 0")
+    check(open(os.path.join(out, "results.csv"), "rb").read() == before, f"{name}: re-rendered CSV is identical")
+    if name == "quadratic":
+        # quick keeps the first and last swept prompt length: 128 and 2047
+        lens = sorted(int(p["swept"]["workload.prompt_tokens"]) for p in pts)
+        check(lens == [128, 2047], f"quadratic: quick keeps swept lengths {lens}")
+        att = [p["ops"]["prefill"]["attention"]["ns"] for p in sorted(pts, key=lambda p: int(p["swept"]["workload.prompt_tokens"]))]
+        check(att[1] / att[0] > 50, f"quadratic: attention grows superlinearly ({att[1]/att[0]:.0f}x for 16x tokens)")
+    if name == "kv_memory":
+        for p in pts:
+            check(p["params"]["compute"] is False and p["kv"]["peak_used"] > 0, f"kv_memory: {p['label']} accounted")
+        # contiguous reserves prompt + max new tokens per request, whole blocks: exact bytes
+        p = next(p for p in pts if p["swept"]["kv.policy"] == "contiguous")
+        n = int(p["swept"]["workload.prompt_tokens"]) + p["params"]["workload.output_tokens"]["value"]
+        blocks = -(-int(n) // 16)
+        want = blocks * 16 * 524288 * p["params"]["workload.requests"]
+        check(p["kv"]["peak_reserved"] == want, f"kv_memory: contiguous peak {p['kv']['peak_reserved']} == {want}")
+
+bad = os.path.join(a.workdir, "bad.yaml")
+open(bad, "w").write("model: synthetic:tiny\nkv:\n  polcy: paged\n")
+r = run("run", bad, "--out", os.path.join(a.workdir, "bad"))
+check(r.returncode == 2 and "bad.yaml:3:3" in r.stderr and "kv.policy" in r.stderr, f"bad scenario refused: {r.stderr.strip()}")
+print(f"{len(failures)} failed" if failures else "all end-to-end checks passed")
+sys.exit(1 if failures else 0)
