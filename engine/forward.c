@@ -15,6 +15,9 @@ struct ibex_forward {
     int32_t max_tokens;
     bool profiling;
     ibex_op_stats st;
+    ibex_span_fn span;
+    void *span_ctx;
+    int layer; /* the layer being computed, −1 outside */
     /* activations, one row per token */
     float *x;      /* (max_tokens, dim) residual stream */
     float *xb;     /* (max_tokens, max(dim, q_dim)) normed input / op output */
@@ -52,6 +55,7 @@ ibex_forward *ibex_forward_new(const ibex_model *m, ibex_backend *be, int32_t ma
     f->m = m;
     f->be = be;
     f->max_tokens = max_tokens;
+    f->layer = -1;
     size_t T = (size_t)max_tokens, qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
     size_t wide = qd > (size_t)c->dim ? qd : (size_t)c->dim;
     if (!(f->x = ibex_alloc(IBEX_MEM_ACTIVATIONS, T * c->dim * 4, 0)) ||
@@ -81,15 +85,19 @@ void ibex_forward_free(ibex_forward *f) {
 
 int32_t ibex_forward_max_tokens(const ibex_forward *f) { return f->max_tokens; }
 void ibex_forward_set_profiling(ibex_forward *f, bool on) { f->profiling = on; }
+void ibex_forward_set_span_hook(ibex_forward *f, ibex_span_fn fn, void *ctx) { f->span = fn, f->span_ctx = ctx; }
 const ibex_op_stats *ibex_forward_stats(const ibex_forward *f) { return &f->st; }
 void ibex_forward_reset_stats(ibex_forward *f) { memset(&f->st, 0, sizeof f->st); }
 
-/* Times the statement when profiling and adds its analytic counts. */
+/* Times the statement when profiling, reports it to the span hook, and adds its
+ * analytic counts. */
 #define IBEX_OP(f, op, fl, by, stmt)                                                                                   \
     do {                                                                                                               \
+        if ((f)->span) (f)->span((f)->span_ctx, true, k_op_names[op], (f)->layer);                                     \
         double t0_ = (f)->profiling ? now_ns() : 0;                                                                    \
         stmt;                                                                                                          \
         if ((f)->profiling) (f)->st.ns[op] += now_ns() - t0_;                                                          \
+        if ((f)->span) (f)->span((f)->span_ctx, false, k_op_names[op], (f)->layer);                                    \
         (f)->st.calls[op]++;                                                                                           \
         (f)->st.flops[op] += (double)(fl);                                                                             \
         (f)->st.bytes[op] += (double)(by);                                                                             \
@@ -145,6 +153,8 @@ ibex_status ibex_forward_run(ibex_forward *f, ibex_kv_pool *pool, const ibex_fwd
 
     for (int l = 0; l < c->n_layers; l++) {
         const ibex_layer_weights *L = &m->layers[l];
+        f->layer = l;
+        if (f->span) f->span(f->span_ctx, true, "layer", l);
         IBEX_OP(f, IBEX_OP_RMSNORM, 4.0 * T * d, 8.0 * T * d, be->rmsnorm(be, f->xb, f->x, L->attn_norm, T, d, c->norm_eps));
         mm(f, IBEX_OP_MATMUL_QKV, f->q, f->xb, &L->wq, T);
         mm(f, IBEX_OP_MATMUL_QKV, f->k, f->xb, &L->wk, T);
@@ -176,7 +186,9 @@ ibex_status ibex_forward_run(ibex_forward *f, ibex_kv_pool *pool, const ibex_fwd
                 be->silu_mul(be, f->hb, f->hb, f->hb2, (int64_t)T * c->ffn_dim));
         mm(f, IBEX_OP_MATMUL_FFN, f->xb, f->hb, &L->w_down, T);
         IBEX_OP(f, IBEX_OP_ADD, (double)T * d, 12.0 * T * d, be->add(be, f->x, f->xb, (int64_t)T * d));
+        if (f->span) f->span(f->span_ctx, false, "layer", l);
     }
+    f->layer = -1;
 
     if (R == 0) return IBEX_OK;
     /* Gather the rows that need logits, so the output matrix is read once per call. */

@@ -66,6 +66,12 @@ int32_t ibex_forward_max_tokens(const ibex_forward *f);
 ibex_status ibex_forward_run(ibex_forward *f, ibex_kv_pool *pool, const ibex_fwd_seq *seqs, int n_seqs,
                              ibex_err *err);
 
+/* Span hook: when set, called at the begin and end of every layer (name "layer") and
+ * every op (ibex_op_name) of a forward call, with the layer index (−1 outside layers).
+ * For traces and NVTX-style tools; NULL turns it off. It must be cheap. */
+typedef void (*ibex_span_fn)(void *ctx, bool begin, const char *name, int layer);
+void ibex_forward_set_span_hook(ibex_forward *f, ibex_span_fn fn, void *ctx);
+
 /* Per-op timing (off by default: one clock read per op when on). */
 void ibex_forward_set_profiling(ibex_forward *f, bool on);
 const ibex_op_stats *ibex_forward_stats(const ibex_forward *f);

@@ -204,6 +204,124 @@ static ibex_status make_workload(const ibex_point *pt, const ibex_model *m, work
     return IBEX_OK;
 }
 
+/* ---- trace: spans of the last timed repetition of each point ---- */
+
+typedef struct span_ev {
+    double t; /* s since the repetition started */
+    const char *name;
+    int32_t layer;
+    bool begin;
+} span_ev;
+
+typedef struct kv_sample {
+    double t;
+    int32_t blocks;
+    int64_t reserved, used;
+} kv_sample;
+
+typedef struct tracer {
+    double t0;
+    span_ev *ev;
+    size_t n, cap;
+    kv_sample *kv;
+    size_t n_kv, cap_kv;
+    bool oom;
+} tracer;
+
+static void tracer_push(tracer *tr, double t, const char *name, int layer, bool begin) {
+    if (tr->n == tr->cap) {
+        size_t cap = tr->cap ? 2 * tr->cap : 4096;
+        span_ev *e = realloc(tr->ev, cap * sizeof *e);
+        if (!e) {
+            tr->oom = true;
+            return;
+        }
+        tr->ev = e, tr->cap = cap;
+    }
+    tr->ev[tr->n++] = (span_ev){.t = t, .name = name, .layer = layer, .begin = begin};
+}
+
+static void on_span(void *ctx, bool begin, const char *name, int layer) {
+    tracer *tr = ctx;
+    tracer_push(tr, now_s() - tr->t0, name, layer, begin);
+}
+
+static void tracer_kv(tracer *tr, double t, const ibex_kv_stats *ks) {
+    if (tr->n_kv == tr->cap_kv) {
+        size_t cap = tr->cap_kv ? 2 * tr->cap_kv : 1024;
+        kv_sample *k = realloc(tr->kv, cap * sizeof *k);
+        if (!k) {
+            tr->oom = true;
+            return;
+        }
+        tr->kv = k, tr->cap_kv = cap;
+    }
+    tr->kv[tr->n_kv++] = (kv_sample){t, ks->blocks_used, ks->bytes_reserved, ks->bytes_used};
+}
+
+static void tracer_free(tracer *tr) {
+    free(tr->ev);
+    free(tr->kv);
+    memset(tr, 0, sizeof *tr);
+}
+
+static json_t *x_event(const char *name, const char *cat, int pid, int tid, double t0, double t1) {
+    return json_pack("{s:s,s:s,s:s,s:f,s:f,s:i,s:i}", "name", name, "cat", cat, "ph", "X", "ts", t0 * 1e6, "dur",
+                     (t1 - t0) * 1e6, "pid", pid, "tid", tid);
+}
+
+/* Appends the point's trace events (Chrome trace-event format) to events: one process
+ * per point; thread 1 holds steps > layers > ops, thread 1000+i request i, and a
+ * counter track the KV blocks in use. */
+static void tracer_emit(const tracer *tr, const workload *w, int pid, const char *label, json_t *events) {
+    json_array_append_new(events, json_pack("{s:s,s:s,s:i,s:i,s:{s:s}}", "name", "process_name", "ph", "M", "pid", pid,
+                                            "tid", 0, "args", "name", label));
+    json_array_append_new(events, json_pack("{s:s,s:s,s:i,s:i,s:{s:s}}", "name", "thread_name", "ph", "M", "pid", pid,
+                                            "tid", 1, "args", "name", "engine (steps, layers, ops)"));
+    size_t stack[64], depth = 0;
+    for (size_t i = 0; i < tr->n; i++) {
+        const span_ev *e = &tr->ev[i];
+        if (e->begin) {
+            if (depth < 64) stack[depth] = i;
+            depth++;
+            continue;
+        }
+        if (depth == 0) continue; /* unmatched end: cannot happen, the hooks are paired */
+        depth--;
+        if (depth >= 64) continue;
+        const span_ev *b = &tr->ev[stack[depth]];
+        const char *cat = !strcmp(b->name, "layer") ? "layer" : !strncmp(b->name, "step", 4) ? "step" : "op";
+        char name[64];
+        if (!strcmp(cat, "layer"))
+            snprintf(name, sizeof name, "layer %d", b->layer);
+        else
+            snprintf(name, sizeof name, "%s", b->name);
+        json_t *x = x_event(name, cat, pid, 1, b->t, e->t);
+        if (b->layer >= 0) json_object_set_new(x, "args", json_pack("{s:i}", "layer", b->layer));
+        json_array_append_new(events, x);
+    }
+    for (int32_t i = 0; i < w->n; i++) {
+        const wreq *q = &w->r[i];
+        if (q->n_times == 0) continue;
+        int tid = 1000 + i;
+        char name[64];
+        snprintf(name, sizeof name, "request %d", i);
+        json_array_append_new(events, json_pack("{s:s,s:s,s:i,s:i,s:{s:s}}", "name", "thread_name", "ph", "M", "pid",
+                                                pid, "tid", tid, "args", "name", name));
+        json_t *r = x_event(name, "request", pid, tid, q->arrival, q->times[q->n_times - 1]);
+        json_object_set_new(r, "args", json_pack("{s:i,s:i}", "prompt_tokens", q->n_prompt, "output_tokens", q->n_times));
+        json_array_append_new(events, r);
+        json_array_append_new(events, x_event("queue + prefill (TTFT)", "request", pid, tid, q->arrival, q->times[0]));
+        if (q->n_times > 1)
+            json_array_append_new(events, x_event("decode", "request", pid, tid, q->times[0], q->times[q->n_times - 1]));
+    }
+    for (size_t i = 0; i < tr->n_kv; i++)
+        json_array_append_new(events, json_pack("{s:s,s:s,s:f,s:i,s:{s:i,s:I,s:I}}", "name", "KV cache", "ph", "C", "ts",
+                                                tr->kv[i].t * 1e6, "pid", pid, "args", "blocks in use", tr->kv[i].blocks,
+                                                "bytes reserved", (json_int_t)tr->kv[i].reserved, "bytes used",
+                                                (json_int_t)tr->kv[i].used));
+}
+
 /* ---- one repetition ---- */
 
 typedef struct rep_result {
@@ -228,7 +346,7 @@ static void op_delta(ibex_op_stats *acc, const ibex_op_stats *before, const ibex
 }
 
 static ibex_status run_rep(const ibex_point *pt, const ibex_model *m, ibex_backend *be, workload *w,
-                           volatile sig_atomic_t *interrupted, rep_result *rr, ibex_err *err) {
+                           volatile sig_atomic_t *interrupted, tracer *tr, rep_result *rr, ibex_err *err) {
     memset(rr, 0, sizeof *rr);
     ibex_engine *e = ibex_engine_new(m, be, &pt->engine, err);
     if (!e) return err->status;
@@ -249,6 +367,10 @@ static ibex_status run_rep(const ibex_point *pt, const ibex_model *m, ibex_backe
                                 (pt->arrival == IBEX_ARRIVAL_POISSON || pt->arrival == IBEX_ARRIVAL_GAMMA);
     int32_t next = 0, in_flight = 0, done = 0;
     double t0 = now_s();
+    if (tr) {
+        tr->t0 = t0;
+        if (fwd) ibex_forward_set_span_hook(fwd, on_span, tr);
+    }
     while (done < w->n) {
         if (*interrupted) {
             rr->interrupted = true;
@@ -290,8 +412,10 @@ static ibex_status run_rep(const ibex_point *pt, const ibex_model *m, ibex_backe
         ibex_op_stats before;
         if (fwd) before = *ibex_forward_stats(fwd);
         double ts = now_s();
+        if (tr) tracer_push(tr, ts - t0, "step", -1, true);
         int nev = ibex_engine_step(e, ev, cap, err);
         double te = now_s();
+        if (tr) tracer_push(tr, te - t0, "step", -1, false);
         if (nev < 0) {
             st = err->status;
             goto out;
@@ -318,6 +442,7 @@ static ibex_status run_rep(const ibex_point *pt, const ibex_model *m, ibex_backe
         ibex_kv_stats ks;
         ibex_kv_stats_get(ibex_engine_kv(e), &ks);
         if (ks.bytes_reserved > 0) rr->util_sum += (double)ks.bytes_used / (double)ks.bytes_reserved, rr->util_n++;
+        if (tr) tracer_kv(tr, te - t0, &ks);
         json_array_append_new(rr->kv_reserved, json_integer(ks.bytes_reserved));
         json_array_append_new(rr->kv_used, json_integer(ks.bytes_used));
     }
@@ -457,7 +582,8 @@ static ibex_model *get_model(model_cache *mc, const ibex_point *pt, ibex_err *er
     return mc->m;
 }
 
-static json_t *run_point(const ibex_scenario *s, int32_t idx, model_cache *mc, const ibex_run_opts *o) {
+static json_t *run_point(const ibex_scenario *s, int32_t idx, model_cache *mc, const ibex_run_opts *o,
+                         json_t *trace_events) {
     const ibex_point *pt = &s->points[idx];
     json_t *P = json_object();
     json_object_set_new(P, "index", json_integer(idx));
@@ -491,6 +617,16 @@ static json_t *run_point(const ibex_scenario *s, int32_t idx, model_cache *mc, c
                                   "weight_bytes", (json_int_t)m->weight_bytes, "kv_bytes_per_token",
                                   (json_int_t)ibex_model_kv_bytes_per_token(&m->cfg, pt->engine.kv.elem_bytes),
                                   "n_layers", m->cfg.n_layers, "dim", m->cfg.dim, "ctx_len", m->cfg.ctx_len));
+    {   /* weight bytes of the same shape in every storage type (norms F32), for the quantization claims */
+        json_t *by = json_object();
+        static const ibex_type types[] = {IBEX_TYPE_F32, IBEX_TYPE_F16, IBEX_TYPE_BF16, IBEX_TYPE_Q8_0, IBEX_TYPE_Q4_0};
+        for (size_t t = 0; t < sizeof types / sizeof types[0]; t++)
+            json_object_set_new(by, ibex_type_name(types[t]),
+                                json_integer((json_int_t)ibex_model_config_weight_bytes(&m->cfg, m->tied_output, types[t])));
+        json_object_set_new(json_object_get(P, "model"), "weight_bytes_by_type", by);
+        json_object_set_new(json_object_get(P, "model"), "kv_bytes_per_token_f16",
+                            json_integer((json_int_t)ibex_model_kv_bytes_per_token(&m->cfg, 2)));
+    }
     if (pt->engine.compute && !(be = ibex_backend_cpu_new(pt->threads))) {
         ibex_err_set(&err, IBEX_ERR_NOMEM, "cannot create the CPU backend");
         goto fail;
@@ -517,7 +653,11 @@ static json_t *run_point(const ibex_scenario *s, int32_t idx, model_cache *mc, c
         if (o->progress_tty)
             fprintf(stderr, "\r\033[K[%d/%d] %s  %s %d/%d", idx + 1, s->n_points, label, timed ? "rep" : "warm-up",
                     timed ? r - pt->warmup + 1 : r + 1, timed ? n_rep : pt->warmup);
-        ibex_status st = run_rep(pt, m, be, &w, o->interrupted, &rr, &err);
+        tracer tr = {0};
+        bool trace_this = r == n_total - 1 && trace_events; /* the last timed repetition */
+        ibex_status st = run_rep(pt, m, be, &w, o->interrupted, trace_this ? &tr : NULL, &rr, &err);
+        if (trace_this && !st && !rr.interrupted && !tr.oom) tracer_emit(&tr, &w, idx, label, trace_events);
+        tracer_free(&tr);
         if (st) {
             json_decref(rr.kv_reserved), json_decref(rr.kv_used);
             break;
@@ -678,11 +818,12 @@ static json_t *metric_defs_json(void) {
     return a;
 }
 
-static ibex_status write_json(json_t *root, const char *dir, ibex_err *err) {
+static ibex_status write_json(json_t *root, const char *dir, const char *name, ibex_err *err) {
     char path[1100], tmp[1200];
-    snprintf(path, sizeof path, "%s/results.json", dir);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    if (json_dump_file(root, tmp, JSON_INDENT(1) | JSON_REAL_PRECISION(10)) != 0) {
+    size_t flags = strcmp(name, "trace.json") ? JSON_INDENT(1) | JSON_REAL_PRECISION(10) : JSON_COMPACT | JSON_REAL_PRECISION(9);
+    if (json_dump_file(root, tmp, flags) != 0) {
         remove(tmp);
         return ibex_err_set(err, IBEX_ERR_IO, "cannot write %s", tmp);
     }
@@ -715,6 +856,8 @@ ibex_status ibex_run_scenario(const ibex_scenario *s, const ibex_run_opts *o, ib
     json_object_set_new(root, "points", points);
     model_cache mc = {0};
     bool all_ok = true;
+    json_t *trace = json_pack("{s:[],s:s}", "traceEvents", "displayTimeUnit", "ms");
+    json_t *trace_events = json_object_get(trace, "traceEvents");
     double t_start = now_s();
     for (int32_t i = 0; i < s->n_points; i++) {
         if (*o->interrupted) {
@@ -722,7 +865,7 @@ ibex_status ibex_run_scenario(const ibex_scenario *s, const ibex_run_opts *o, ib
             break;
         }
         double tp = now_s();
-        json_t *P = run_point(s, i, &mc, o);
+        json_t *P = run_point(s, i, &mc, o, trace_events);
         const char *pst = json_string_value(json_object_get(P, "status"));
         all_ok &= pst && !strcmp(pst, "ok");
         json_array_append_new(points, P);
@@ -735,13 +878,15 @@ ibex_status ibex_run_scenario(const ibex_scenario *s, const ibex_run_opts *o, ib
             fprintf(stderr, ", %.1f output tok/s", json_number_value(json_object_get(M, "output_tok_per_s")));
         if (!strcmp(pst, "error")) fprintf(stderr, ": %s", json_string_value(json_object_get(P, "error")));
         fprintf(stderr, "; ETA %.0f s\n", eta);
-        if ((st = write_json(root, o->out_dir, err))) break; /* keep what was measured, point by point */
+        if ((st = write_json(root, o->out_dir, "results.json", err))) break; /* keep what was measured */
+        if ((st = write_json(trace, o->out_dir, "trace.json", err))) break;
     }
     ibex_model_free(mc.m);
     if (!st) {
         json_object_set_new(root, "complete", json_boolean(all_ok && !*o->interrupted));
-        st = write_json(root, o->out_dir, err);
+        st = write_json(root, o->out_dir, "results.json", err);
     }
     json_decref(root);
+    json_decref(trace);
     return st;
 }

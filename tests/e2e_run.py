@@ -39,6 +39,20 @@ for name in ["default", "quadratic", "kv_memory", "decoding"]:
     r = run("report", out)
     check(r.returncode == 0, f"{name}: ibex report exits 0")
     check(open(os.path.join(out, "results.csv"), "rb").read() == before, f"{name}: re-rendered CSV is identical")
+    tr = json.load(open(os.path.join(out, "trace.json")))["traceEvents"]
+    xs = [e for e in tr if e["ph"] == "X"]
+    check(all(e["dur"] >= 0 for e in xs), f"{name}: trace spans have non-negative durations")
+    if res["points"][0]["params"]["compute"]:
+        ok = True
+        for pid in {e["pid"] for e in xs}:
+            steps = [e for e in xs if e["pid"] == pid and e["cat"] == "step"]
+            layers = [e for e in xs if e["pid"] == pid and e["cat"] == "layer"]
+            ops = [e for e in xs if e["pid"] == pid and e["cat"] == "op"]
+            within = lambda c, ps: any(p["ts"] - 1 <= c["ts"] and c["ts"] + c["dur"] <= p["ts"] + p["dur"] + 1 for p in ps)
+            ok &= bool(steps) and bool(ops) and all(within(l, steps) for l in layers) and all(within(o, steps) for o in ops)
+            ok &= all(within(o, layers) for o in ops if o["name"] not in ("embed", "rmsnorm", "output"))
+        check(ok, f"{name}: trace nests ops in layers in steps")
+        check(any(e["ph"] == "C" for e in tr) and any(e.get("cat") == "request" for e in xs), f"{name}: trace has KV counters and requests")
     if name == "quadratic":
         # quick keeps the first and last swept prompt length: 128 and 2047
         lens = sorted(int(p["swept"]["workload.prompt_tokens"]) for p in pts)
