@@ -14,6 +14,7 @@ static void usage(FILE *f) {
             "\n"
             "commands:\n"
             "  run        run a scenario file: sweeps, metrics, results.json, CSV, Markdown, plots\n"
+            "  bench      llama-bench-style one-liners: -p 128,512 -n 32 -b 1,4 --kv contiguous,paged -r 5\n"
             "  report     re-render the reports of a results directory from its results.json\n"
             "  generate   run a prompt through a model and print text and prefill/decode speed\n"
             "  batch      run a seeded mixed-length workload through the scheduler and KV cache;\n"
@@ -38,6 +39,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "batch")) return ibex_cmd_batch(argc - 1, argv + 1);
     if (!strcmp(cmd, "run")) return ibex_cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "report")) return ibex_cmd_report(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench")) return ibex_cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("ibex %s (commit %s, %s build)\n", IBEX_VERSION, IBEX_GIT_COMMIT, IBEX_BUILD_TYPE);
         return 0;
@@ -46,7 +48,7 @@ int main(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
-    static const char *const cmds[] = {"run", "report", "generate", "batch", "model", "version", "help", NULL};
+    static const char *const cmds[] = {"run", "report", "bench", "generate", "batch", "model", "version", "help", NULL};
     const char *s = ibex_cli_suggest(cmd, cmds);
     fprintf(stderr, "ibex: unknown command '%s'%s%s%s\n", cmd, s ? " (did you mean '" : "", s ? s : "", s ? "'?)" : "");
     return 2;

@@ -69,6 +69,15 @@ for name in ["default", "quadratic", "kv_memory", "decoding"]:
         want = blocks * 16 * 524288 * p["params"]["workload.requests"]
         check(p["kv"]["peak_reserved"] == want, f"kv_memory: contiguous peak {p['kv']['peak_reserved']} == {want}")
 
+r = run("bench", "-m", "synthetic:tiny", "-p", "16,32", "-n", "4", "-b", "1-2+1", "-r", "1", "-o", "csv")
+rows = list(csv.DictReader(r.stdout.splitlines()))
+check(r.returncode == 0 and len(rows) == 4, f"bench: 2 prompts x 2 batches = {len(rows)} CSV rows")
+check(all(row["status"] == "ok" and float(row["decode t/s"]) > 0 for row in rows), "bench: every row measured")
+check([(row["prompt"], row["batch"]) for row in rows] == [("16", "1"), ("16", "2"), ("32", "1"), ("32", "2")],
+      "bench: last list varies fastest")
+r = run("bench", "-p", "64-32+8")
+check(r.returncode == 2 and "bad range" in r.stderr, "bench: a bad range is refused")
+
 bad = os.path.join(a.workdir, "bad.yaml")
 open(bad, "w").write("model: synthetic:tiny\nkv:\n  polcy: paged\n")
 r = run("run", bad, "--out", os.path.join(a.workdir, "bad"))
