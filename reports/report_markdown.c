@@ -180,6 +180,19 @@ static void what_was_run(const json_t *r, FILE *out, const char **swept, size_t 
         fputs("> **Warning:** this is a Debug build; its timings are not representative.\n\n", out);
     if (json_is_false(comp))
         fputs("> **Warning:** the run is incomplete; some points are missing or failed.\n\n", out);
+    size_t n_acct = 0;
+    for (size_t i = 0; i < np; i++)
+        n_acct += json_is_false(ibex_report_get(json_array_get(pts, i), "params/compute"));
+    if (n_acct > 0) {
+        if (n_acct == np)
+            fputs("> **Accounting only:** every point ran with `compute: false`", out);
+        else
+            fprintf(out, "> **Accounting only:** %zu of %zu points ran with `compute: false`", n_acct, np);
+        fputs(" (no weights loaded, no forward pass). Their KV and memory numbers are exact; their times and "
+              "throughputs measure only the scheduler's bookkeeping, so no timing plot (prefill time, latency "
+              "CDFs, throughput) is drawn for them.\n\n",
+              out);
+    }
 }
 
 static void results_table(const json_t *r, FILE *out, const char **swept, size_t nk)

@@ -10,7 +10,10 @@
  *     user can rerun it by hand from plots/ and ibex can render under .tmp names.
  *  3. Op totals in results.json cover every timed repetition; they are divided by the
  *     number of repetitions so they share the unit of prefill_s (per repetition).
- *     Exponents do not depend on that scale. */
+ *     Exponents do not depend on that scale.
+ *  4. Accounting-only points (params.compute false) never reach a timing plot
+ *     (prefill, decode, throughput, latency, CDFs): their times measure only the
+ *     bookkeeping. Their exact KV bytes are plotted against the sequence length. */
 #include "reports/reports.h"
 
 #include <errno.h>
@@ -34,6 +37,9 @@ typedef struct series {
     char *title;
     size_t n, cap;
     double *x, *y;
+    int lc;      /* gnuplot line colour index, 0 = the default cycle */
+    int pt;      /* gnuplot point type, 0 = the default cycle */
+    bool dashed; /* drawn dashed (a companion of the solid series of the same colour) */
 } series;
 
 typedef struct plot {
@@ -41,7 +47,10 @@ typedef struct plot {
     char title[256];
     char xlabel[160], ylabel[160], y2label[160];
     enum plot_kind kind;
-    bool logx, logy, steps, ylim01;
+    bool logx, logy, steps;
+    double ymax;     /* > 0: the y range is [0, ymax] */
+    int logbase;     /* base of the log axes; 0 means 10 */
+    bool xtics_data; /* one x tic at each distinct x of the data (at most 16) */
     series *s; /* PLOT_LINES: (ns) series */
     size_t ns;
     char **cat; /* PLOT_BARS: (ncat) categories */
@@ -250,8 +259,16 @@ static void group_label(const json_t *pt, const char **keys, size_t nk, const ch
     }
 }
 
-/* The category of a point in bar plots: its swept values joined by ", ", or its label,
- * or its index. */
+/* The last '.'-separated part of a key ("kv.max_seq_len" -> "max_seq_len"). */
+static const char *short_key(const char *key)
+{
+    const char *d = strrchr(key, '.');
+    return d ? d + 1 : key;
+}
+
+/* The category of a point in bar plots: its swept values joined by ", ", a word as is
+ * ("paged") and a number with its short key ("max_seq_len=4096") so that points
+ * sharing a word stay distinguishable; or its label, or its index. */
 static void category_label(const json_t *pt, size_t idx, const char **keys, size_t nk, char *buf,
                            size_t n)
 {
@@ -260,9 +277,15 @@ static void category_label(const json_t *pt, size_t idx, const char **keys, size
     for (size_t k = 0; k < nk; k++) {
         char v[256];
         ibex_report_swept_text(pt, keys[k], v, sizeof v);
-        int w = snprintf(buf + len, n - len, "%s%s", len ? ", " : "", v);
-        if (w < 0 || (size_t)w >= n - len)
+        if (!v[0])
+            continue;
+        int w = isfinite(ibex_report_swept_num(pt, keys[k]))
+                    ? snprintf(buf + len, n - len, "%s%s=%s", len ? ", " : "", short_key(keys[k]), v)
+                    : snprintf(buf + len, n - len, "%s%s", len ? ", " : "", v);
+        if (w < 0 || (size_t)w >= n - len) {
+            buf[len] = '\0';
             break;
+        }
         len += (size_t)w;
     }
     if (len == 0) {
@@ -438,12 +461,13 @@ static void plan_prompt_scaling(ibex_report_plots *P, const json_t *const *pts, 
 decode:
     if (P->oom)
         return;
-    p = new_plot(P, "decode_vs_prompt", "Decode time per token vs prompt length", PLOT_LINES);
+    p = new_plot(P, "decode_vs_prompt", "Decode time per step vs prompt length", PLOT_LINES);
     if (!p)
         return;
     snprintf(p->xlabel, sizeof p->xlabel, "prompt tokens");
-    snprintf(p->ylabel, sizeof p->ylabel, "decode ms per token");
+    snprintf(p->ylabel, sizeof p->ylabel, "decode ms per step (one token per running request)");
     p->logx = p->logy = true;
+    p->logbase = 2;
     for (size_t g = 0; g < ng; g++) {
         series *s = add_series(P, p, groups[g][0] ? groups[g] : "decode");
         if (P->oom)
@@ -465,18 +489,45 @@ decode:
             free(s->title);
             s->title = dup_str(P, t);
         }
-        appendf(P, &p->reading, "%s%s%sdecode costs %.3g ms/token at %.0f prompt tokens", p->reading ? " " : "",
+        appendf(P, &p->reading, "%s%s%s%.3g ms per decode step at %.0f prompt tokens", p->reading ? " " : "",
                 groups[g], groups[g][0] ? ": " : "", s->y[0], s->x[0]);
-        if (s->n >= 2)
-            appendf(P, &p->reading, " and %.3g ms/token at %.0f", s->y[s->n - 1], s->x[s->n - 1]);
-        if (isfinite(b))
-            appendf(P, &p->reading, " (n^%.2f, R² %.3f)", b, r2);
+        if (s->n >= 2) {
+            appendf(P, &p->reading, ", %.3g ms at %.0f", s->y[s->n - 1], s->x[s->n - 1]);
+            if (s->y[0] > 0 && s->x[0] > 0)
+                appendf(P, &p->reading, " (x%.2f for a x%.2f longer prompt", s->y[s->n - 1] / s->y[0],
+                        s->x[s->n - 1] / s->x[0]);
+            if (isfinite(b))
+                appendf(P, &p->reading, "; n^%.2f, R² %.3f", b, r2);
+            if (s->y[0] > 0 && s->x[0] > 0)
+                appendf(P, &p->reading, ")");
+        }
         appendf(P, &p->reading, ".");
     }
-    if (prune_series(P, p, 1) && !P->oom)
-        appendf(P, &p->reading,
-                " Each decode step reads the whole KV cache, so its attention part grows linearly with the "
-                "context while the weight reads stay constant.");
+    if (!prune_series(P, p, 1) || P->oom)
+        return;
+    /* The metric is per step: say how many tokens a step makes when every point agrees. */
+    double batch = ibex_report_num(pts[0], "params/batch");
+    for (size_t i = 1; i < np && isfinite(batch); i++)
+        if (ibex_report_num(pts[i], "params/batch") != batch)
+            batch = NAN;
+    char *head = NULL;
+    appendf(P, &head, "Median time of one decode step (decode_s / decode steps");
+    if (isfinite(batch) && batch == 1)
+        appendf(P, &head, "; batch 1, so one step is one token");
+    else if (isfinite(batch))
+        appendf(P, &head, "; up to %.0f requests per batch, each step makes one token for each running request",
+                batch);
+    appendf(P, &head, ") against the prompt length, which sets the context every step attends over. %s",
+            p->reading ? p->reading : "");
+    appendf(P, &head, " A step reads every weight once (independent of the context) and every cached K and V "
+                      "(linear in the context): an exponent near 0 means the weight reads dominate, near 1 "
+                      "that attention over the KV cache does.");
+    if (P->oom) {
+        free(head);
+        return;
+    }
+    free(p->reading);
+    p->reading = head;
 }
 
 /* Bar plot with one category per ok point and up to MAX_BAR_COLS columns read from
@@ -520,33 +571,68 @@ static plot *plan_bars(ibex_report_plots *P, const char *name, const char *title
     return p;
 }
 
-/* KV utilisation, concurrency and peak memory per point, read per policy. */
-static void plan_kv(ibex_report_plots *P, const json_t *const *pts, size_t np, const char **keys, size_t nk)
+/* A point's KV configuration: its kv.policy, then every other swept kv.* key
+ * ("contiguous kv.max_seq_len=4096"), so that one policy run with two settings reads
+ * as two configurations. */
+static void kv_config(const json_t *pt, const char **keys, size_t nk, char *buf, size_t n)
 {
-    static const char *u_paths[] = {"kv/utilisation_mean", "kv/max_concurrent"};
-    static const char *u_titles[] = {"mean KV utilisation (%, left)", "max concurrent requests (right)"};
-    static const double u_scale[] = {100.0, 1.0};
-    static const bool u_y2[] = {false, true};
-    plot *p = plan_bars(P, "kv_utilisation", "KV utilisation and concurrency per point", pts, np, keys, nk, 2,
-                        u_paths, u_titles, u_scale, u_y2);
-    if (p) {
-        snprintf(p->ylabel, sizeof p->ylabel, "mean utilisation used/reserved (%%)");
-        snprintf(p->y2label, sizeof p->y2label, "max concurrent requests");
+    char v[128];
+    ibex_report_swept_text(pt, "kv.policy", v, sizeof v);
+    if (!v[0]) {
+        const char *pol = ibex_report_str(pt, "kv/policy");
+        snprintf(v, sizeof v, "%s", pol ? pol : "?");
     }
-    /* The reading aggregates per policy: mean utilisation, highest concurrency and
-     * largest peak reservation over that policy's points. */
-    char pol[16][128];
+    size_t len = (size_t)snprintf(buf, n, "%s", v);
+    for (size_t k = 0; k < nk && len < n; k++) {
+        if (strncmp(keys[k], "kv.", 3) != 0 || strcmp(keys[k], "kv.policy") == 0)
+            continue;
+        ibex_report_swept_text(pt, keys[k], v, sizeof v);
+        int w = snprintf(buf + len, n - len, " %s=%s", keys[k], v);
+        if (w < 0 || (size_t)w >= n - len) {
+            buf[len] = '\0';
+            break;
+        }
+        len += (size_t)w;
+    }
+}
+
+static bool policy_is_none(const json_t *pt)
+{
+    const char *pol = ibex_report_str(pt, "params/kv.policy");
+    if (!pol)
+        pol = ibex_report_str(pt, "kv/policy");
+    return pol && strcmp(pol, "none") == 0;
+}
+
+/* KV utilisation, concurrency and peak memory per point, the reading aggregated per
+ * KV configuration. Points with policy none hold no cache and are left out; nothing
+ * is drawn unless at least two configurations remain to compare. */
+static void plan_kv(ibex_report_plots *P, const json_t *const *all, size_t nall, const char **keys, size_t nk)
+{
+    enum { MAXC = 16 };
+    const json_t **pts = malloc((nall ? nall : 1) * sizeof *pts);
+    if (!pts) {
+        P->oom = true;
+        return;
+    }
+    size_t np = 0;
+    for (size_t i = 0; i < nall; i++)
+        if (!policy_is_none(all[i]))
+            pts[np++] = all[i];
+    /* The reading aggregates per configuration: mean utilisation, highest concurrency
+     * and largest peak reservation over that configuration's points. */
+    char pol[MAXC][192];
     size_t npol = 0;
-    double usum[16] = {0}, conc[16], resv[16];
-    size_t ucnt[16] = {0};
+    double usum[MAXC] = {0}, conc[MAXC], resv[MAXC];
+    size_t ucnt[MAXC] = {0};
     for (size_t i = 0; i < np; i++) {
-        char v[128];
-        ibex_report_swept_text(pts[i], "kv.policy", v, sizeof v);
+        char v[192];
+        kv_config(pts[i], keys, nk, v, sizeof v);
         size_t j = 0;
         while (j < npol && strcmp(pol[j], v) != 0)
             j++;
         if (j == npol) {
-            if (npol == 16)
+            if (npol == MAXC)
                 continue;
             snprintf(pol[npol], sizeof pol[0], "%s", v);
             conc[npol] = resv[npol] = NAN;
@@ -563,6 +649,21 @@ static void plan_kv(ibex_report_plots *P, const json_t *const *pts, size_t np, c
         double r = ibex_report_num(pts[i], "kv/peak_reserved");
         if (isfinite(r) && !(r <= resv[j]))
             resv[j] = r;
+    }
+    if (npol < 2) {
+        free(pts);
+        return;
+    }
+
+    static const char *u_paths[] = {"kv/utilisation_mean", "kv/max_concurrent"};
+    static const char *u_titles[] = {"mean KV utilisation (%, left)", "max concurrent requests (right)"};
+    static const double u_scale[] = {100.0, 1.0};
+    static const bool u_y2[] = {false, true};
+    plot *p = plan_bars(P, "kv_utilisation", "KV utilisation and concurrency per point", pts, np, keys, nk, 2,
+                        u_paths, u_titles, u_scale, u_y2);
+    if (p) {
+        snprintf(p->ylabel, sizeof p->ylabel, "mean utilisation used/reserved (%%)");
+        snprintf(p->y2label, sizeof p->y2label, "max concurrent requests");
     }
     char *reading = NULL;
     bool any_u = false;
@@ -608,25 +709,44 @@ static void plan_kv(ibex_report_plots *P, const json_t *const *pts, size_t np, c
     }
     if (P->oom) {
         free(reading);
+        free(pts);
         return;
     }
     if (p)
         p->reading = reading ? dup_str(P, reading) : dup_str(P, "No KV measurements in these points.");
 
+    /* GiB once the largest reservation reaches 4 GiB, else MiB. */
+    double rmax = 0;
+    for (size_t j = 0; j < npol; j++)
+        if (isfinite(resv[j]))
+            rmax = fmax(rmax, resv[j]);
+    bool gib = rmax >= 4.0 * 1073741824.0;
     static const char *m_paths[] = {"kv/peak_reserved", "kv/peak_used"};
-    static const char *m_titles[] = {"peak reserved (MiB)", "peak used (MiB)"};
-    static const double m_scale[] = {1.0 / 1048576.0, 1.0 / 1048576.0};
+    const char *m_titles[] = {gib ? "peak reserved (GiB)" : "peak reserved (MiB)",
+                              gib ? "peak used (GiB)" : "peak used (MiB)"};
+    const double unit = gib ? 1073741824.0 : 1048576.0, m_scale[] = {1.0 / unit, 1.0 / unit};
     static const bool m_y2[] = {false, false};
     plot *q = plan_bars(P, "kv_memory", "KV peak reserved and used per point", pts, np, keys, nk, 2, m_paths,
                         m_titles, m_scale, m_y2);
     if (q) {
-        snprintf(q->ylabel, sizeof q->ylabel, "MiB");
-        q->reading = dup_str(P, reading ? reading : "No KV measurements in these points.");
-        if (!P->oom)
-            appendf(P, &q->reading, " The gap between the bars is reserved but unused memory "
-                                    "(internal fragmentation and over-reservation).");
+        snprintf(q->ylabel, sizeof q->ylabel, "%s", gib ? "GiB" : "MiB");
+        for (size_t i = 0; i < q->ncat; i++) {
+            double r = ibex_report_num(pts[i], "kv/peak_reserved"), u = ibex_report_num(pts[i], "kv/peak_used");
+            char a[64], b[64];
+            if (!isfinite(r))
+                continue;
+            appendf(P, &q->reading, "%s%s: peak reserved %s, peak used %s", q->reading ? " " : "", q->cat[i],
+                    ibex_report_fmt_bytes(r, a, sizeof a), ibex_report_fmt_bytes(u, b, sizeof b));
+            if (isfinite(u) && r > 0)
+                appendf(P, &q->reading, " (%.1f%% less)", 100.0 * (r - u) / r);
+            appendf(P, &q->reading, ".");
+        }
+        appendf(P, &q->reading, "%sThe gap between the bars is reserved but unused memory (internal "
+                                "fragmentation and over-reservation).",
+                q->reading ? " " : "");
     }
     free(reading);
+    free(pts);
 }
 
 /* One value per point for a metric as a line plot against a numeric swept key, one
@@ -758,24 +878,532 @@ static void plan_batching(ibex_report_plots *P, const json_t *const *pts, size_t
     }
 }
 
-/* Decode speed and KV memory per decoding strategy. */
-static void plan_decoding(ibex_report_plots *P, const json_t *const *pts, size_t np, const char **keys, size_t nk)
+/* Decode speed and KV memory per decoding strategy; KV memory alone when timing is
+ * false (accounting-only points, whose times mean nothing). */
+static void plan_decoding(ibex_report_plots *P, const json_t *const *pts, size_t np, const char **keys, size_t nk,
+                          bool timing)
 {
     static const char *paths[] = {"metrics/decode_tok_per_s", "kv/peak_reserved"};
     static const char *titles[] = {"decode tok/s (left)", "KV peak reserved MiB (right)"};
     static const double scale[] = {1.0, 1.0 / 1048576.0};
-    static const bool y2[] = {false, true};
-    plot *p = plan_bars(P, "decoding", "Decode speed and KV memory per decoding strategy", pts, np, keys, nk, 2,
-                        paths, titles, scale, y2);
+    static const bool y2[] = {false, true}, y1[] = {false};
+    plot *p = timing ? plan_bars(P, "decoding", "Decode speed and KV memory per decoding strategy", pts, np, keys,
+                                 nk, 2, paths, titles, scale, y2)
+                     : plan_bars(P, "decoding", "KV memory per decoding strategy", pts, np, keys, nk, 1,
+                                 paths + 1, titles + 1, scale + 1, y1);
     if (!p)
         return;
-    snprintf(p->ylabel, sizeof p->ylabel, "decode tokens/s");
-    snprintf(p->y2label, sizeof p->y2label, "KV peak reserved (MiB)");
+    if (timing) {
+        snprintf(p->ylabel, sizeof p->ylabel, "decode tokens/s");
+        snprintf(p->y2label, sizeof p->y2label, "KV peak reserved (MiB)");
+    } else {
+        snprintf(p->ylabel, sizeof p->ylabel, "KV peak reserved (MiB)");
+    }
     for (size_t i = 0; i < p->ncat; i++) {
         char a[64], b[64];
-        appendf(P, &p->reading, "%s%s: %s decode, %s peak KV.", p->reading ? " " : "", p->cat[i],
-                ibex_report_fmt_value(ibex_report_num(pts[i], "metrics/decode_tok_per_s"), "tok/s", a, sizeof a),
-                ibex_report_fmt_bytes(ibex_report_num(pts[i], "kv/peak_reserved"), b, sizeof b));
+        if (timing)
+            appendf(P, &p->reading, "%s%s: %s decode, %s peak KV.", p->reading ? " " : "", p->cat[i],
+                    ibex_report_fmt_value(ibex_report_num(pts[i], "metrics/decode_tok_per_s"), "tok/s", a,
+                                          sizeof a),
+                    ibex_report_fmt_bytes(ibex_report_num(pts[i], "kv/peak_reserved"), b, sizeof b));
+        else
+            appendf(P, &p->reading, "%s%s: %s peak KV.", p->reading ? " " : "", p->cat[i],
+                    ibex_report_fmt_bytes(ibex_report_num(pts[i], "kv/peak_reserved"), b, sizeof b));
+    }
+}
+
+/* A token count of a point: its swept value, else the fixed value in params
+ * ({"dist": "fixed", "value": 64} or a bare number); NaN for other distributions. */
+static double point_tokens(const json_t *pt, const char *key)
+{
+    double v = ibex_report_swept_num(pt, key);
+    if (isfinite(v))
+        return v;
+    char path[160];
+    snprintf(path, sizeof path, "params/%s", key);
+    return ibex_report_num(pt, path);
+}
+
+/* "w1 k2=v2" over the swept keys except those skip() rejects: words as is, numbers with
+ * their short key. */
+static void short_group_label(const json_t *pt, const char **keys, size_t nk, bool (*skip)(const char *key),
+                              char *buf, size_t n)
+{
+    buf[0] = '\0';
+    size_t len = 0;
+    for (size_t k = 0; k < nk; k++) {
+        if (skip(keys[k]))
+            continue;
+        char v[256];
+        ibex_report_swept_text(pt, keys[k], v, sizeof v);
+        int w = isfinite(ibex_report_swept_num(pt, keys[k]))
+                    ? snprintf(buf + len, n - len, "%s%s=%s", len ? " " : "", short_key(keys[k]), v)
+                    : snprintf(buf + len, n - len, "%s%s", len ? " " : "", v);
+        if (w < 0 || (size_t)w >= n - len) {
+            buf[len] = '\0';
+            break;
+        }
+        len += (size_t)w;
+    }
+}
+
+/* The x of the KV-vs-length plot: prompt + output tokens, or the prompt alone. */
+static double seq_x(const json_t *pt, bool with_out)
+{
+    return point_tokens(pt, "workload.prompt_tokens") + (with_out ? point_tokens(pt, "workload.output_tokens") : 0);
+}
+
+static bool is_length_key(const char *k)
+{
+    return strcmp(k, "workload.prompt_tokens") == 0 || strcmp(k, "workload.output_tokens") == 0;
+}
+
+static bool is_length_or_kv_key(const char *k) { return is_length_key(k) || strncmp(k, "kv.", 3) == 0; }
+
+/* KV memory (peak reserved and used, GiB) against the sequence length, prompt +
+ * output tokens, one solid (reserved) and one dashed (used) line per value of the
+ * other swept keys (policy, batch). Made for accounting-only points, whose byte counts
+ * are exact and whose times mean nothing. Returns whether the plot was made. */
+static bool plan_kv_vs_seq(ibex_report_plots *P, const json_t *const *pts, size_t np, const char **keys,
+                           size_t nk)
+{
+    enum { MAXG = 16 };
+    for (size_t i = 0; i < np; i++)
+        if (!isfinite(point_tokens(pts[i], "workload.prompt_tokens")))
+            return false;
+    bool with_out = true;
+    for (size_t i = 0; i < np; i++)
+        with_out &= isfinite(point_tokens(pts[i], "workload.output_tokens")) != 0;
+    /* One group per value of the other swept keys; its colour follows the keys that
+     * are not kv.* (batch), its point type the KV configuration, so lines of two
+     * policies that coincide still show both markers. */
+    static const int point_types[] = {6, 4, 8, 10, 12, 14, 1, 2};
+    char groups[MAXG][256], rests[MAXG][256], cfgs[MAXG][192];
+    int lc[MAXG], ptype[MAXG];
+    size_t ng = 0, nr = 0, ncf = 0;
+    for (size_t i = 0; i < np; i++) {
+        char g[256];
+        short_group_label(pts[i], keys, nk, is_length_key, g, sizeof g);
+        size_t j = 0;
+        while (j < ng && strcmp(groups[j], g) != 0)
+            j++;
+        if (j < ng || ng == MAXG)
+            continue;
+        snprintf(groups[ng], 256, "%s", g);
+        char r[256], c[192];
+        short_group_label(pts[i], keys, nk, is_length_or_kv_key, r, sizeof r);
+        kv_config(pts[i], keys, nk, c, sizeof c);
+        size_t k = 0;
+        while (k < nr && strcmp(rests[k], r) != 0)
+            k++;
+        if (k == nr)
+            snprintf(rests[nr++], 256, "%s", r);
+        lc[ng] = (int)k + 1;
+        k = 0;
+        while (k < ncf && strcmp(cfgs[k], c) != 0)
+            k++;
+        if (k == ncf)
+            snprintf(cfgs[ncf++], sizeof cfgs[0], "%s", c);
+        ptype[ng] = point_types[k % (sizeof point_types / sizeof point_types[0])];
+        ng++;
+    }
+    plot *p = new_plot(P, "kv_memory_vs_length", "KV cache memory vs sequence length", PLOT_LINES);
+    if (!p)
+        return false;
+    snprintf(p->xlabel, sizeof p->xlabel, "%s",
+             with_out ? "sequence length: prompt + output tokens" : "prompt tokens");
+    snprintf(p->ylabel, sizeof p->ylabel, "KV bytes at peak (GiB)");
+    p->logx = p->logy = true;
+    p->logbase = 2;
+    p->xtics_data = true;
+    for (size_t g = 0; g < ng; g++) {
+        char t[300];
+        snprintf(t, sizeof t, "%s%sreserved", groups[g], groups[g][0] ? " " : "");
+        add_series(P, p, t);
+        snprintf(t, sizeof t, "%s%sused", groups[g], groups[g][0] ? " " : "");
+        add_series(P, p, t);
+        if (P->oom)
+            return false;
+        series *r = &p->s[p->ns - 2], *u = &p->s[p->ns - 1];
+        r->lc = u->lc = lc[g];
+        r->pt = u->pt = ptype[g];
+        u->dashed = true;
+        for (size_t i = 0; i < np; i++) {
+            char gl[256];
+            short_group_label(pts[i], keys, nk, is_length_key, gl, sizeof gl);
+            if (strcmp(gl, groups[g]) != 0)
+                continue;
+            double x = seq_x(pts[i], with_out);
+            series_push(P, r, x, ibex_report_num(pts[i], "kv/peak_reserved") / 1073741824.0);
+            series_push(P, u, x, ibex_report_num(pts[i], "kv/peak_used") / 1073741824.0);
+        }
+    }
+    if (!prune_series(P, p, 1) || P->oom)
+        return false;
+    size_t mem_plot = P->n - 1;
+
+    /* Utilisation against the same lengths, read per KV configuration. */
+    plot *q = new_plot(P, "kv_utilisation_vs_length", "KV utilisation vs sequence length", PLOT_LINES);
+    if (q) {
+        snprintf(q->xlabel, sizeof q->xlabel, "%s", p->xlabel);
+        snprintf(q->ylabel, sizeof q->ylabel, "mean KV utilisation, used / reserved (%%)");
+        q->logx = true;
+        q->logbase = 2;
+        q->xtics_data = true;
+        q->ymax = 102;
+        for (size_t g = 0; g < ng && !P->oom; g++) {
+            series *u = add_series(P, q, groups[g][0] ? groups[g] : "utilisation");
+            if (!u)
+                break;
+            u->lc = lc[g];
+            u->pt = ptype[g];
+            for (size_t i = 0; i < np; i++) {
+                char gl[256];
+                short_group_label(pts[i], keys, nk, is_length_key, gl, sizeof gl);
+                if (strcmp(gl, groups[g]) == 0)
+                    series_push(P, u, seq_x(pts[i], with_out), 100.0 * ibex_report_num(pts[i], "kv/utilisation_mean"));
+            }
+        }
+        if (!P->oom && prune_series(P, q, 1)) {
+            appendf(P, &q->reading, "Used / reserved KV bytes averaged over the steps of each point (accounting "
+                                    "only, exact).");
+            for (size_t c = 0; c < ncf; c++) {
+                double sum = 0, lo = INFINITY, hi = -INFINITY, conc = NAN;
+                size_t cnt = 0;
+                for (size_t i = 0; i < np; i++) {
+                    char ci[192];
+                    kv_config(pts[i], keys, nk, ci, sizeof ci);
+                    if (strcmp(ci, cfgs[c]) != 0)
+                        continue;
+                    double u = ibex_report_num(pts[i], "kv/utilisation_mean");
+                    if (isfinite(u)) {
+                        sum += u;
+                        cnt++;
+                        lo = fmin(lo, u);
+                        hi = fmax(hi, u);
+                    }
+                    double m = ibex_report_num(pts[i], "kv/max_concurrent");
+                    if (isfinite(m) && !(m <= conc))
+                        conc = m;
+                }
+                if (cnt)
+                    appendf(P, &q->reading, " %s: %.1f%% on average (%.1f%% to %.1f%%)", cfgs[c],
+                            100.0 * sum / (double)cnt, 100.0 * lo, 100.0 * hi);
+                if (cnt && isfinite(conc))
+                    appendf(P, &q->reading, ", up to %.0f requests at once", conc);
+                if (cnt)
+                    appendf(P, &q->reading, ".");
+            }
+        }
+    }
+    if (P->oom)
+        return false;
+    p = &P->v[mem_plot]; /* new_plot may have moved the array */
+
+    char a[64], b[64];
+    appendf(P, &p->reading,
+            "Peak KV bytes of the whole run against the sequence length%s; accounting only, so the bytes are "
+            "exact. Solid lines: reserved (kv.peak_reserved); dashed: holding tokens (kv.peak_used).",
+            with_out ? " (prompt + output tokens)" : "");
+    double bpt = ibex_report_num(pts[0], "model/kv_bytes_per_token");
+    const char *dt = ibex_report_str(pts[0], "params/kv.dtype");
+    if (isfinite(bpt))
+        appendf(P, &p->reading, " Every token holds exactly %.0f bytes (%s) of K and V (model.kv_bytes_per_token%s%s).",
+                bpt, ibex_report_fmt_bytes(bpt, a, sizeof a), dt ? ", kv.dtype " : "", dt ? dt : "");
+
+    /* The headline: the largest batch, at the longest length every configuration of
+     * that batch reached. */
+    double bmax = NAN;
+    for (size_t i = 0; i < np; i++) {
+        double bt = ibex_report_num(pts[i], "params/batch");
+        if (isfinite(bt) && !(bt <= bmax))
+            bmax = bt;
+    }
+    char cfg[MAXG][192];
+    size_t nc = 0;
+    for (size_t i = 0; i < np; i++) {
+        if (isfinite(bmax) && ibex_report_num(pts[i], "params/batch") != bmax)
+            continue;
+        char c[192];
+        kv_config(pts[i], keys, nk, c, sizeof c);
+        size_t j = 0;
+        while (j < nc && strcmp(cfg[j], c) != 0)
+            j++;
+        if (j == nc && nc < MAXG)
+            snprintf(cfg[nc++], sizeof cfg[0], "%s", c);
+    }
+    double xbest = NAN;
+    for (size_t i = 0; i < np; i++) {
+        if (isfinite(bmax) && ibex_report_num(pts[i], "params/batch") != bmax)
+            continue;
+        double x = seq_x(pts[i], with_out);
+        if (isfinite(xbest) && x <= xbest)
+            continue;
+        /* Every configuration of this batch has a point at x? */
+        size_t have = 0;
+        for (size_t c = 0; c < nc; c++)
+            for (size_t k = 0; k < np; k++) {
+                char ck[192];
+                kv_config(pts[k], keys, nk, ck, sizeof ck);
+                double xk = seq_x(pts[k], with_out);
+                if (strcmp(ck, cfg[c]) == 0 && xk == x &&
+                    (!isfinite(bmax) || ibex_report_num(pts[k], "params/batch") == bmax)) {
+                    have++;
+                    break;
+                }
+            }
+        if (have == nc)
+            xbest = x;
+    }
+    if (isfinite(xbest)) {
+        bool first = true;
+        for (size_t c = 0; c < nc; c++)
+            for (size_t k = 0; k < np; k++) {
+                char ck[192];
+                kv_config(pts[k], keys, nk, ck, sizeof ck);
+                double pr = point_tokens(pts[k], "workload.prompt_tokens"),
+                       out = with_out ? point_tokens(pts[k], "workload.output_tokens") : 0;
+                if (strcmp(ck, cfg[c]) != 0 || pr + out != xbest ||
+                    (isfinite(bmax) && ibex_report_num(pts[k], "params/batch") != bmax))
+                    continue;
+                double res = ibex_report_num(pts[k], "kv/peak_reserved"),
+                       used = ibex_report_num(pts[k], "kv/peak_used");
+                if (first) {
+                    if (with_out)
+                        appendf(P, &p->reading, " At %.0f+%.0f tokens", pr, out);
+                    else
+                        appendf(P, &p->reading, " At %.0f prompt tokens", pr);
+                    if (isfinite(bmax))
+                        appendf(P, &p->reading, " and batch %.0f", bmax);
+                    appendf(P, &p->reading, ", ");
+                } else {
+                    appendf(P, &p->reading, "; ");
+                }
+                appendf(P, &p->reading, "%s reserves %s (%.0f bytes", cfg[c], ibex_report_fmt_bytes(res, a, sizeof a),
+                        res);
+                double seqs = isfinite(bmax) ? bmax : 1;
+                if (isfinite(bpt) && bpt > 0 && xbest > 0) {
+                    double ideal = seqs * xbest * bpt;
+                    if (res == ideal)
+                        appendf(P, &p->reading, " = %.0f x %.0f x %.0f", seqs, xbest, bpt);
+                    else
+                        appendf(P, &p->reading, ", x%.3f of %.0f x %.0f x %.0f", res / ideal, seqs, xbest, bpt);
+                }
+                appendf(P, &p->reading, ") and uses %s", ibex_report_fmt_bytes(used, b, sizeof b));
+                first = false;
+                break;
+            }
+        double pool = ibex_report_num(pts[0], "kv/pool_bytes");
+        if (!first && isfinite(pool))
+            appendf(P, &p->reading, ", of the %s pool", ibex_report_fmt_bytes(pool, a, sizeof a));
+        if (!first)
+            appendf(P, &p->reading, ".");
+    }
+
+    /* Policies compared point by point: the same length and other keys. */
+    char ref[192] = "";
+    double lo[MAXG], hi[MAXG];
+    char other[MAXG][192];
+    size_t no = 0;
+    for (size_t i = 0; i < np; i++) {
+        char ci[192];
+        kv_config(pts[i], keys, nk, ci, sizeof ci);
+        if (!ref[0])
+            snprintf(ref, sizeof ref, "%s", ci);
+        if (strcmp(ci, ref) == 0)
+            continue;
+        char ri[256];
+        short_group_label(pts[i], keys, nk, is_length_or_kv_key, ri, sizeof ri);
+        double xi = seq_x(pts[i], with_out);
+        for (size_t k = 0; k < np; k++) {
+            char ck[192], rk[256];
+            kv_config(pts[k], keys, nk, ck, sizeof ck);
+            short_group_label(pts[k], keys, nk, is_length_or_kv_key, rk, sizeof rk);
+            double xk = seq_x(pts[k], with_out);
+            double rr = ibex_report_num(pts[k], "kv/peak_reserved"), ro = ibex_report_num(pts[i], "kv/peak_reserved");
+            if (strcmp(ck, ref) != 0 || strcmp(rk, ri) != 0 || !(xk == xi) || !(rr > 0) || !isfinite(ro))
+                continue;
+            size_t j = 0;
+            while (j < no && strcmp(other[j], ci) != 0)
+                j++;
+            if (j == no) {
+                if (no == MAXG)
+                    break;
+                snprintf(other[no], sizeof other[0], "%s", ci);
+                lo[no] = INFINITY;
+                hi[no] = -INFINITY;
+                no++;
+            }
+            lo[j] = fmin(lo[j], ro / rr);
+            hi[j] = fmax(hi[j], ro / rr);
+            break;
+        }
+    }
+    for (size_t j = 0; j < no; j++) {
+        if (lo[j] == 1 && hi[j] == 1)
+            appendf(P, &p->reading, " At every length and batch both ran, %s and %s reserve exactly the same bytes.",
+                    ref, other[j]);
+        else if (lo[j] == hi[j])
+            appendf(P, &p->reading, " At every length and batch both ran, %s reserves x%.3f what %s reserves.",
+                    other[j], lo[j], ref);
+        else
+            appendf(P, &p->reading, " At the same length and batch, %s reserves x%.3f to x%.3f what %s reserves.",
+                    other[j], lo[j], hi[j], ref);
+    }
+    return !P->oom;
+}
+
+/* Total time and time per generated token against the number of output tokens, one
+ * series per value of the other swept keys, with power-law fits: without a KV cache
+ * (policy none) token k reruns the model over all earlier tokens, so the total grows
+ * ~n^2; with one it grows ~n. */
+static void plan_output_scaling(ibex_report_plots *P, const json_t *const *pts, size_t np, const char **keys,
+                                size_t nk)
+{
+    enum { MAXG = 16 };
+    const char *xk = "workload.output_tokens";
+    char groups[MAXG][256];
+    size_t ng = distinct_groups(pts, np, keys, nk, xk, groups, MAXG);
+    /* A short name per group for ratios: the policy alone when only it differs. */
+    char gname[MAXG][256];
+    int none_g = -1;
+    for (size_t g = 0; g < ng; g++) {
+        const char *pfx = "kv.policy=";
+        bool only_policy = strncmp(groups[g], pfx, strlen(pfx)) == 0 && !strchr(groups[g], ' ');
+        snprintf(gname[g], sizeof gname[0], "%s", only_policy ? groups[g] + strlen(pfx) : groups[g]);
+        bool all_none = true, any = false;
+        for (size_t i = 0; i < np; i++) {
+            char gl[256];
+            group_label(pts[i], keys, nk, xk, gl, sizeof gl);
+            if (strcmp(gl, groups[g]) == 0) {
+                any = true;
+                all_none &= policy_is_none(pts[i]);
+            }
+        }
+        if (any && all_none && none_g < 0)
+            none_g = (int)g;
+    }
+
+    for (int which = 0; which < 2 && !P->oom; which++) {
+        bool total = which == 0;
+        plot *p = total ? new_plot(P, "total_time_vs_output", "Total time vs output length (log-log)", PLOT_LINES)
+                        : new_plot(P, "token_time_vs_output", "Time per generated token vs output length",
+                                   PLOT_LINES);
+        if (!p)
+            return;
+        snprintf(p->xlabel, sizeof p->xlabel, "output tokens n");
+        snprintf(p->ylabel, sizeof p->ylabel, "%s",
+                 total ? "wall time per repetition (s)" : "ms per generated token (TPOT p50)");
+        p->logx = p->logy = true;
+        p->logbase = 2;
+        double b[MAXG], r2[MAXG];
+        for (size_t g = 0; g < ng; g++) {
+            series *s = add_series(P, p, groups[g][0] ? groups[g] : (total ? "total" : "per token"));
+            if (P->oom)
+                return;
+            for (size_t i = 0; i < np; i++) {
+                char gl[256];
+                group_label(pts[i], keys, nk, xk, gl, sizeof gl);
+                if (strcmp(gl, groups[g]) != 0)
+                    continue;
+                double y;
+                if (total) {
+                    y = ibex_report_num(pts[i], "metrics/wall_s");
+                } else {
+                    y = ibex_report_num(pts[i], "metrics/tpot/p50") * 1e3;
+                    if (!isfinite(y))
+                        y = ibex_report_num(pts[i], "metrics/decode_ms_per_token");
+                }
+                series_push(P, s, ibex_report_swept_num(pts[i], xk), y);
+            }
+            series_sort(s);
+            b[g] = fit_b(s, &r2[g]);
+            if (isfinite(b[g])) {
+                char t[512];
+                snprintf(t, sizeof t, "%s  n^%.2f (R² %.3f)", s->title, b[g], r2[g]);
+                free(s->title);
+                s->title = dup_str(P, t);
+            }
+        }
+        if (P->oom)
+            return;
+        /* Readings before pruning, while series g is still group g. */
+        char *rd = NULL;
+        if (total)
+            appendf(P, &rd, "Median wall time of a repetition against the number of output tokens n, with a "
+                            "power-law fit per series.");
+        else
+            appendf(P, &rd, "Median time per generated token after the first (TPOT p50) against the number of "
+                            "output tokens n.");
+        for (size_t g = 0; g < ng; g++) {
+            const series *s = &p->s[g];
+            if (s->n == 0)
+                continue;
+            char y0[64], y1[64];
+            if (total) {
+                ibex_report_fmt_seconds(s->y[0], y0, sizeof y0);
+                ibex_report_fmt_seconds(s->y[s->n - 1], y1, sizeof y1);
+            } else {
+                ibex_report_fmt_seconds(s->y[0] * 1e-3, y0, sizeof y0);
+                ibex_report_fmt_seconds(s->y[s->n - 1] * 1e-3, y1, sizeof y1);
+            }
+            appendf(P, &rd, " %s%s", groups[g], groups[g][0] ? ": " : "");
+            if (total && isfinite(b[g]))
+                appendf(P, &rd, "%s grows as n^%.2f (R² %.3f) over %.0f..%.0f output tokens (%s to %s).",
+                        groups[g][0] ? "total time" : "Total time", b[g], r2[g], s->x[0], s->x[s->n - 1], y0, y1);
+            else if (s->n >= 2)
+                appendf(P, &rd, "%s at n=%.0f to %s at n=%.0f (x%.2f%s", y0, s->x[0], y1, s->x[s->n - 1],
+                        s->y[0] > 0 ? s->y[s->n - 1] / s->y[0] : NAN, isfinite(b[g]) ? "; " : ").");
+            else
+                appendf(P, &rd, "%s at n=%.0f.", y0, s->x[0]);
+            if (!total && s->n >= 2 && isfinite(b[g]))
+                appendf(P, &rd, "n^%.2f).", b[g]);
+        }
+        /* Ratios at the largest n every compared series reached. */
+        if (ng >= 2) {
+            size_t ref = none_g >= 0 ? (size_t)none_g : 0;
+            const series *rs = &p->s[ref];
+            for (size_t g = 0; g < ng && rs->n; g++) {
+                const series *s = &p->s[g];
+                if (g == ref || s->n == 0)
+                    continue;
+                double xmax = NAN, yr = NAN, yo = NAN;
+                for (size_t k = 0; k < rs->n; k++)
+                    for (size_t m = 0; m < s->n; m++)
+                        if (rs->x[k] == s->x[m] && !(rs->x[k] <= xmax)) {
+                            xmax = rs->x[k];
+                            yr = rs->y[k];
+                            yo = s->y[m];
+                        }
+                if (!isfinite(xmax) || !(yo > 0))
+                    continue;
+                char a[64], c[64];
+                if (total) {
+                    ibex_report_fmt_seconds(yr, a, sizeof a);
+                    ibex_report_fmt_seconds(yo, c, sizeof c);
+                } else {
+                    ibex_report_fmt_seconds(yr * 1e-3, a, sizeof a);
+                    ibex_report_fmt_seconds(yo * 1e-3, c, sizeof c);
+                }
+                appendf(P, &rd, " At n=%.0f: %s %s vs %s %s, %s/%s = x%.2f.", xmax, gname[ref], a, gname[g], c,
+                        gname[ref], gname[g], yr / yo);
+            }
+        }
+        if (total)
+            appendf(P, &rd, " An exponent of 2 means the total quadruples when n doubles: without a KV cache "
+                            "token k reruns the model over the prompt and all k-1 earlier tokens (nearer 1 while "
+                            "the prompt dominates); with a cache each token costs about the same, so the total "
+                            "grows as n^1.");
+        else
+            appendf(P, &rd, " Without a KV cache the cost of a token grows with the sequence it recomputes; with "
+                            "one it stays nearly flat (only attention over the cached K and V grows).");
+        if (P->oom) {
+            free(rd);
+            return;
+        }
+        p->reading = rd;
+        if (!prune_series(P, p, 1))
+            continue;
     }
 }
 
@@ -822,7 +1450,7 @@ static void plan_cdf(ibex_report_plots *P, const json_t *const *pts, size_t np, 
     snprintf(p->ylabel, sizeof p->ylabel, "fraction of samples <= x");
     p->logx = true;
     p->steps = true;
-    p->ylim01 = true;
+    p->ymax = 1.02;
     size_t shown = nw < MAX_CDF_POINTS ? nw : MAX_CDF_POINTS;
     double worst_ratio = 0;
     char worst[256] = "";
@@ -878,6 +1506,10 @@ static void plan_cdf(ibex_report_plots *P, const json_t *const *pts, size_t np, 
         appendf(P, &p->reading, " (%zu of %zu points shown, spread over the sweep.)", shown, nw);
 }
 
+/* Whether a point ran without compute (params.compute false): its KV and memory
+ * numbers are exact, its times only measure the bookkeeping. */
+static bool accounting_only(const json_t *pt) { return json_is_false(ibex_report_get(pt, "params/compute")); }
+
 ibex_report_plots *ibex_report_plots_plan(const json_t *results, ibex_err *err)
 {
     if (!results) {
@@ -891,16 +1523,25 @@ ibex_report_plots *ibex_report_plots_plan(const json_t *results, ibex_err *err)
     }
     const json_t *arr = ibex_report_get(results, "points");
     size_t total = json_is_array(arr) ? json_array_size(arr) : 0;
-    const json_t **pts = malloc((total ? total : 1) * sizeof *pts);
+    /* pts: every ok point; timed: those that ran the model; acct: those that did not. */
+    const json_t **pts = malloc(3 * (total ? total : 1) * sizeof *pts);
     if (!pts) {
         free(P);
         ibex_err_set(err, IBEX_ERR_NOMEM, "plots: out of memory");
         return NULL;
     }
-    size_t np = 0;
-    for (size_t i = 0; i < total; i++)
-        if (point_ok(json_array_get(arr, i)))
-            pts[np++] = json_array_get(arr, i);
+    const json_t **timed = pts + (total ? total : 1), **acct = timed + (total ? total : 1);
+    size_t np = 0, nt = 0, na = 0;
+    for (size_t i = 0; i < total; i++) {
+        const json_t *pt = json_array_get(arr, i);
+        if (!point_ok(pt))
+            continue;
+        pts[np++] = pt;
+        if (accounting_only(pt))
+            acct[na++] = pt;
+        else
+            timed[nt++] = pt;
+    }
 
     const char *keys[MAX_SWEPT];
     size_t nk = ibex_report_swept_keys(results, keys, MAX_SWEPT);
@@ -908,39 +1549,50 @@ ibex_report_plots *ibex_report_plots_plan(const json_t *results, ibex_err *err)
         nk = MAX_SWEPT;
 
     if (np > 0) {
-        if (key_swept(keys, nk, "workload.prompt_tokens") && key_numeric(pts, np, "workload.prompt_tokens"))
-            plan_prompt_scaling(P, pts, np, keys, nk);
-        if (key_swept(keys, nk, "kv.policy"))
+        const char *pk = "workload.prompt_tokens", *ok = "workload.output_tokens";
+        if (nt > 0 && key_swept(keys, nk, pk) && key_numeric(timed, nt, pk))
+            plan_prompt_scaling(P, timed, nt, keys, nk);
+        bool output_plan = nt > 0 && key_swept(keys, nk, ok) && key_numeric(timed, nt, ok);
+        if (output_plan)
+            plan_output_scaling(P, timed, nt, keys, nk);
+        bool kv_lines = false;
+        if (na > 0 && (key_swept(keys, nk, pk) || key_swept(keys, nk, ok)))
+            kv_lines = plan_kv_vs_seq(P, acct, na, keys, nk);
+        if (key_swept(keys, nk, "kv.policy") && !kv_lines)
             plan_kv(P, pts, np, keys, nk);
         const char *batch_key = NULL;
-        if (key_swept(keys, nk, "batch") || key_swept(keys, nk, "workload.concurrency") ||
-            key_swept(keys, nk, "scheduler"))
-            plan_batching(P, pts, np, keys, nk, &batch_key);
+        if (nt > 0 && (key_swept(keys, nk, "batch") || key_swept(keys, nk, "workload.concurrency") ||
+                       key_swept(keys, nk, "scheduler")))
+            plan_batching(P, timed, nt, keys, nk, &batch_key);
         bool decoding = false;
         for (size_t k = 0; k < nk; k++)
             decoding |= strncmp(keys[k], "decoding.", 9) == 0;
         if (decoding)
-            plan_decoding(P, pts, np, keys, nk);
-        /* Generic: output throughput against every other numeric swept key. */
-        for (size_t k = 0; k < nk && !P->oom; k++) {
-            if (strcmp(keys[k], "workload.prompt_tokens") == 0 || (batch_key && strcmp(keys[k], batch_key) == 0))
+            plan_decoding(P, pts, np, keys, nk, na == 0);
+        /* Generic: output throughput against every other numeric swept key, for the
+         * timed points. decoding.* keys have their bars; the lengths their plots. */
+        for (size_t k = 0; k < nk && !P->oom && nt > 0; k++) {
+            if (strcmp(keys[k], pk) == 0 || (output_plan && strcmp(keys[k], ok) == 0) ||
+                (batch_key && strcmp(keys[k], batch_key) == 0) || strncmp(keys[k], "decoding.", 9) == 0)
                 continue;
-            if (!key_numeric(pts, np, keys[k]))
+            if (!key_numeric(timed, nt, keys[k]))
                 continue;
             char name[160], title[256];
             static const char *tp[] = {"metrics/output_tok_per_s"};
             static const char *tt[] = {"output tok/s"};
             snprintf(name, sizeof name, "throughput_vs_%s", keys[k]);
             snprintf(title, sizeof title, "Output throughput vs %s", keys[k]);
-            plot *p = plan_vs(P, name, title, pts, np, keys, nk, keys[k], 1, tp, tt, 1.0);
+            plot *p = plan_vs(P, name, title, timed, nt, keys, nk, keys[k], 1, tp, tt, 1.0);
             if (p) {
                 snprintf(p->ylabel, sizeof p->ylabel, "output tokens/s");
                 read_range(P, p, keys[k], "throughput", "tok/s");
             }
         }
-        plan_cdf(P, pts, np, "ttft", "TTFT");
-        plan_cdf(P, pts, np, "e2e", "E2E latency");
-        plan_cdf(P, pts, np, "itl", "ITL");
+        if (nt > 0) {
+            plan_cdf(P, timed, nt, "ttft", "TTFT");
+            plan_cdf(P, timed, nt, "e2e", "E2E latency");
+            plan_cdf(P, timed, nt, "itl", "ITL");
+        }
     }
     free(pts);
     for (size_t i = 0; i < P->n && !P->oom; i++)
@@ -1036,6 +1688,18 @@ static ibex_status fill_gp(FILE *f, void *ctx, ibex_err *err)
             "# Restyle freely and rerun from this directory: gnuplot %s.gp\n"
             "# Options: gnuplot -e \"png_out='a.png'; svg_out='a.svg'\" %s.gp, or -e \"dumb=1\" for text.\n",
             n, p->title, n, n, n);
+    /* Bar labels too wide for their slot (about 7 px a character in 880 px) are drawn
+     * vertically, in an image made taller to hold them. */
+    int height = 600;
+    bool vertical = false;
+    if (p->kind == PLOT_BARS && p->ncat > 0) {
+        size_t catw = 0;
+        for (size_t i = 0; i < p->ncat; i++)
+            catw = strlen(p->cat[i]) > catw ? strlen(p->cat[i]) : catw;
+        vertical = p->ncat > 4 || catw * 7 > 880 / p->ncat;
+        if (vertical)
+            height += (int)(catw > 60 ? 60 : catw) * 6;
+    }
     fprintf(f,
             "if (!exists(\"png_out\")) png_out = '%s.png'\n"
             "if (!exists(\"svg_out\")) svg_out = '%s.svg'\n"
@@ -1046,13 +1710,13 @@ static ibex_status fill_gp(FILE *f, void *ctx, ibex_err *err)
             "    set output\n"
             "} else {\n"
             "    if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {\n"
-            "        set terminal pngcairo size 960,600 noenhanced font 'sans,10'\n"
+            "        set terminal pngcairo size 960,%d noenhanced font 'sans,10'\n"
             "    } else {\n"
-            "        set terminal png size 960,600 noenhanced\n"
+            "        set terminal png size 960,%d noenhanced\n"
             "    }\n"
             "    set output png_out\n"
             "}\n",
-            n, n);
+            n, n, height, height);
     fputs("set title ", f);
     gp_quoted(f, p->title);
     fputs("\nset grid\n", f);
@@ -1069,11 +1733,11 @@ static ibex_status fill_gp(FILE *f, void *ctx, ibex_err *err)
     if (p->kind == PLOT_LINES) {
         fputs("set key below\n", f);
         if (p->logx)
-            fputs("set logscale x\n", f);
+            fprintf(f, "set logscale x %d\n", p->logbase ? p->logbase : 10);
         if (p->logy)
-            fputs("set logscale y\n", f);
-        if (p->ylim01)
-            fputs("set yrange [0:1.02]\n", f);
+            fprintf(f, "set logscale y %d\n", p->logbase ? p->logbase : 10);
+        if (p->ymax > 0)
+            fprintf(f, "set yrange [0:%.9g]\n", p->ymax);
         /* The x range hugs the data with a small margin (gnuplot would round a log
          * axis out to whole decades). */
         double lo = INFINITY, hi = -INFINITY;
@@ -1088,10 +1752,41 @@ static ibex_status fill_gp(FILE *f, void *ctx, ibex_err *err)
             else
                 fprintf(f, "set xrange [%.9g:%.9g]\n", lo - 0.04 * (hi - lo), hi + 0.04 * (hi - lo));
         }
+        if (p->xtics_data) {
+            double xs[16];
+            size_t nx = 0;
+            bool fits = true;
+            for (size_t i = 0; i < p->ns && fits; i++)
+                for (size_t k = 0; k < p->s[i].n && fits; k++) {
+                    size_t j = 0;
+                    while (j < nx && xs[j] != p->s[i].x[k])
+                        j++;
+                    if (j == nx) {
+                        if (nx == 16)
+                            fits = false;
+                        else
+                            xs[nx++] = p->s[i].x[k];
+                    }
+                }
+            if (fits && nx > 0) {
+                qsort(xs, nx, sizeof xs[0], cmp_double);
+                fputs("set xtics (", f);
+                for (size_t j = 0; j < nx; j++)
+                    fprintf(f, "%s%.9g", j ? ", " : "", xs[j]);
+                fputs(")\n", f);
+            }
+        }
         fputs("plot ", f);
         for (size_t i = 0; i < p->ns; i++) {
-            fprintf(f, "%s'%s.dat' index %zu using 1:2 with %s title ", i ? ", \\\n     " : "", n, i,
+            fprintf(f, "%s'%s.dat' index %zu using 1:2 with %s", i ? ", \\\n     " : "", n, i,
                     p->steps ? "steps" : "linespoints");
+            if (p->s[i].lc > 0)
+                fprintf(f, " lc %d", p->s[i].lc);
+            if (p->s[i].pt > 0)
+                fprintf(f, " pt %d", p->s[i].pt);
+            if (p->s[i].dashed)
+                fputs(" dt 2", f);
+            fputs(" title ", f);
             gp_quoted(f, p->s[i].title);
         }
         fputc('\n', f);
@@ -1105,8 +1800,8 @@ static ibex_status fill_gp(FILE *f, void *ctx, ibex_err *err)
               "set style fill solid 0.7 border -1\n"
               "set yrange [0:*]\n",
               f);
-        if (p->ncat > 4)
-            fputs("set xtics rotate by -30\n", f);
+        if (vertical)
+            fputs("set xtics rotate by 90 right\n", f);
         if (y2) {
             fputs("set ytics nomirror\nset y2tics\nset y2range [0:*]\n", f);
             if (p->y2label[0]) {
@@ -1126,13 +1821,14 @@ static ibex_status fill_gp(FILE *f, void *ctx, ibex_err *err)
         }
         fputc('\n', f);
     }
-    fputs("if (!dumb) {\n"
-          "    set terminal svg size 960,600 dynamic noenhanced font 'sans,10'\n"
-          "    set output svg_out\n"
-          "    replot\n"
-          "}\n"
-          "unset output\n",
-          f);
+    fprintf(f,
+            "if (!dumb) {\n"
+            "    set terminal svg size 960,%d dynamic noenhanced font 'sans,10'\n"
+            "    set output svg_out\n"
+            "    replot\n"
+            "}\n"
+            "unset output\n",
+            height);
     return IBEX_OK;
 }
 

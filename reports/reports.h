@@ -120,9 +120,15 @@ typedef struct ibex_report_plots ibex_report_plots;
  *  - batch, workload.concurrency or scheduler swept: output throughput and TTFT/TPOT
  *    p50/p99 vs batch (or concurrency), one series per value of the other swept keys;
  *  - a decoding.* key swept: decode tok/s and KV peak reserved per point;
- *  - every other numeric swept key: output throughput vs that key;
+ *  - workload.output_tokens swept with compute: total time and per-token time vs n
+ *    (log-log, power fit per series: ~n² without a cache, ~n with one);
+ *  - every other numeric swept key (not decoding.*): output throughput vs that key;
  *  - always (when raw samples exist): the CDF of raw TTFT, E2E and ITL, at most 8
  *    points each.
+ * Accounting-only points (params.compute false) never enter timing plots; with
+ * prompt or output tokens swept they get KV memory and utilisation vs prompt + output
+ * tokens (log2). KV bars leave out policy none and need at least two KV
+ * configurations (kv.policy plus any other swept kv.* key).
  * Pure computation, no I/O. Returns NULL with IBEX_ERR_INVALID (results NULL) or
  * IBEX_ERR_NOMEM. A run with nothing to plot gives an empty set, not an error. */
 ibex_report_plots *ibex_report_plots_plan(const json_t *results, ibex_err *err);

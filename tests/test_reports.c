@@ -416,6 +416,8 @@ Test(reports, plan_prompt_sweep_fits_quadratic_attention)
     /* Decode per token follows n^0.1 exactly. */
     const char *dr = ibex_report_plot_reading(p, find_plot(p, "decode_vs_prompt"));
     cr_assert(strstr(dr, "n^0.10") != NULL, "%s", dr);
+    cr_assert(strstr(dr, "Median time of one decode step (decode_s / decode steps)") != NULL, "%s", dr);
+    cr_assert(strstr(dr, "7 ms per decode step at 128 prompt tokens") != NULL, "%s", dr);
     find_plot(p, "cdf_ttft");
     find_plot(p, "cdf_itl");
     ibex_report_plots_free(p);
@@ -436,6 +438,268 @@ Test(reports, plan_kv_policy_reading)
     reading = ibex_report_plot_reading(p, find_plot(p, "prefill_scaling"));
     cr_assert(strstr(reading, "kv.policy=contiguous: prefill time grows as n^") != NULL, "%s", reading);
     cr_assert(strstr(reading, "kv.policy=paged: prefill time grows as n^") != NULL, "%s", reading);
+    ibex_report_plots_free(p);
+    json_decref(r);
+}
+
+/* ---------------------------------------------------------------- plot selection */
+
+/* A bare results.json with the given swept keys (NULL-terminated) and no points. */
+static json_t *make_run(const char *name, const char *const *swept)
+{
+    json_t *sw = json_array();
+    for (size_t k = 0; swept[k]; k++)
+        json_array_append_new(sw, json_string(swept[k]));
+    json_t *r = json_pack("{s:i, s:{s:s, s:o}, s:b, s:[]}", "schema_version", 1, "scenario", "name", name, "swept",
+                          sw, "complete", 1, "points");
+    return r;
+}
+
+/* Appends a point: swept values as "key", "value" string pairs (NULL-terminated),
+ * params.compute, batch, policy, prompt and output tokens; metrics and KV as given. */
+static json_t *add_point(json_t *r, bool compute, int batch, const char *policy, int prompt, int output,
+                         const char *const *swept)
+{
+    json_t *pts = json_object_get(r, "points");
+    size_t idx = json_array_size(pts);
+    json_t *sw = json_object();
+    char label[512] = "";
+    for (size_t k = 0; swept[k]; k += 2) {
+        json_object_set_new(sw, swept[k], json_string(swept[k + 1]));
+        snprintf(label + strlen(label), sizeof label - strlen(label), "%s%s=%s", k ? " " : "", swept[k],
+                 swept[k + 1]);
+    }
+    json_t *pt = json_pack("{s:i, s:s, s:s, s:o}", "index", (int)idx, "label", label, "status", "ok", "swept", sw);
+    json_object_set_new(pt, "params",
+                        json_pack("{s:b, s:i, s:s, s:s, s:i, s:{s:s, s:i}, s:{s:s, s:i}}", "compute", compute,
+                                  "batch", batch, "kv.policy", policy, "kv.dtype", "f16", "repeat", 1,
+                                  "workload.prompt_tokens", "dist", "fixed", "value", prompt,
+                                  "workload.output_tokens", "dist", "fixed", "value", output));
+    json_object_set_new(pt, "model", json_pack("{s:s, s:I}", "name", "synthetic:llama2-7b", "kv_bytes_per_token",
+                                               (json_int_t)524288));
+    json_object_set_new(pt, "metrics",
+                        json_pack("{s:f, s:f, s:f, s:o, s:o}", "wall_s", 1e-4, "output_tok_per_s", 1e6,
+                                  "decode_ms_per_token", 1e-3, "ttft", summary(1e-5), "tpot", summary(1e-6)));
+    json_object_set_new(pt, "raw", json_pack("{s:o, s:o, s:o}", "ttft", raw_samples(1e-5, 4), "e2e",
+                                             raw_samples(1e-4, 4), "itl", raw_samples(1e-6, 8)));
+    json_array_append_new(pts, pt);
+    return pt;
+}
+
+static void set_kv(json_t *pt, const char *policy, double reserved, double used, double util, int conc)
+{
+    json_object_set_new(pt, "kv",
+                        json_pack("{s:s, s:f, s:f, s:f, s:f, s:i}", "policy", policy, "pool_bytes",
+                                  80.0 * 1073741824.0, "peak_reserved", reserved, "peak_used", used,
+                                  "utilisation_mean", util, "max_concurrent", conc));
+}
+
+/* Occurrences of needle in s. */
+static size_t count_str(const char *s, const char *needle)
+{
+    size_t n = 0, len = strlen(needle);
+    for (size_t i = 0; s[i]; i++)
+        n += strncmp(s + i, needle, len) == 0;
+    return n;
+}
+
+static bool has_plot(const ibex_report_plots *p, const char *name)
+{
+    for (size_t i = 0; i < ibex_report_plots_count(p); i++)
+        if (strcmp(ibex_report_plot_name(p, i), name) == 0)
+            return true;
+    return false;
+}
+
+#define BPT 524288.0
+
+/* kv_memory: prompt x policy x batch, accounting only. Contiguous reserves prompt +
+ * output tokens per request, paged whole 16-token blocks; `output` tokens each. */
+static json_t *make_kv_memory(int output)
+{
+    static const char *keys[] = {"workload.prompt_tokens", "kv.policy", "batch", NULL};
+    json_t *r = make_run("kv_memory", keys);
+    static const int prompts[] = {512, 1024, 2048};
+    static const int batches[] = {1, 32};
+    static const char *pols[] = {"contiguous", "paged"};
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 2; j++)
+            for (int b = 0; b < 2; b++) {
+                char ps[16], bs[16];
+                snprintf(ps, sizeof ps, "%d", prompts[i]);
+                snprintf(bs, sizeof bs, "%d", batches[b]);
+                const char *sw[] = {"workload.prompt_tokens", ps, "kv.policy", pols[j], "batch", bs, NULL};
+                json_t *pt = add_point(r, false, batches[b], pols[j], prompts[i], output, sw);
+                double toks = prompts[i] + output;
+                double held = j == 0 ? toks : ceil(toks / 16.0) * 16.0;
+                set_kv(pt, pols[j], batches[b] * held * BPT, batches[b] * (toks - 1) * BPT, j == 0 ? 0.9 : 0.99,
+                       batches[b]);
+            }
+    return r;
+}
+
+Test(reports, accounting_only_points_get_no_timing_plots)
+{
+    json_t *r = make_kv_memory(64);
+    ibex_report_plots *p = ibex_report_plots_plan(r, NULL);
+    cr_assert_not_null(p);
+    static const char *timing[] = {"prefill_scaling", "decode_vs_prompt", "cdf_ttft", "cdf_e2e", "cdf_itl",
+                                   "throughput_vs_batch", "latency_vs_batch", "kv_utilisation", "kv_memory"};
+    for (size_t k = 0; k < sizeof timing / sizeof timing[0]; k++)
+        cr_assert_not(has_plot(p, timing[k]), "accounting-only run has plot %s", timing[k]);
+    cr_assert_eq(ibex_report_plots_count(p), 2, "%zu plots", ibex_report_plots_count(p));
+    cr_assert_str_eq(ibex_report_plot_name(p, 0), "kv_memory_vs_length");
+    const char *rd = ibex_report_plot_reading(p, 0);
+    cr_assert(strstr(rd, "exactly 524288 bytes (512 KiB)") != NULL, "%s", rd);
+    char want[256];
+    double res = 32.0 * 2112 * BPT;
+    snprintf(want, sizeof want,
+             "At 2048+64 tokens and batch 32, contiguous reserves 33.0 GiB (%.0f bytes = 32 x 2112 x 524288)", res);
+    cr_assert(strstr(rd, want) != NULL, "want '%s' in: %s", want, rd);
+    cr_assert(strstr(rd, "contiguous and paged reserve exactly the same bytes") != NULL, "%s", rd);
+    const char *ru = ibex_report_plot_reading(p, find_plot(p, "kv_utilisation_vs_length"));
+    cr_assert(strstr(ru, "contiguous: 90.0% on average") != NULL, "%s", ru);
+    cr_assert(strstr(ru, "paged: 99.0% on average") != NULL, "%s", ru);
+
+    /* report.md says it once, and re-renders to the same bytes. */
+    ibex_status st;
+    char *md = capture_md(r, p, &st);
+    cr_assert_eq(st, IBEX_OK);
+    cr_assert(strstr(md, "**Accounting only:** every point ran with `compute: false`") != NULL, "%s", md);
+    cr_assert_eq(count_str(md, "Accounting only"), 1, "said once");
+    char *md2 = capture_md(r, p, &st);
+    cr_assert_str_eq(md, md2);
+    free(md);
+    free(md2);
+
+    /* The script uses log2 axes with a tic at each length. */
+    char dir[4096], path[4200];
+    make_tmpdir(dir, sizeof dir);
+    ibex_err e = {0};
+    cr_assert_eq(ibex_report_plots_render(p, dir, NULL, "off", &e), IBEX_OK, "%s", e.msg);
+    snprintf(path, sizeof path, "%s/kv_memory_vs_length.gp", dir);
+    char *gp = slurp(path, NULL);
+    cr_assert_not_null(gp);
+    cr_assert(strstr(gp, "set logscale x 2\n") != NULL, "%s", gp);
+    cr_assert(strstr(gp, "set xtics (576, 1088, 2112)\n") != NULL, "%s", gp);
+    cr_assert(strstr(gp, " dt 2 title 'contiguous batch=32 used'") != NULL, "%s", gp);
+    free(gp);
+    rm_tree(dir);
+    ibex_report_plots_free(p);
+    json_decref(r);
+}
+
+Test(reports, accounting_only_policies_compared_point_by_point)
+{
+    /* 60 output tokens: paged rounds each sequence up to whole 16-token blocks. */
+    json_t *r = make_kv_memory(60);
+    ibex_report_plots *p = ibex_report_plots_plan(r, NULL);
+    cr_assert_not_null(p);
+    const char *rd = ibex_report_plot_reading(p, find_plot(p, "kv_memory_vs_length"));
+    char want[256];
+    snprintf(want, sizeof want, "paged reserves x%.3f to x%.3f what contiguous reserves", 2112.0 / 2108.0,
+             576.0 / 572.0);
+    cr_assert(strstr(rd, want) != NULL, "want '%s' in: %s", want, rd);
+    snprintf(want, sizeof want, "At 2048+60 tokens and batch 32, contiguous reserves");
+    cr_assert(strstr(rd, want) != NULL, "%s", rd);
+    snprintf(want, sizeof want, "paged reserves 33.0 GiB (%.0f bytes, x%.3f of 32 x 2108 x 524288)",
+             32.0 * 2112 * BPT, 2112.0 / 2108.0);
+    cr_assert(strstr(rd, want) != NULL, "want '%s' in: %s", want, rd);
+    ibex_report_plots_free(p);
+    json_decref(r);
+}
+
+/* naive_vs_cache: output tokens x policy none/contiguous. Wall time is exactly
+ * c n^2 without a cache and d n with one; the time per token c' n and constant. */
+static json_t *make_naive_vs_cache(void)
+{
+    static const char *keys[] = {"workload.output_tokens", "kv.policy", NULL};
+    json_t *r = make_run("naive_vs_cache", keys);
+    static const int ns[] = {32, 64, 128, 256};
+    static const char *pols[] = {"none", "contiguous"};
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 2; j++) {
+            char os[16];
+            snprintf(os, sizeof os, "%d", ns[i]);
+            const char *sw[] = {"workload.output_tokens", os, "kv.policy", pols[j], NULL};
+            json_t *pt = add_point(r, true, 1, pols[j], 32, ns[i], sw);
+            double n = ns[i];
+            json_t *m = json_object_get(pt, "metrics");
+            json_object_set_new(m, "wall_s", json_real(j == 0 ? 2e-5 * n * n : 1e-3 * n));
+            json_object_set_new(m, "tpot", summary(j == 0 ? 4e-5 * n : 1e-3));
+            set_kv(pt, pols[j], 1e6, 9e5, j == 0 ? NAN : 0.6, 1);
+        }
+    return r;
+}
+
+Test(reports, naive_vs_cache_fits_quadratic_and_linear_totals)
+{
+    json_t *r = make_naive_vs_cache();
+    ibex_report_plots *p = ibex_report_plots_plan(r, NULL);
+    cr_assert_not_null(p);
+    cr_assert_str_eq(ibex_report_plot_name(p, 0), "total_time_vs_output");
+    const char *rd = ibex_report_plot_reading(p, 0);
+    cr_assert(strstr(rd, "kv.policy=none: total time grows as n^2.00 (R² 1.000) over 32..256 output tokens") != NULL,
+              "%s", rd);
+    cr_assert(strstr(rd, "kv.policy=contiguous: total time grows as n^1.00 (R² 1.000)") != NULL, "%s", rd);
+    /* At n = 256: 2e-5 * 256^2 = 1.31 s vs 1e-3 * 256 = 256 ms. */
+    char want[128];
+    snprintf(want, sizeof want, "At n=256: none 1.31 s vs contiguous 256 ms, none/contiguous = x%.2f",
+             2e-5 * 256 * 256 / (1e-3 * 256));
+    cr_assert(strstr(rd, want) != NULL, "want '%s' in: %s", want, rd);
+    const char *rt = ibex_report_plot_reading(p, find_plot(p, "token_time_vs_output"));
+    cr_assert(strstr(rt, "kv.policy=none: 1.28 ms at n=32 to 10.2 ms at n=256 (x8.00; n^1.00)") != NULL, "%s", rt);
+    cr_assert(strstr(rt, "kv.policy=contiguous: 1.00 ms at n=32 to 1.00 ms at n=256 (x1.00; n^0.00)") != NULL,
+              "%s", rt);
+    /* The generic throughput plot is replaced; policy none holds no cache to compare. */
+    cr_assert_not(has_plot(p, "throughput_vs_workload.output_tokens"));
+    cr_assert_not(has_plot(p, "throughput_vs_workload_output_tokens"));
+    cr_assert_not(has_plot(p, "kv_utilisation"));
+    cr_assert(has_plot(p, "cdf_ttft"), "timed points keep their latency CDFs");
+    ibex_report_plots_free(p);
+    json_decref(r);
+}
+
+Test(reports, kv_bars_tell_repeated_policies_apart)
+{
+    /* naive_vs_paged: contiguous twice, with two kv.max_seq_len, and paged. */
+    static const char *keys[] = {"kv.policy", "kv.max_seq_len", NULL};
+    json_t *r = make_run("naive_vs_paged", keys);
+    static const char *pols[] = {"contiguous", "contiguous", "paged"};
+    static const char *msl[] = {"4096", "0", "0"};
+    static const double util[] = {0.21, 0.72, 0.985};
+    static const int conc[] = {40, 158, 312};
+    for (int i = 0; i < 3; i++) {
+        const char *sw[] = {"kv.policy", pols[i], "kv.max_seq_len", msl[i], NULL};
+        json_t *pt = add_point(r, false, 512, pols[i], 500, 500, sw);
+        set_kv(pt, pols[i], 80.0 * 1073741824.0, util[i] * 80.0 * 1073741824.0, util[i], conc[i]);
+    }
+    ibex_report_plots *p = ibex_report_plots_plan(r, NULL);
+    cr_assert_not_null(p);
+    const char *rd = ibex_report_plot_reading(p, find_plot(p, "kv_utilisation"));
+    cr_assert(strstr(rd, "contiguous kv.max_seq_len=4096 keeps 21.0% of reserved KV in use on average vs 72.0% for "
+                         "contiguous kv.max_seq_len=0, 98.5% for paged kv.max_seq_len=0") != NULL,
+              "%s", rd);
+    cr_assert(strstr(rd, "contiguous kv.max_seq_len=4096 40; contiguous kv.max_seq_len=0 158; paged kv.max_seq_len=0 "
+                         "312") != NULL,
+              "%s", rd);
+    const char *rm = ibex_report_plot_reading(p, find_plot(p, "kv_memory"));
+    cr_assert(strstr(rm, "contiguous, max_seq_len=4096: peak reserved 80.0 GiB, peak used 16.8 GiB (79.0% less)") !=
+                  NULL,
+              "%s", rm);
+    cr_assert_not(has_plot(p, "throughput_vs_kv.max_seq_len") || has_plot(p, "throughput_vs_kv_max_seq_len"),
+                  "accounting only: no throughput plot");
+    char dir[4096], path[4200];
+    make_tmpdir(dir, sizeof dir);
+    cr_assert_eq(ibex_report_plots_render(p, dir, NULL, NULL, NULL), IBEX_OK);
+    snprintf(path, sizeof path, "%s/kv_utilisation.dat", dir);
+    char *dat = slurp(path, NULL);
+    cr_assert_not_null(dat);
+    cr_assert(strstr(dat, "\n\"contiguous, max_seq_len=4096\" 21 40\n") != NULL, "%s", dat);
+    cr_assert(strstr(dat, "\n\"contiguous, max_seq_len=0\" 72 158\n") != NULL, "%s", dat);
+    cr_assert(strstr(dat, "\n\"paged, max_seq_len=0\" 98.5 312\n") != NULL, "%s", dat);
+    free(dat);
+    rm_tree(dir);
     ibex_report_plots_free(p);
     json_decref(r);
 }
