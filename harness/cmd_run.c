@@ -1,5 +1,6 @@
 /* cmd_run.c — `ibex run SCENARIO.yaml` (run a scenario, write results.json and every
- * report) and `ibex report DIR` (re-render the reports from results.json). */
+ * report; for a suite, run each scenario it lists into its own folder and write the
+ * suite's report) and `ibex report DIR` (re-render the reports from results.json). */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include "harness/cli.h"
 #include "harness/runner.h"
 #include "harness/scenario.h"
+#include "reports/claims.h"
 #include "reports/reports.h"
 
 static volatile sig_atomic_t g_interrupted;
@@ -24,6 +26,8 @@ static void usage(FILE *f) {
     fprintf(f, "usage: ibex run SCENARIO.yaml [--out DIR] [--quick]\n"
                "  --out DIR   where results.json and the reports go (default results/<name>-<timestamp>/)\n"
                "  --quick     first and last value of every swept list, 4 requests, 1 repetition (for CI)\n"
+               "A suite file (suite: [a.yaml, ...]) runs each listed scenario into DIR/<its name>/, then\n"
+               "writes the suite's report (report: claims -> DIR/claims.md, DIR/claims.csv).\n"
                "Ctrl-C stops after the current step, keeps everything measured, marks the run incomplete;\n"
                "a second Ctrl-C exits at once.\n"
                "usage: ibex report DIR   re-renders results.csv, report.md and the plots from DIR/results.json\n");
@@ -53,6 +57,108 @@ int ibex_cmd_report(int argc, char **argv) {
         return argc == 2 ? 0 : 2;
     }
     return render(argv[1]);
+}
+
+/* The base name of path without .yaml/.yml, into buf. */
+static void base_name(const char *path, char *buf, size_t n) {
+    const char *b = strrchr(path, '/');
+    snprintf(buf, n, "%s", b ? b + 1 : path);
+    size_t l = strlen(buf);
+    if (l > 5 && !strcmp(buf + l - 5, ".yaml")) buf[l - 5] = '\0';
+    else if (l > 4 && !strcmp(buf + l - 4, ".yml")) buf[l - 4] = '\0';
+}
+
+/* Runs every scenario a suite lists into dir/<name>/ (a scenario that fails to load or
+ * run is recorded and the others go on), then writes the suite's report. Returns the
+ * exit status: 0, 1 (a scenario failed or a report could not be written), 130
+ * (interrupted: the report is still written, marked incomplete). */
+static int run_suite(const ibex_scenario *suite, const char *dir, bool quick) {
+    int n = suite->n_suite, rc = 0;
+    char(*names)[128] = calloc((size_t)n, sizeof *names);
+    char(*dirs)[1100] = calloc((size_t)n, sizeof *dirs);
+    char(*errors)[640] = calloc((size_t)n, sizeof *errors);
+    ibex_claims_sub *subs = calloc((size_t)n, sizeof *subs);
+    ibex_claims *claims = calloc(1, sizeof *claims);
+    ibex_err err = {0};
+    if (!names || !dirs || !errors || !subs || !claims) {
+        fprintf(stderr, "ibex run: out of memory\n");
+        rc = 1;
+        goto done;
+    }
+    if (ibex_mkdir_p(dir, &err)) {
+        fprintf(stderr, "ibex run: %s\n", err.msg);
+        rc = 1;
+        goto done;
+    }
+    bool complete = true;
+    for (int i = 0; i < n; i++) {
+        base_name(suite->suite[i], names[i], sizeof names[i]);
+        subs[i].name = names[i];
+        if (g_interrupted) {
+            snprintf(errors[i], sizeof errors[i], "not run: the suite was interrupted");
+            subs[i].error = errors[i];
+            complete = false;
+            continue;
+        }
+        ibex_scenario *s = ibex_scenario_load(suite->suite[i], &err);
+        if (!s) {
+            fprintf(stderr, "ibex run: %s\n", err.msg);
+            snprintf(errors[i], sizeof errors[i], "%s", err.msg);
+            subs[i].error = errors[i];
+            complete = false;
+            rc = 1;
+            continue;
+        }
+        snprintf(names[i], sizeof names[i], "%s", s->name);
+        for (int j = 0, k = 2; j < i; j++) /* two scenarios of the same name get their own folders */
+            if (!strcmp(names[j], names[i])) {
+                snprintf(names[i], sizeof names[i], "%s-%d", s->name, k++);
+                j = -1;
+            }
+        if (quick) ibex_scenario_quick(s);
+        snprintf(dirs[i], sizeof dirs[i], "%s/%s", dir, names[i]);
+        fprintf(stderr, "ibex run: [%d/%d] %s (%d point%s%s) -> %s/\n", i + 1, n, names[i], s->n_points,
+                s->n_points == 1 ? "" : "s", quick ? ", quick" : "", dirs[i]);
+        ibex_run_opts o = {.out_dir = dirs[i], .quick = quick, .progress_tty = isatty(2), .interrupted = &g_interrupted};
+        ibex_status st = ibex_run_scenario(s, &o, &err);
+        ibex_scenario_free(s);
+        if (st) {
+            fprintf(stderr, "ibex run: %s: %s\n", names[i], err.msg);
+            snprintf(errors[i], sizeof errors[i], "%s", err.msg);
+            subs[i].error = errors[i];
+            complete = false;
+            rc = 1;
+            continue;
+        }
+        subs[i].dir = dirs[i];
+        if (g_interrupted) complete = false;
+        if (ibex_report_write_all(dirs[i], &err)) fprintf(stderr, "ibex run: %s: reports: %s\n", names[i], err.msg);
+    }
+    if (!strcmp(suite->report, "claims")) {
+        if (ibex_report_claims(dir, suite->name, suite->description, subs, (size_t)n, complete && !g_interrupted, claims,
+                               &err)) {
+            fprintf(stderr, "ibex run: claims report: %s\n", err.msg);
+            rc = 1;
+        } else {
+            if (ibex_claims_terminal(claims, stdout, &err)) fprintf(stderr, "ibex run: %s\n", err.msg);
+            fprintf(stderr, "claims report in %s/: claims.md, claims.csv; each scenario's reports in %s/<name>/\n", dir,
+                    dir);
+        }
+    } else {
+        for (int i = 0; i < n; i++)
+            printf("%s: %s\n", names[i], subs[i].dir ? subs[i].dir : errors[i]);
+    }
+    if (g_interrupted) {
+        fprintf(stderr, "ibex run: interrupted; results so far are in %s/ (marked incomplete)\n", dir);
+        rc = 130;
+    }
+done:
+    free(names);
+    free(dirs);
+    free(errors);
+    free(subs);
+    free(claims);
+    return rc;
 }
 
 int ibex_cmd_run(int argc, char **argv) {
@@ -87,7 +193,7 @@ int ibex_cmd_run(int argc, char **argv) {
         return 2;
     }
     if (quick) ibex_scenario_quick(s);
-    char dir[1024];
+    char dir[900];
     if (out) {
         snprintf(dir, sizeof dir, "%s", out);
     } else {
@@ -96,11 +202,18 @@ int ibex_cmd_run(int argc, char **argv) {
         strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&now));
         snprintf(dir, sizeof dir, "results/%s-%s", s->name, stamp);
     }
-    fprintf(stderr, "ibex run: %s (%d point%s%s) -> %s/\n", s->name, s->n_points, s->n_points == 1 ? "" : "s",
-            quick ? ", quick" : "", dir);
     struct sigaction sa = {0};
     sa.sa_handler = on_sigint;
     sigaction(SIGINT, &sa, NULL);
+    if (s->n_suite > 0) {
+        fprintf(stderr, "ibex run: suite %s (%d scenario%s%s) -> %s/\n", s->name, s->n_suite, s->n_suite == 1 ? "" : "s",
+                quick ? ", quick" : "", dir);
+        int rc = run_suite(s, dir, quick);
+        ibex_scenario_free(s);
+        return rc;
+    }
+    fprintf(stderr, "ibex run: %s (%d point%s%s) -> %s/\n", s->name, s->n_points, s->n_points == 1 ? "" : "s",
+            quick ? ", quick" : "", dir);
     ibex_run_opts o = {.out_dir = dir, .quick = quick, .progress_tty = isatty(2), .interrupted = &g_interrupted};
     ibex_status st = ibex_run_scenario(s, &o, &err);
     ibex_scenario_free(s);

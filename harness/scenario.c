@@ -19,7 +19,10 @@
  *      varies fastest.
  *   5. Errors carry "file:line:column" of the offending node (libyaml marks are
  *      0-based; messages are 1-based). Cross-field problems found by the point check
- *      are placed at the item that set the key to blame, else at the top of the file. */
+ *      are placed at the item that set the key to blame, else at the top of the file.
+ *   6. A file with a top-level `suite:` key is a suite: only name, description, report
+ *      and suite are read; each listed file is loaded (depth 1) to check it, then
+ *      freed. At depth 1 a `suite:` key is an error, so suites cannot nest or loop. */
 #include "harness/scenario.h"
 
 #include <ctype.h>
@@ -64,7 +67,11 @@ static const char *const k_sections[] = {"kv", "decoding", "workload", "slo",
                                          "workload.prompt_tokens", "workload.output_tokens", NULL};
 
 /* Top-level keys that are not point settings. */
-static const char *const k_meta[] = {"name", "description", "sweep", "zip", NULL};
+static const char *const k_meta[] = {"name", "description", "sweep", "zip", "suite", "report", NULL};
+
+/* The keys a suite file may hold, and the suite report kinds. */
+static const char *const k_suite_keys[] = {"name", "description", "suite", "report", NULL};
+static const char *const k_report_kinds[] = {"claims", NULL};
 
 /* Other spellings accepted as the same key. */
 static const struct {
@@ -710,6 +717,7 @@ typedef struct scn_parse {
     scn_def *def;
     ibex_scenario *s;
     ibex_err *err;
+    int depth; /* 0: the file given; 1: a file listed by a suite */
 } scn_parse;
 
 static ibex_status perr(scn_parse *ps, const yaml_node_t *n, const char *fmt, ...)
@@ -929,10 +937,16 @@ static ibex_status read_text(scn_parse *ps, const yaml_node_t *kn, const yaml_no
     return IBEX_OK;
 }
 
-/* The whole document: meta keys, settings, sweep and zip. */
+static ibex_status read_suite_root(scn_parse *ps, const yaml_node_t *root, const yaml_node_t *suite_key);
+
+/* The whole document: meta keys, settings, sweep and zip (or a suite, design note 6). */
 static ibex_status read_root(scn_parse *ps, const yaml_node_t *root) {
     if (root->type != YAML_MAPPING_NODE)
         return perr(ps, root, "the top level must be a map of settings, not %s", node_kind(root));
+    for (yaml_node_pair_t *pr = root->data.mapping.pairs.start; pr < root->data.mapping.pairs.top; pr++) {
+        yaml_node_t *kn = yaml_document_get_node(ps->doc, pr->key);
+        if (kn && scalar_is(kn, "suite")) return read_suite_root(ps, root, kn);
+    }
     ibex_status st = walk_settings(ps, root, NULL);
     if (st != IBEX_OK) return st;
     for (yaml_node_pair_t *pr = root->data.mapping.pairs.start; pr < root->data.mapping.pairs.top; pr++) {
@@ -945,6 +959,8 @@ static ibex_status read_root(scn_parse *ps, const yaml_node_t *root) {
                 ps->def->sweep_col = (int)kn->start_mark.column + 1;
             }
             st = scalar_is(kn, "sweep") ? read_sweep(ps, vn) : read_zip(ps, vn);
+        } else if (scalar_is(kn, "report")) {
+            st = perr(ps, kn, "report: only a suite file (one with suite: [a.yaml, ...]) takes a report");
         }
         if (st != IBEX_OK) return st;
     }
@@ -1101,6 +1117,91 @@ done:
     return IBEX_OK;
 }
 
+/* ---- suites (design note 6) ------------------------------------------------------- */
+
+static ibex_scenario *load_depth(const char *path, int depth, ibex_err *err);
+
+/* A suite file: name, description, report and the listed files, each loaded once to
+ * check it. */
+static ibex_status read_suite_root(scn_parse *ps, const yaml_node_t *root, const yaml_node_t *suite_key) {
+    if (ps->depth > 0)
+        return perr(ps, suite_key, "suite: nested suites are not supported (a suite lists scenario files, not suites)");
+    ibex_status st = check_dup_keys(ps, root);
+    if (st != IBEX_OK) return st;
+    ibex_scenario *s = ps->s;
+    const yaml_node_t *list = NULL;
+    for (yaml_node_pair_t *pr = root->data.mapping.pairs.start; pr < root->data.mapping.pairs.top; pr++) {
+        yaml_node_t *kn = yaml_document_get_node(ps->doc, pr->key), *vn = yaml_document_get_node(ps->doc, pr->value);
+        char key[64];
+        if ((st = pair_key(ps, kn, NULL, key, sizeof key)) != IBEX_OK) return st;
+        if (!in_list(key, k_suite_keys)) {
+            if (canon_key(key) || in_list(key, k_sections) || in_list(key, k_meta))
+                return perr(ps, kn,
+                            "'%s' cannot be set in a suite file: a suite holds only name, description, report and "
+                            "suite (put settings in the scenario files it lists)",
+                            key);
+            const char *sug = ibex_cli_suggest(key, k_suite_keys);
+            if (sug) return perr(ps, kn, "unknown key '%s' in a suite file (did you mean '%s'?)", key, sug);
+            return perr(ps, kn, "unknown key '%s' in a suite file (a suite holds only name, description, report and suite)",
+                        key);
+        }
+        if (!strcmp(key, "name")) st = read_text(ps, kn, vn, s->name, sizeof s->name);
+        else if (!strcmp(key, "description")) st = read_text(ps, kn, vn, s->description, sizeof s->description);
+        else if (!strcmp(key, "suite")) list = vn;
+        else { /* report */
+            if (vn->type != YAML_SCALAR_NODE) return perr(ps, vn, "report: expected a scalar, got %s", node_kind(vn));
+            char *v = scalar_dup(vn), why[300];
+            if (!v) return ibex_err_set(ps->err, IBEX_ERR_NOMEM, "%s: out of memory", ps->file);
+            int k = parse_enum(v, k_report_kinds, why, sizeof why);
+            free(v);
+            if (k < 0) return perr(ps, vn, "report: %s", why);
+            snprintf(s->report, sizeof s->report, "%s", k_report_kinds[k]);
+        }
+        if (st != IBEX_OK) return st;
+    }
+    /* the files last, so the suite's own keys are checked before any file is read */
+    if (!list || list->type != YAML_SEQUENCE_NODE)
+        return perr(ps, list ? list : suite_key, "suite: expected a list of scenario files, got %s",
+                    list ? node_kind(list) : "nothing");
+    int n = (int)(list->data.sequence.items.top - list->data.sequence.items.start);
+    if (n == 0) return perr(ps, list, "suite: empty list (give at least one scenario file)");
+    s->suite = calloc((size_t)n, sizeof *s->suite);
+    if (!s->suite) return ibex_err_set(ps->err, IBEX_ERR_NOMEM, "%s: out of memory", ps->file);
+    for (int i = 0; i < n; i++) {
+        yaml_node_t *en = yaml_document_get_node(ps->doc, list->data.sequence.items.start[i]);
+        if (!en || en->type != YAML_SCALAR_NODE || is_null(en))
+            return perr(ps, en ? en : list, "suite: item %d: expected a scenario file name, got %s", i + 1,
+                        en && en->type != YAML_SCALAR_NODE ? node_kind(en) : "nothing");
+        char *path = s->suite[i];
+        size_t cap = sizeof s->suite[i];
+        if (en->data.scalar.length >= cap) return perr(ps, en, "suite: item %d: path too long", i + 1);
+        memcpy(path, en->data.scalar.value, en->data.scalar.length);
+        path[en->data.scalar.length] = '\0';
+        if (!resolve_path(s->dir, path, cap))
+            return perr(ps, en, "suite: item %d: path too long after joining '%s'", i + 1, s->dir);
+        for (int j = 0; j < i; j++)
+            if (!strcmp(s->suite[j], path))
+                return perr(ps, en, "suite: '%s' is listed twice (items %d and %d)", path, j + 1, i + 1);
+        if (access(path, R_OK) != 0) {
+            int e = errno;
+            st = perr(ps, en, "suite: item %d: cannot read '%s': %s", i + 1, path, strerror(e));
+            if (ps->err) ps->err->status = IBEX_ERR_IO;
+            return IBEX_ERR_IO;
+        }
+        ibex_err sub = {0};
+        ibex_scenario *child = load_depth(path, 1, &sub);
+        if (!child) {
+            ibex_status code = sub.status != IBEX_OK ? sub.status : IBEX_ERR_INVALID;
+            perr(ps, en, "suite: %s", sub.msg);
+            if (ps->err) ps->err->status = code;
+            return code;
+        }
+        ibex_scenario_free(child);
+        s->n_suite = i + 1;
+    }
+    return IBEX_OK;
+}
+
 /* ---- public ----------------------------------------------------------------------- */
 
 /* Sets s->name from the base name of file, without a .yaml/.yml extension. */
@@ -1113,8 +1214,9 @@ static void default_name(ibex_scenario *s, const char *file) {
     else if (n > 4 && strcmp(s->name + n - 4, ".yml") == 0) s->name[n - 4] = '\0';
 }
 
-/* Parses text into s (whose path/dir are already set). */
-static ibex_status parse_into(ibex_scenario *s, const char *text, size_t len, const char *file, ibex_err *err) {
+/* Parses text into s (whose path/dir are already set); depth 1 for a file a suite lists. */
+static ibex_status parse_into(ibex_scenario *s, const char *text, size_t len, const char *file, int depth,
+                              ibex_err *err) {
     scn_def *d = calloc(1, sizeof *d);
     if (!d) return ibex_err_set(err, IBEX_ERR_NOMEM, "%s: out of memory", file);
     snprintf(d->file, sizeof d->file, "%s", file);
@@ -1144,12 +1246,13 @@ static ibex_status parse_into(ibex_scenario *s, const char *text, size_t len, co
     if (!root) {
         st = ibex_err_set(err, IBEX_ERR_FORMAT, "%s:1:1: empty scenario (expected a map of settings)", file);
     } else {
-        scn_parse ps = {.file = file, .doc = &doc, .def = d, .s = s, .err = err};
+        scn_parse ps = {.file = file, .doc = &doc, .def = d, .s = s, .err = err, .depth = depth};
         st = read_root(&ps, root);
     }
     yaml_document_delete(&doc);
     yaml_parser_delete(&parser);
     if (st != IBEX_OK) return st;
+    if (s->n_suite > 0) return IBEX_OK; /* a suite has no points of its own */
     s->n_swept = d->n_lists;
     return expand(s, d, &s->points, &s->swept, &s->n_points, err);
 }
@@ -1163,14 +1266,14 @@ ibex_scenario *ibex_scenario_parse(const char *text, size_t len, const char *nam
     }
     snprintf(s->path, sizeof s->path, "%s", name);
     s->dir[0] = '\0'; /* relative paths stay relative to the working directory */
-    if (parse_into(s, text ? text : "", text ? len : 0, name, err) != IBEX_OK) {
+    if (parse_into(s, text ? text : "", text ? len : 0, name, 0, err) != IBEX_OK) {
         ibex_scenario_free(s);
         return NULL;
     }
     return s;
 }
 
-ibex_scenario *ibex_scenario_load(const char *path, ibex_err *err) {
+static ibex_scenario *load_depth(const char *path, int depth, ibex_err *err) {
     FILE *f = fopen(path, "rb");
     if (!f) {
         ibex_err_set(err, IBEX_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
@@ -1212,7 +1315,7 @@ ibex_scenario *ibex_scenario_load(const char *path, ibex_err *err) {
     if (!slash) snprintf(s->dir, sizeof s->dir, ".");
     else if (slash == path) snprintf(s->dir, sizeof s->dir, "/");
     else snprintf(s->dir, sizeof s->dir, "%.*s", (int)(slash - path), path);
-    ibex_status st = parse_into(s, buf, len, path, err);
+    ibex_status st = parse_into(s, buf, len, path, depth, err);
     free(buf);
     if (st != IBEX_OK) {
         ibex_scenario_free(s);
@@ -1221,9 +1324,12 @@ ibex_scenario *ibex_scenario_load(const char *path, ibex_err *err) {
     return s;
 }
 
+ibex_scenario *ibex_scenario_load(const char *path, ibex_err *err) { return load_depth(path, 0, err); }
+
 void ibex_scenario_free(ibex_scenario *s) {
     if (!s) return;
     def_free(s->priv);
+    free(s->suite);
     free(s->points);
     free(s->swept);
     free(s);
@@ -1253,7 +1359,7 @@ static void cap_dist(ibex_dist *d, double cap) {
 }
 
 void ibex_scenario_quick(ibex_scenario *s) {
-    if (!s || !s->priv) return;
+    if (!s || !s->priv || s->n_suite > 0) return;
     scn_def *d = s->priv;
     for (int k = 0; k < d->n_dims; k++) {
         scn_dim *dm = &d->dims[k];

@@ -88,12 +88,20 @@ typedef struct ibex_sweep_value {
     char value[128];
 } ibex_sweep_value;
 
+/* A suite is a file whose `suite:` lists other scenario files (relative to the suite's
+ * folder); it holds no settings of its own, only name, description and report. Every
+ * listed file is parsed and checked when the suite loads; a listed file that is itself
+ * a suite is refused (suites do not nest). A suite has no points: `ibex run` runs each
+ * listed scenario in turn, then writes the suite's report. */
 typedef struct ibex_scenario {
     char path[512];
     char name[128];         /* name: (default: the file's base name) */
     char description[1024]; /* description: */
     char dir[512];          /* the file's folder, for relative paths */
-    int32_t n_points;
+    int32_t n_suite;        /* suite files only: how many scenario files suite: lists (0 otherwise) */
+    char (*suite)[512];     /* n_suite paths, joined to dir (as given when absolute) */
+    char report[32];        /* report: the suite's combined report ("claims"), "" when none */
+    int32_t n_points;       /* 0 for a suite */
     ibex_point *points;     /* every combination, in sweep order (last key fastest) */
     ibex_sweep_value *swept; /* n_points × n_swept: the swept values of each point */
     int32_t n_swept;
@@ -108,7 +116,8 @@ void ibex_scenario_free(ibex_scenario *s);
 
 /* Keeps the first and last value of every swept list (plus the fixed settings) and
  * sets repeat 1 and warmup 0, and caps what is not swept: requests at 4, prompt /
- * output lengths at 128 / 16 tokens (swept values keep their labels true). */
+ * output lengths at 128 / 16 tokens (swept values keep their labels true). Does
+ * nothing to a suite (the caller applies it to each scenario the suite lists). */
 void ibex_scenario_quick(ibex_scenario *s);
 
 #endif

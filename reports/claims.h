@@ -20,17 +20,21 @@
  * or lacks the points it needs is "not measured", with the reason.
  *
  * Verdict thresholds (documented in the report's notes):
- *   a  holds: no-cache exponent ≥ 1.5 and ≥ 0.4 above the cached one; partly: above
- *      it by ≥ 0.15; wrong otherwise.
+ *   a  holds: the no-cache local exponent (between the two longest runs) ≥ 1.5 and
+ *      ≥ 0.4 above the cached one; partly: the no-cache exponent (fitted or local) ≥ 0.15
+ *      above the cached one; wrong otherwise.
  *   b  holds: per-step time greedy < sample (by > 5%) < widest beam; partly: the beam
  *      is > 5% slower than greedy but sampling is not between; wrong: it is not.
  *   c  holds: article within 10% of the formula; partly: within 25%; wrong otherwise.
- *   d  holds: KV > 60% of (KV + F16 weights) already at the smallest batch measured;
- *      partly: > 60% is reachable within the budget; wrong otherwise.
+ *   d  (paged KV when measured: it reserves what the tokens need) holds: KV > 60% of
+ *      (KV + F16 weights) already at the smallest batch; partly: > 60% is reachable
+ *      within the budget; wrong otherwise.
  *   e  holds: attention exponent in [1.6, 2.4] and whole-prefill 2048/512 ratio within
  *      25% of 16×; partly: only attention; wrong: attention neither.
- *   f  holds: continuous ≥ 1.10× static output throughput at the largest batch;
- *      partly: ≥ 0.95×; wrong otherwise.
+ *   f  at the largest batch below the number of requests (else the largest > 1):
+ *      holds: continuous ≥ 1.10× static output throughput; partly: static leaves
+ *      ≥ 10% of its slot-steps idle (kv.idle_slot_steps) though time hides it;
+ *      wrong otherwise.
  *   g  holds: paged ≥ 70% and the worst contiguous ≤ 45% mean utilisation; partly:
  *      paged ≥ 70% and above every contiguous; wrong otherwise.
  *   h1 one point each for: Q8_0 saving within 5 points of 50%, Q4_0 within 5 of 75%,
