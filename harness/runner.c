@@ -328,6 +328,8 @@ typedef struct rep_result {
     double wall_s, prefill_s, decode_s;
     int64_t decode_steps, prefill_tokens, decode_tokens, steps, tokens_all;
     ibex_op_stats ops[2]; /* [0] prefill steps, [1] decode-only steps */
+    double sample_ns[2], sched_ns[2]; /* sampling; the rest of a step's wall time beyond ops and sampling */
+    int64_t n_steps[2];
     ibex_engine_totals tot;
     ibex_kv_stats ks;
     double util_sum;
@@ -411,6 +413,7 @@ static ibex_status run_rep(const ibex_point *pt, const ibex_model *m, ibex_backe
         }
         ibex_op_stats before;
         if (fwd) before = *ibex_forward_stats(fwd);
+        double sample_before = ibex_engine_totals_get(e)->sample_ns;
         double ts = now_s();
         if (tr) tracer_push(tr, ts - t0, "step", -1, true);
         int nev = ibex_engine_step(e, ev, cap, err);
@@ -427,6 +430,15 @@ static ibex_status run_rep(const ibex_point *pt, const ibex_model *m, ibex_backe
         else if (si->decode_tokens > 0)
             rr->decode_s += te - ts, rr->decode_steps++;
         if (fwd) op_delta(&rr->ops[prefill ? 0 : 1], &before, ibex_forward_stats(fwd));
+        if (fwd && pt->profile_ops) { /* step time not spent in ops or sampling: scheduling, KV, batch setup */
+            const ibex_op_stats *after = ibex_forward_stats(fwd);
+            double ops_ns = 0, smp = ibex_engine_totals_get(e)->sample_ns - sample_before;
+            for (int o = 0; o < IBEX_OP_COUNT; o++) ops_ns += after->ns[o] - before.ns[o];
+            int ph = prefill ? 0 : 1;
+            rr->sample_ns[ph] += smp;
+            rr->sched_ns[ph] += (te - ts) * 1e9 - ops_ns - smp;
+            rr->n_steps[ph]++;
+        }
         for (int k = 0; k < nev; k++) {
             wreq *q = &w->r[owner[ev[k].req]];
             q->tokens_all++;
@@ -539,8 +551,14 @@ static json_t *params_json(const ibex_point *p) {
     return o;
 }
 
-static json_t *ops_json(const ibex_op_stats *s) {
+static json_t *ops_json(const ibex_op_stats *s, double sample_ns, double sched_ns, int64_t steps) {
     json_t *o = json_object();
+    if (steps > 0) { /* not ops of the model: no FLOPs or bytes */
+        json_object_set_new(o, "sampling", json_pack("{s:f,s:I,s:f,s:f}", "ns", sample_ns, "calls", (json_int_t)steps,
+                                                     "flops", 0.0, "bytes", 0.0));
+        json_object_set_new(o, "scheduler", json_pack("{s:f,s:I,s:f,s:f}", "ns", sched_ns > 0 ? sched_ns : 0.0, "calls",
+                                                      (json_int_t)steps, "flops", 0.0, "bytes", 0.0));
+    }
     for (int k = 0; k < IBEX_OP_COUNT; k++) {
         if (s->calls[k] == 0) continue;
         json_object_set_new(o, ibex_op_name((ibex_op)k),
@@ -641,6 +659,8 @@ static json_t *run_point(const ibex_scenario *s, int32_t idx, model_cache *mc, c
     double *rps = calloc((size_t)n_rep, sizeof *rps), *good = calloc((size_t)n_rep, sizeof *good);
     double *util = calloc((size_t)n_rep, sizeof *util);
     ibex_op_stats ops[2] = {0};
+    double smp_ns[2] = {0}, sch_ns[2] = {0};
+    int64_t n_st[2] = {0};
     rep_result rr = {0}, last = {0};
     bool have_last = false;
     int done_reps = 0;
@@ -700,7 +720,10 @@ static json_t *run_point(const ibex_scenario *s, int32_t idx, model_cache *mc, c
         dtps[k] = rr.decode_s > 0 ? rr.tot.decode_tokens / rr.decode_s : NAN;
         dms[k] = rr.decode_steps > 0 ? 1e3 * rr.decode_s / rr.decode_steps : NAN;
         util[k] = rr.util_n ? rr.util_sum / rr.util_n : NAN;
-        for (int q = 0; q < 2; q++) op_delta(&ops[q], &(ibex_op_stats){0}, &rr.ops[q]);
+        for (int q = 0; q < 2; q++) {
+            op_delta(&ops[q], &(ibex_op_stats){0}, &rr.ops[q]);
+            smp_ns[q] += rr.sample_ns[q], sch_ns[q] += rr.sched_ns[q], n_st[q] += rr.n_steps[q];
+        }
         sample_ns += rr.tot.sample_ns;
         sample_calls += rr.tot.sample_calls;
         json_array_append_new(reps, json_pack("{s:f,s:o,s:f,s:f,s:I}", "wall_s", rr.wall_s, "output_tok_per_s",
@@ -758,7 +781,8 @@ static json_t *run_point(const ibex_scenario *s, int32_t idx, model_cache *mc, c
                                       (json_int_t)last.ks.peak_reserved, "activations_peak",
                                       (json_int_t)ms.peak[IBEX_MEM_ACTIVATIONS], "process_peak_rss",
                                       (json_int_t)ibex_mem_process_peak_rss()));
-        json_object_set_new(P, "ops", json_pack("{s:o,s:o}", "prefill", ops_json(&ops[0]), "decode", ops_json(&ops[1])));
+        json_object_set_new(P, "ops", json_pack("{s:o,s:o}", "prefill", ops_json(&ops[0], smp_ns[0], sch_ns[0], n_st[0]),
+                                                "decode", ops_json(&ops[1], smp_ns[1], sch_ns[1], n_st[1])));
         json_object_set_new(P, "sampler", json_pack("{s:o,s:I}", "ns_per_token",
                                                     num(sample_calls ? sample_ns / sample_calls : NAN), "calls",
                                                     (json_int_t)sample_calls));

@@ -73,6 +73,37 @@ for name in ["default", "quadratic", "kv_memory", "decoding"]:
             want = per * 524288 * p["params"]["workload.requests"]
             check(p["kv"]["peak_reserved"] == want, f"kv_memory: {p['label']} peak {p['kv']['peak_reserved']} == {want}")
 
+# a JSONL workload (text prompts and token counts) under every arrival process
+jl = os.path.join(a.workdir, "prompts.jsonl")
+with open(jl, "w") as f:
+    f.write('{"prompt": "Once upon a time", "output_tokens": 5}\n\n{"prompt_tokens": 40}\n')
+    f.write('{"prompt": "There was a little girl", "output_tokens": 3}\n{"prompt_tokens": 7, "output_tokens": 6}\n')
+sc = os.path.join(a.workdir, "arrivals.yaml")
+with open(sc, "w") as f:
+    f.write("model: synthetic:tiny\nthreads: 2\nbatch: 2\nwarmup: 0\nrepeat: 1\n"
+            "workload: {file: prompts.jsonl, requests: 4, output_tokens: 4, ignore_eos: true, rate: 200, "
+            "burstiness: 0.5, concurrency: 2}\n"
+            "sweep:\n  workload.arrival: [offline, concurrency, poisson, gamma]\n")
+out = os.path.join(a.workdir, "arrivals")
+r = run("run", sc, "--out", out)
+check(r.returncode == 0, f"arrivals: ibex run exits 0 {r.stderr[-300:] if r.returncode else ''}")
+if r.returncode == 0:
+    res = json.load(open(os.path.join(out, "results.json")))
+    for p in res["points"]:
+        lab = p["label"]
+        check(p["status"] == "ok" and p["metrics"]["ttft"]["count"] == 4, f"arrivals: {lab}: 4 requests measured")
+        check(sorted(len(x) for x in [p["raw"]["e2e"]]) == [4] and min(p["raw"]["ttft"]) >= 0, f"arrivals: {lab}: TTFTs valid")
+        # outputs from the file (5, 4, 3, 6 tokens) give 14 gaps in ITL
+        check(len(p["raw"]["itl"]) == (5 - 1) + (4 - 1) + (3 - 1) + (6 - 1), f"arrivals: {lab}: output lengths from the file")
+with open(jl, "a") as f:
+    f.write('{"prompt": 12}\n')
+with open(sc.replace(".yaml", "_bad.yaml"), "w") as f:
+    f.write(open(sc).read().replace("requests: 4", "requests: 5"))
+r = run("run", sc.replace(".yaml", "_bad.yaml"), "--out", out + "_bad")
+res = json.load(open(os.path.join(out + "_bad", "results.json")))
+check(res["complete"] is False and "prompts.jsonl:6:" in (res["points"][0]["error"] or ""),
+      f"arrivals: a bad JSONL line is reported with its line: {res['points'][0]['error']}")
+
 r = run("bench", "-m", "synthetic:tiny", "-p", "16,32", "-n", "4", "-b", "1-2+1", "-r", "1", "-o", "csv")
 rows = list(csv.DictReader(r.stdout.splitlines()))
 check(r.returncode == 0 and len(rows) == 4, f"bench: 2 prompts x 2 batches = {len(rows)} CSV rows")
