@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 int ibex_cli_edit_distance(const char *a, const char *b) {
     size_t la = strlen(a), lb = strlen(b);
@@ -139,6 +140,12 @@ bool ibex_cli_size(const char *cmd, const char *opt, const char *s, int64_t *out
 bad:
     fprintf(stderr, "ibex %s: %s: '%s' is not a size (e.g. 512MiB, 80GiB, 1.5GB, 4096)\n", cmd, opt, s);
     return false;
+}
+
+double ibex_cli_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 const char *ibex_cli_bytes(int64_t bytes, char *buf, size_t cap) {

@@ -26,6 +26,9 @@ bool ibex_cli_int_list(const char *cmd, const char *opt, const char *s, int32_t 
  * 1024, KB/MB/GB/TB of 1000, K/M/G/T of 1024). Prints an error and returns false. */
 bool ibex_cli_size(const char *cmd, const char *opt, const char *s, int64_t *out);
 
+/* Seconds on the monotonic clock (for wall-time measurements). */
+double ibex_cli_now_s(void);
+
 /* Human-readable bytes ("1.50 GiB"), into buf. */
 const char *ibex_cli_bytes(int64_t bytes, char *buf, size_t cap);
 

@@ -32,6 +32,13 @@ static void usage(FILE *f) {
             "  -t, --threads N          CPU threads (default: all cores)\n");
 }
 
+static uint64_t rng_next(uint64_t *s) { /* splitmix64 */
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
 static bool parse_range(const char *opt, const char *s, int64_t *lo, int64_t *hi) {
     char buf[64];
     if (!s || strlen(s) >= sizeof buf) {
@@ -51,18 +58,7 @@ static bool parse_range(const char *opt, const char *s, int64_t *lo, int64_t *hi
     return true;
 }
 
-static uint64_t rng_next(uint64_t *s) { /* splitmix64 */
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 int ibex_cmd_batch(int argc, char **argv) {
     const char *model_src = "synthetic:small";
@@ -172,7 +168,7 @@ int ibex_cmd_batch(int argc, char **argv) {
     ev = malloc((size_t)cfg.max_batch * sizeof *ev);
     out_len = malloc((size_t)n_req * sizeof *out_len);
     if (!prompt || !ev || !out_len) goto out;
-    uint64_t rs = (uint64_t)seed;
+    uint64_t rs = (uint64_t)seed; /* splitmix64 stream: the workload of issue 3's measurements */
     int64_t in_tokens = 0;
     for (int64_t r = 0; r < n_req; r++) {
         int32_t np = (int32_t)(plo + (int64_t)(rng_next(&rs) % (uint64_t)(phi - plo + 1)));
@@ -189,7 +185,7 @@ int ibex_cmd_batch(int argc, char **argv) {
         out_len[r] = no;
     }
     /* Utilisation is averaged over steps (each step is one iteration of the batch). */
-    double util_sum = 0, t0 = now_s();
+    double util_sum = 0, t0 = ibex_cli_now_s();
     int64_t util_steps = 0, steps = 0;
     ibex_kv_stats ks;
     while (ibex_engine_has_work(e)) {
@@ -201,7 +197,7 @@ int ibex_cmd_batch(int argc, char **argv) {
         ibex_kv_stats_get(ibex_engine_kv(e), &ks);
         if (ks.bytes_reserved > 0) util_sum += (double)ks.bytes_used / (double)ks.bytes_reserved, util_steps++;
     }
-    double wall = now_s() - t0;
+    double wall = ibex_cli_now_s() - t0;
     const ibex_engine_totals *t = ibex_engine_totals_get(e);
     ibex_kv_stats_get(ibex_engine_kv(e), &ks);
     char b1[32], b2[32], b3[32];

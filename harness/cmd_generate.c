@@ -51,11 +51,6 @@ static void usage(FILE *f) {
             "      --kv-budget SIZE   KV pool (default: exactly what the request needs)\n");
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void emit(const ibex_model *m, bool ids, int32_t prev, int32_t tok, bool first) {
     if (ids || !m->tok) {
@@ -119,10 +114,10 @@ static int run_engine(const ibex_model *m, ibex_backend *be, const int32_t *toks
     if (m->tok && prev == ibex_tokenizer_bos(m->tok)) prev = -1;
     bool first = true;
     while (ibex_engine_has_work(e)) {
-        double ts = now_s();
+        double ts = ibex_cli_now_s();
         int nev = ibex_engine_step(e, ev, 1024, &err);
         if (nev < 0) goto fail;
-        double dt = now_s() - ts;
+        double dt = ibex_cli_now_s() - ts;
         const ibex_step_info *si = ibex_engine_last_step(e);
         if (si->prefill_tokens > 0) {
             t_prefill += dt;
@@ -365,13 +360,13 @@ int ibex_cmd_generate(int argc, char **argv) {
     float *logits = NULL;
     FILE *lf = NULL;
 
-    double t0 = now_s();
+    double t0 = ibex_cli_now_s();
     m = ibex_model_load(model_src, &mp, &err);
     if (!m) {
         fprintf(stderr, "ibex generate: %s\n", err.msg);
         goto out;
     }
-    double t_load = now_s() - t0;
+    double t_load = ibex_cli_now_s() - t0;
     const ibex_model_config *c = &m->cfg;
 
     int32_t n_prompt = 0;
@@ -440,7 +435,7 @@ int ibex_cmd_generate(int argc, char **argv) {
             goto out;
         }
     }
-    double tp = now_s();
+    double tp = ibex_cli_now_s();
     for (int32_t p = 0; p < n_prompt; p += chunk) {
         int32_t n = n_prompt - p < chunk ? n_prompt - p : chunk;
         ibex_fwd_seq sq = {.tokens = toks + p, .n_tokens = n, .pos0 = p, .block_table = table,
@@ -450,7 +445,7 @@ int ibex_cmd_generate(int argc, char **argv) {
             goto out;
         }
     }
-    double t_prefill = now_s() - tp;
+    double t_prefill = ibex_cli_now_s() - tp;
 
     int32_t eos = m->tok ? ibex_tokenizer_eos(m->tok) : -1;
     int32_t prev = n_prompt > 0 ? toks[n_prompt - 1] : -1, n_gen = 0, n_decode = 0;
@@ -469,13 +464,13 @@ int ibex_cmd_generate(int argc, char **argv) {
             break;
         }
         if (n_gen >= n_predict) break;
-        double td = now_s();
+        double td = ibex_cli_now_s();
         ibex_fwd_seq sq = {.tokens = &tok, .n_tokens = 1, .pos0 = n_prompt + n_gen - 1, .block_table = table, .logits = logits};
         if (ibex_forward_run(fwd, pool, &sq, 1, &err)) {
             fprintf(stderr, "ibex generate: decode: %s\n", err.msg);
             goto out;
         }
-        t_decode += now_s() - td;
+        t_decode += ibex_cli_now_s() - td;
         n_decode++;
         prev = tok;
     }

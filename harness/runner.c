@@ -18,14 +18,10 @@
 #include "engine/engine.h"
 #include "engine/forward.h"
 #include "engine/sampler.h"
+#include "harness/cli.h"
 #include "harness/metrics.h"
 #include "ibex_build.h"
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 ibex_status ibex_mkdir_p(const char *dir, ibex_err *err) {
     char buf[1024];
@@ -243,7 +239,7 @@ static void tracer_push(tracer *tr, double t, const char *name, int layer, bool 
 
 static void on_span(void *ctx, bool begin, const char *name, int layer) {
     tracer *tr = ctx;
-    tracer_push(tr, now_s() - tr->t0, name, layer, begin);
+    tracer_push(tr, ibex_cli_now_s() - tr->t0, name, layer, begin);
 }
 
 static void tracer_kv(tracer *tr, double t, const ibex_kv_stats *ks) {
@@ -368,7 +364,7 @@ static ibex_status run_rep(const ibex_point *pt, const ibex_model *m, ibex_backe
     const bool timed_arrivals = pt->engine.compute &&
                                 (pt->arrival == IBEX_ARRIVAL_POISSON || pt->arrival == IBEX_ARRIVAL_GAMMA);
     int32_t next = 0, in_flight = 0, done = 0;
-    double t0 = now_s();
+    double t0 = ibex_cli_now_s();
     if (tr) {
         tr->t0 = t0;
         if (fwd) ibex_forward_set_span_hook(fwd, on_span, tr);
@@ -378,7 +374,7 @@ static ibex_status run_rep(const ibex_point *pt, const ibex_model *m, ibex_backe
             rr->interrupted = true;
             break;
         }
-        double now = now_s() - t0;
+        double now = ibex_cli_now_s() - t0;
         /* submit what has arrived */
         while (next < w->n) {
             wreq *q = &w->r[next];
@@ -404,7 +400,7 @@ static ibex_status run_rep(const ibex_point *pt, const ibex_model *m, ibex_backe
         }
         if (!ibex_engine_has_work(e)) { /* idle until the next arrival */
             if (next >= w->n) break;    /* nothing left to arrive or to run */
-            double wait = w->r[next].arrival - (now_s() - t0);
+            double wait = w->r[next].arrival - (ibex_cli_now_s() - t0);
             if (wait > 0) {
                 struct timespec ts = {(time_t)wait, (long)((wait - floor(wait)) * 1e9)};
                 nanosleep(&ts, NULL);
@@ -414,10 +410,10 @@ static ibex_status run_rep(const ibex_point *pt, const ibex_model *m, ibex_backe
         ibex_op_stats before;
         if (fwd) before = *ibex_forward_stats(fwd);
         double sample_before = ibex_engine_totals_get(e)->sample_ns;
-        double ts = now_s();
+        double ts = ibex_cli_now_s();
         if (tr) tracer_push(tr, ts - t0, "step", -1, true);
         int nev = ibex_engine_step(e, ev, cap, err);
-        double te = now_s();
+        double te = ibex_cli_now_s();
         if (tr) tracer_push(tr, te - t0, "step", -1, false);
         if (nev < 0) {
             st = err->status;
@@ -458,7 +454,7 @@ static ibex_status run_rep(const ibex_point *pt, const ibex_model *m, ibex_backe
         json_array_append_new(rr->kv_reserved, json_integer(ks.bytes_reserved));
         json_array_append_new(rr->kv_used, json_integer(ks.bytes_used));
     }
-    rr->wall_s = now_s() - t0;
+    rr->wall_s = ibex_cli_now_s() - t0;
     rr->tot = *ibex_engine_totals_get(e);
     ibex_kv_stats_get(ibex_engine_kv(e), &rr->ks);
     for (int32_t i = 0; i < w->n; i++) rr->tokens_all += w->r[i].tokens_all;
@@ -882,22 +878,22 @@ ibex_status ibex_run_scenario(const ibex_scenario *s, const ibex_run_opts *o, ib
     bool all_ok = true;
     json_t *trace = json_pack("{s:[],s:s}", "traceEvents", "displayTimeUnit", "ms");
     json_t *trace_events = json_object_get(trace, "traceEvents");
-    double t_start = now_s();
+    double t_start = ibex_cli_now_s();
     for (int32_t i = 0; i < s->n_points; i++) {
         if (*o->interrupted) {
             all_ok = false;
             break;
         }
-        double tp = now_s();
+        double tp = ibex_cli_now_s();
         json_t *P = run_point(s, i, &mc, o, trace_events);
         const char *pst = json_string_value(json_object_get(P, "status"));
         all_ok &= pst && !strcmp(pst, "ok");
         json_array_append_new(points, P);
-        double elapsed = now_s() - t_start, eta = elapsed / (i + 1) * (s->n_points - i - 1);
+        double elapsed = ibex_cli_now_s() - t_start, eta = elapsed / (i + 1) * (s->n_points - i - 1);
         if (o->progress_tty) fprintf(stderr, "\r\033[K");
         json_t *M = json_object_get(P, "metrics");
         fprintf(stderr, "[%d/%d] %s: %s in %.1f s", i + 1, s->n_points, json_string_value(json_object_get(P, "label")),
-                pst, now_s() - tp);
+                pst, ibex_cli_now_s() - tp);
         if (M && json_is_number(json_object_get(M, "output_tok_per_s")))
             fprintf(stderr, ", %.1f output tok/s", json_number_value(json_object_get(M, "output_tok_per_s")));
         if (!strcmp(pst, "error")) fprintf(stderr, ": %s", json_string_value(json_object_get(P, "error")));
