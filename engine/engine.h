@@ -101,9 +101,12 @@ void ibex_engine_free(ibex_engine *e);
 int64_t ibex_engine_submit(ibex_engine *e, const int32_t *prompt, int32_t n_prompt, const ibex_request_params *p,
                            ibex_err *err);
 
-/* Runs one iteration. Writes at most cap events (cap >= max_batch always suffices)
- * and returns how many, or −1 with err set (a forward failure). A step with nothing
- * to run returns 0. */
+/* Runs one iteration. Writes at most cap events and returns how many, or −1 with err
+ * set (a forward failure). A step emits one event per sampled branch (at most
+ * max_batch × n) plus, for each beam search that ends in it, its whole best
+ * hypothesis (max_new_tokens events); cap = max_batch × (width + max_new_tokens)
+ * always suffices. Events beyond cap are dropped. A step with nothing to run
+ * returns 0. */
 int ibex_engine_step(ibex_engine *e, ibex_token_event *ev, int cap, ibex_err *err);
 
 /* True while any request is waiting or running. */

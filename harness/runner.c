@@ -350,7 +350,11 @@ static ibex_status run_rep(const ibex_point *pt, const ibex_model *m, ibex_backe
     if (!e) return err->status;
     ibex_forward *fwd = ibex_engine_forward(e);
     if (fwd) ibex_forward_set_profiling(fwd, pt->profile_ops);
-    int cap = pt->engine.max_batch * (pt->request.n > pt->request.beam_width ? pt->request.n : pt->request.beam_width) * 64;
+    /* A step emits one token per running branch, and a finishing beam search its whole
+     * best hypothesis: size for both. */
+    int32_t width = pt->request.n > pt->request.beam_width ? pt->request.n : pt->request.beam_width, max_out = 1;
+    for (int32_t i = 0; i < w->n; i++) max_out = w->r[i].n_out > max_out ? w->r[i].n_out : max_out;
+    int cap = pt->engine.max_batch * (width + max_out);
     ibex_token_event *ev = malloc((size_t)cap * sizeof *ev);
     int64_t *owner = malloc((size_t)w->n * sizeof *owner); /* engine id -> workload index */
     rr->kv_reserved = json_array();
