@@ -92,6 +92,9 @@ typedef struct cand {
 struct ibex_engine {
     const ibex_model *m;
     ibex_backend *be;
+    ibex_span_fn span; /* (optional) trace / NVTX hook */
+    void *span_ctx;
+    const char *span_open; /* the step phase whose span is open */
     ibex_engine_config cfg;
     ibex_kv *kv;
     ibex_forward *fwd;
@@ -176,7 +179,8 @@ ibex_engine *ibex_engine_new(const ibex_model *m, ibex_backend *be, const ibex_e
     e->m = m;
     e->be = be;
     e->cfg = *cfg;
-    if (!(e->kv = ibex_kv_new(&m->cfg, &cfg->kv, err))) goto fail;
+    e->cfg.kv.be = cfg->compute ? be : NULL; /* the pool lives where the backend computes */
+    if (!(e->kv = ibex_kv_new(&m->cfg, &e->cfg.kv, err))) goto fail;
     if (!(e->running = malloc((size_t)cfg->max_batch * sizeof *e->running))) goto oom;
     if (!(e->sampler = ibex_sampler_new(m->cfg.vocab_size))) goto oom;
     if (!(e->lsm = malloc((size_t)m->cfg.vocab_size * sizeof *e->lsm))) goto oom;
@@ -670,10 +674,39 @@ static bool beam_group(ibex_engine *e, int64_t id, ibex_token_event *ev, int cap
     return true;
 }
 
+static int step(ibex_engine *e, ibex_token_event *ev, int cap, ibex_err *err);
+
+void ibex_engine_set_span_hook(ibex_engine *e, ibex_span_fn fn, void *ctx) {
+    e->span = fn, e->span_ctx = ctx;
+    if (e->fwd) ibex_forward_set_span_hook(e->fwd, fn, ctx);
+}
+
+#define SPAN(e, begin, name)                                                                                           \
+    do {                                                                                                               \
+        if ((e)->span) (e)->span((e)->span_ctx, begin, name, -1);                                                      \
+    } while (0)
+
 int ibex_engine_step(ibex_engine *e, ibex_token_event *ev, int cap, ibex_err *err) {
+    SPAN(e, true, "schedule");
+    int n = step(e, ev, cap, err);
+    if (e->span_open) SPAN(e, false, e->span_open); /* a phase left open by an error */
+    e->span_open = NULL;
+    return n;
+}
+
+/* Ends the open phase span and begins the next one (NULL: none). */
+static void phase(ibex_engine *e, const char *name) {
+    if (!e->span) return;
+    if (e->span_open) e->span(e->span_ctx, false, e->span_open, -1);
+    if (name) e->span(e->span_ctx, true, name, -1);
+    e->span_open = name;
+}
+
+static int step(ibex_engine *e, ibex_token_event *ev, int cap, ibex_err *err) {
     const bool is_static = e->cfg.sched == IBEX_SCHED_STATIC;
     const bool none = e->cfg.kv.policy == IBEX_KV_NONE;
     e->last = (ibex_step_info){.step = e->tot.steps};
+    e->span_open = e->span ? "schedule" : NULL;
 
     /* Admission (design notes 5, 6). */
     if (!is_static || e->n_running == 0) {
@@ -713,6 +746,7 @@ int ibex_engine_step(ibex_engine *e, ibex_token_event *ev, int cap, ibex_err *er
     }
 
     /* Forward. */
+    if (e->n_plan > 0 && e->cfg.compute) phase(e, e->last.prefill_tokens > 0 ? "prefill" : "decode");
     for (int32_t i = 0; i < e->n_running; i++) {
         req *r = &e->reqs[e->running[i]];
         for (int32_t b = 0; b < r->n_br; b++) r->br[b].logits = NULL;
@@ -741,7 +775,7 @@ int ibex_engine_step(ibex_engine *e, ibex_token_event *ev, int cap, ibex_err *er
             float *lg = ends ? e->logits + (size_t)nl++ * e->m->cfg.vocab_size : NULL;
             e->batch[k] = (ibex_fwd_seq){.tokens = b->toks + b->n_done, .n_tokens = e->plan[k].chunk,
                                          .pos0 = b->n_done, .block_table = ibex_kv_seq_table(e->kv, b->seq, &nb),
-                                         .logits = lg};
+                                         .logits = lg, .contiguous = e->cfg.kv.policy == IBEX_KV_CONTIGUOUS};
             b->logits = lg;
         }
         if (ibex_forward_run(e->fwd, ibex_kv_pool_of(e->kv), e->batch, e->n_plan, err)) return -1;
@@ -749,6 +783,7 @@ int ibex_engine_step(ibex_engine *e, ibex_token_event *ev, int cap, ibex_err *er
     for (int32_t k = 0; k < e->n_plan; k++) e->reqs[e->plan[k].req].br[e->plan[k].br].n_done += e->plan[k].chunk;
 
     /* Choose tokens, group by group, in admission order. */
+    phase(e, "sampling");
     int nev = 0;
     double t0 = now_ns();
     for (int32_t i = 0; i < e->n_running; i++) {
@@ -767,6 +802,7 @@ int ibex_engine_step(ibex_engine *e, ibex_token_event *ev, int cap, ibex_err *er
     e->tot.sample_ns += now_ns() - t0;
 
     /* Release: every cache (none), finished groups (continuous), a drained static batch. */
+    phase(e, "release");
     for (int32_t i = e->n_running - 1; i >= 0; i--) {
         req *r = &e->reqs[e->running[i]];
         if (none) release_group(e, r);

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "engine/forward.h"
 #include "engine/kvcache.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
@@ -129,5 +130,11 @@ const ibex_engine_totals *ibex_engine_totals_get(const ibex_engine *e);
 ibex_kv *ibex_engine_kv(ibex_engine *e);
 /* The forward context (per-op stats), NULL when compute is off. */
 struct ibex_forward *ibex_engine_forward(ibex_engine *e);
+
+/* Span hook for traces and NVTX: each step reports "schedule" (admission and
+ * planning), "prefill" or "decode" (the forward call; "prefill" when any prompt token
+ * is in it), "sampling" and "release", and the forward context its layers, "attn",
+ * "mlp" and ops (see ibex_forward_set_span_hook). NULL turns it off. */
+void ibex_engine_set_span_hook(ibex_engine *e, ibex_span_fn fn, void *ctx);
 
 #endif

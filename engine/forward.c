@@ -18,7 +18,14 @@ struct ibex_forward {
     ibex_span_fn span;
     void *span_ctx;
     int layer; /* the layer being computed, −1 outside */
-    /* activations, one row per token */
+    bool dev;  /* the backend has its own memory: buffers below are device pointers */
+    ibex_err dev_err; /* the first device error met while timing ops */
+    /* the weights as the backend addresses them (= the model's on the host) */
+    const void *tok_embd;          /* (vocab, dim) */
+    const float *output_norm;      /* (dim) */
+    const void *output;            /* (vocab, dim) */
+    ibex_layer_weights *layers;    /* n_layers, device copies of m->layers' pointers */
+    /* activations, one row per token (backend memory) */
     float *x;      /* (max_tokens, dim) residual stream */
     float *xb;     /* (max_tokens, max(dim, q_dim)) normed input / op output */
     float *q;      /* (max_tokens, n_heads·head_dim) */
@@ -26,15 +33,21 @@ struct ibex_forward {
     float *att;    /* (max_tokens, n_heads·head_dim) */
     float *hb;     /* (max_tokens, ffn_dim) */
     float *hb2;    /* (max_tokens, ffn_dim) */
-    int32_t *tok;  /* (max_tokens) */
-    int32_t *pos;  /* (max_tokens) */
-    float *logits; /* (logit_rows, vocab), grown on demand */
+    int32_t *tok;  /* (max_tokens) host */
+    int32_t *pos;  /* (max_tokens) host */
+    int32_t *d_tok, *d_pos; /* (max_tokens) backend copies (= tok, pos on the host) */
+    float *logits; /* (logit_rows, vocab), grown on demand (backend memory) */
     int32_t logit_rows;
+    int32_t *h_tables, *d_tables; /* every sequence's block table of a call, concatenated */
+    int64_t table_cap;
+    const int32_t **seq_table; /* (seq_cap) per sequence of a call: its table as the backend reads it */
+    int32_t *seq_first;        /* (seq_cap) first block of a contiguous run, −1 when paged */
+    int seq_cap;
 };
 
 static const char *k_op_names[IBEX_OP_COUNT] = {
     "embed", "rmsnorm", "matmul_qkv", "rope", "kv_write", "attention", "matmul_o", "matmul_ffn", "silu_mul", "add",
-    "output"};
+    "output", "logits"};
 
 const char *ibex_op_name(ibex_op op) { return (unsigned)op < IBEX_OP_COUNT ? k_op_names[op] : "?"; }
 
@@ -44,42 +57,116 @@ static double now_ns(void) {
     return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
 
+/* An activation buffer of bytes in the backend's memory. */
+static void *act_alloc(ibex_forward *f, size_t bytes, ibex_err *err) {
+    if (f->dev) return f->be->alloc(f->be, bytes, IBEX_BUF_ACTIVATIONS, err);
+    void *p = ibex_alloc(IBEX_MEM_ACTIVATIONS, bytes, 0);
+    if (!p) ibex_err_set(err, IBEX_ERR_NOMEM, "out of memory allocating %zu bytes of activations", bytes);
+    return p;
+}
+
+static void act_free(ibex_forward *f, void *p) {
+    if (!p) return;
+    if (f->dev)
+        f->be->dealloc(f->be, p);
+    else
+        ibex_free(p);
+}
+
+static const void *dev_weight(ibex_forward *f, const void *host, size_t bytes, ibex_err *err) {
+    return f->dev ? f->be->weight(f->be, host, bytes, err) : host;
+}
+
+static size_t weight_bytes(const ibex_weight *w) { return ibex_type_row_bytes(w->type, w->n_in) * (size_t)w->n_out; }
+
+/* Points f's weight table at the backend's copies (uploading them on a device). */
+static ibex_status map_weights(ibex_forward *f, ibex_err *err) {
+    const ibex_model *m = f->m;
+    const ibex_model_config *c = &m->cfg;
+    if (!f->dev) {
+        f->tok_embd = m->tok_embd.data, f->output_norm = m->output_norm, f->output = m->output.data;
+        f->layers = m->layers;
+        return IBEX_OK;
+    }
+    f->layers = calloc((size_t)c->n_layers, sizeof *f->layers);
+    if (!f->layers) return ibex_err_set(err, IBEX_ERR_NOMEM, "out of memory");
+    const size_t nb = (size_t)c->dim * sizeof(float);
+    if (!(f->tok_embd = dev_weight(f, m->tok_embd.data, weight_bytes(&m->tok_embd), err)) ||
+        !(f->output_norm = dev_weight(f, m->output_norm, nb, err)) ||
+        !(f->output = dev_weight(f, m->output.data, weight_bytes(&m->output), err)))
+        return IBEX_ERR_BACKEND;
+    for (int l = 0; l < c->n_layers; l++) {
+        const ibex_layer_weights *L = &m->layers[l];
+        ibex_layer_weights *D = &f->layers[l];
+        *D = *L;
+        ibex_weight *dw[] = {&D->wq, &D->wk, &D->wv, &D->wo, &D->w_gate, &D->w_up, &D->w_down};
+        for (size_t i = 0; i < sizeof dw / sizeof *dw; i++)
+            if (!(dw[i]->data = dev_weight(f, dw[i]->data, weight_bytes(dw[i]), err))) return IBEX_ERR_BACKEND;
+        if (!(D->attn_norm = dev_weight(f, L->attn_norm, nb, err)) ||
+            !(D->ffn_norm = dev_weight(f, L->ffn_norm, nb, err)))
+            return IBEX_ERR_BACKEND;
+    }
+    return IBEX_OK;
+}
+
 ibex_forward *ibex_forward_new(const ibex_model *m, ibex_backend *be, int32_t max_tokens, ibex_err *err) {
     if (max_tokens <= 0) {
         ibex_err_set(err, IBEX_ERR_INVALID, "max tokens per forward call must be positive (got %d)", max_tokens);
         return NULL;
     }
     ibex_forward *f = calloc(1, sizeof *f);
-    if (!f) goto oom;
+    if (!f) {
+        ibex_err_set(err, IBEX_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
     const ibex_model_config *c = &m->cfg;
     f->m = m;
     f->be = be;
     f->max_tokens = max_tokens;
     f->layer = -1;
+    f->dev = be->alloc != NULL;
+    if (f->dev && (!be->dealloc || !be->weight || !be->upload || !be->download || !be->copy || !be->sync)) {
+        ibex_err_set(err, IBEX_ERR_BACKEND, "backend %s has device memory but not every memory op", be->name);
+        goto fail;
+    }
+    if (map_weights(f, err)) {
+        ibex_err_prefix(err, "uploading the weights of %s to %s", m->name, be->name);
+        goto fail;
+    }
     size_t T = (size_t)max_tokens, qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
     size_t wide = qd > (size_t)c->dim ? qd : (size_t)c->dim;
-    if (!(f->x = ibex_alloc(IBEX_MEM_ACTIVATIONS, T * c->dim * 4, 0)) ||
-        !(f->xb = ibex_alloc(IBEX_MEM_ACTIVATIONS, T * wide * 4, 0)) ||
-        !(f->q = ibex_alloc(IBEX_MEM_ACTIVATIONS, T * qd * 4, 0)) ||
-        !(f->k = ibex_alloc(IBEX_MEM_ACTIVATIONS, T * kvd * 4, 0)) ||
-        !(f->v = ibex_alloc(IBEX_MEM_ACTIVATIONS, T * kvd * 4, 0)) ||
-        !(f->att = ibex_alloc(IBEX_MEM_ACTIVATIONS, T * qd * 4, 0)) ||
-        !(f->hb = ibex_alloc(IBEX_MEM_ACTIVATIONS, T * c->ffn_dim * 4, 0)) ||
-        !(f->hb2 = ibex_alloc(IBEX_MEM_ACTIVATIONS, T * c->ffn_dim * 4, 0)) ||
-        !(f->tok = ibex_alloc(IBEX_MEM_ACTIVATIONS, T * 4, 0)) || !(f->pos = ibex_alloc(IBEX_MEM_ACTIVATIONS, T * 4, 0)))
-        goto oom;
+    if (!(f->x = act_alloc(f, T * c->dim * 4, err)) || !(f->xb = act_alloc(f, T * wide * 4, err)) ||
+        !(f->q = act_alloc(f, T * qd * 4, err)) || !(f->k = act_alloc(f, T * kvd * 4, err)) ||
+        !(f->v = act_alloc(f, T * kvd * 4, err)) || !(f->att = act_alloc(f, T * qd * 4, err)) ||
+        !(f->hb = act_alloc(f, T * c->ffn_dim * 4, err)) || !(f->hb2 = act_alloc(f, T * c->ffn_dim * 4, err)))
+        goto fail_act;
+    if (!(f->tok = ibex_alloc(IBEX_MEM_ACTIVATIONS, T * 4, 0)) || !(f->pos = ibex_alloc(IBEX_MEM_ACTIVATIONS, T * 4, 0))) {
+        ibex_err_set(err, IBEX_ERR_NOMEM, "out of memory");
+        goto fail_act;
+    }
+    if (f->dev) {
+        if (!(f->d_tok = act_alloc(f, T * 4, err)) || !(f->d_pos = act_alloc(f, T * 4, err))) goto fail_act;
+    } else {
+        f->d_tok = f->tok, f->d_pos = f->pos;
+    }
     return f;
-oom:
+fail_act:
+    ibex_err_prefix(err, "activations for %d tokens", max_tokens);
+fail:
     ibex_forward_free(f);
-    ibex_err_set(err, IBEX_ERR_NOMEM, "out of memory allocating activations for %d tokens", max_tokens);
     return NULL;
 }
 
 void ibex_forward_free(ibex_forward *f) {
     if (!f) return;
-    ibex_free(f->x), ibex_free(f->xb), ibex_free(f->q), ibex_free(f->k), ibex_free(f->v);
-    ibex_free(f->att), ibex_free(f->hb), ibex_free(f->hb2), ibex_free(f->tok), ibex_free(f->pos);
-    ibex_free(f->logits);
+    act_free(f, f->x), act_free(f, f->xb), act_free(f, f->q), act_free(f, f->k), act_free(f, f->v);
+    act_free(f, f->att), act_free(f, f->hb), act_free(f, f->hb2), act_free(f, f->logits);
+    if (f->dev) {
+        act_free(f, f->d_tok), act_free(f, f->d_pos), act_free(f, f->d_tables);
+        free(f->layers); /* the weights themselves belong to the backend's cache */
+    }
+    ibex_free(f->tok), ibex_free(f->pos), ibex_free(f->h_tables);
+    free(f->seq_table), free(f->seq_first);
     free(f);
 }
 
@@ -89,6 +176,12 @@ void ibex_forward_set_span_hook(ibex_forward *f, ibex_span_fn fn, void *ctx) { f
 const ibex_op_stats *ibex_forward_stats(const ibex_forward *f) { return &f->st; }
 void ibex_forward_reset_stats(ibex_forward *f) { memset(&f->st, 0, sizeof f->st); }
 
+/* Waits for the device so an op's wall time covers its kernels; keeps the first error. */
+static void dev_wait(ibex_forward *f) {
+    ibex_err e = {0};
+    if (f->be->sync(f->be, &e) && f->dev_err.status == IBEX_OK) f->dev_err = e;
+}
+
 /* Times the statement when profiling, reports it to the span hook, and adds its
  * analytic counts. */
 #define IBEX_OP(f, op, fl, by, stmt)                                                                                   \
@@ -96,7 +189,10 @@ void ibex_forward_reset_stats(ibex_forward *f) { memset(&f->st, 0, sizeof f->st)
         if ((f)->span) (f)->span((f)->span_ctx, true, k_op_names[op], (f)->layer);                                     \
         double t0_ = (f)->profiling ? now_ns() : 0;                                                                    \
         stmt;                                                                                                          \
-        if ((f)->profiling) (f)->st.ns[op] += now_ns() - t0_;                                                          \
+        if ((f)->profiling) {                                                                                          \
+            if ((f)->dev) dev_wait(f);                                                                                 \
+            (f)->st.ns[op] += now_ns() - t0_;                                                                          \
+        }                                                                                                              \
         if ((f)->span) (f)->span((f)->span_ctx, false, k_op_names[op], (f)->layer);                                    \
         (f)->st.calls[op]++;                                                                                           \
         (f)->st.flops[op] += (double)(fl);                                                                             \
@@ -109,6 +205,57 @@ static void mm(ibex_forward *f, ibex_op op, float *y, const float *x, const ibex
     double fl = 2.0 * T * (double)w->n_in * (double)w->n_out;
     double by = wbytes(w) + 4.0 * T * (double)(w->n_in + w->n_out);
     IBEX_OP(f, op, fl, by, f->be->matmul(f->be, y, x, w->data, w->type, T, (int)w->n_in, (int)w->n_out));
+}
+
+/* Copies bytes within the backend's memory. */
+static void dcopy(ibex_forward *f, void *dst, const void *src, size_t bytes) {
+    if (f->dev)
+        f->be->copy(f->be, dst, src, bytes);
+    else
+        memcpy(dst, src, bytes);
+}
+
+/* Makes every sequence's block table addressable by the backend: on the host the
+ * caller's tables are used as they are; on a device they are concatenated and
+ * uploaded in one copy. tables[s] receives sequence s's table. */
+static ibex_status stage_tables(ibex_forward *f, const ibex_kv_pool *pool, const ibex_fwd_seq *seqs, int n_seqs,
+                                const int32_t **tables, ibex_err *err) {
+    if (!f->dev) {
+        for (int s = 0; s < n_seqs; s++) tables[s] = seqs[s].block_table;
+        return IBEX_OK;
+    }
+    const int64_t bs = pool->block_size;
+    int64_t total = 0;
+    for (int s = 0; s < n_seqs; s++) total += (seqs[s].pos0 + seqs[s].n_tokens + bs - 1) / bs;
+    if (total > f->table_cap) {
+        int64_t cap = total > 2 * f->table_cap ? total : 2 * f->table_cap;
+        act_free(f, f->d_tables);
+        ibex_free(f->h_tables);
+        f->table_cap = 0;
+        f->h_tables = ibex_alloc(IBEX_MEM_ACTIVATIONS, (size_t)cap * sizeof(int32_t), 0);
+        f->d_tables = f->h_tables ? act_alloc(f, (size_t)cap * sizeof(int32_t), err) : NULL;
+        if (!f->h_tables || !f->d_tables)
+            return err && err->status ? err->status
+                                      : ibex_err_set(err, IBEX_ERR_NOMEM, "out of memory for %lld block-table entries",
+                                                     (long long)cap);
+        f->table_cap = cap;
+    }
+    int64_t off = 0;
+    for (int s = 0; s < n_seqs; s++) {
+        int64_t n = (seqs[s].pos0 + seqs[s].n_tokens + bs - 1) / bs;
+        memcpy(f->h_tables + off, seqs[s].block_table, (size_t)n * sizeof(int32_t));
+        tables[s] = f->d_tables + off;
+        off += n;
+    }
+    return f->be->upload(f->be, f->d_tables, f->h_tables, (size_t)total * sizeof(int32_t), err);
+}
+
+/* A run of consecutive blocks b0, b0+1, ... covering the sequence's tokens? */
+static bool is_run(const ibex_fwd_seq *sq, int32_t block_size) {
+    int32_t n = (sq->pos0 + sq->n_tokens + block_size - 1) / block_size;
+    for (int32_t i = 1; i < n; i++)
+        if (sq->block_table[i] != sq->block_table[0] + i) return false;
+    return true;
 }
 
 ibex_status ibex_forward_run(ibex_forward *f, ibex_kv_pool *pool, const ibex_fwd_seq *seqs, int n_seqs,
@@ -140,32 +287,55 @@ ibex_status ibex_forward_run(ibex_forward *f, ibex_kv_pool *pool, const ibex_fwd
         }
     }
     if (R > f->logit_rows) {
-        ibex_free(f->logits);
-        f->logits = ibex_alloc(IBEX_MEM_ACTIVATIONS, (size_t)R * c->vocab_size * sizeof(float), 0);
+        act_free(f, f->logits);
+        f->logits = act_alloc(f, (size_t)R * c->vocab_size * sizeof(float), err);
         f->logit_rows = f->logits ? (int32_t)R : 0;
-        if (!f->logits) return ibex_err_set(err, IBEX_ERR_NOMEM, "out of memory for %lld rows of logits", (long long)R);
+        if (!f->logits) {
+            ibex_err_prefix(err, "%lld rows of logits", (long long)R);
+            return err && err->status ? err->status : IBEX_ERR_NOMEM;
+        }
+    }
+    if (n_seqs > f->seq_cap) {
+        const int32_t **t = realloc(f->seq_table, (size_t)n_seqs * sizeof *t);
+        if (t) f->seq_table = t;
+        int32_t *b = realloc(f->seq_first, (size_t)n_seqs * sizeof *b);
+        if (b) f->seq_first = b;
+        if (!t || !b) return ibex_err_set(err, IBEX_ERR_NOMEM, "out of memory for a batch of %d sequences", n_seqs);
+        f->seq_cap = n_seqs;
+    }
+    ibex_status st = stage_tables(f, pool, seqs, n_seqs, f->seq_table, err);
+    if (st) return st;
+    for (int s = 0; s < n_seqs; s++)
+        f->seq_first[s] = seqs[s].contiguous && is_run(&seqs[s], pool->block_size) ? seqs[s].block_table[0] : -1;
+    if (f->dev) {
+        f->dev_err.status = IBEX_OK;
+        if ((st = be->upload(be, f->d_tok, f->tok, (size_t)T * sizeof(int32_t), err)) ||
+            (st = be->upload(be, f->d_pos, f->pos, (size_t)T * sizeof(int32_t), err)))
+            return st;
     }
 
     const int d = c->dim, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
     const float scale = 1.0f / sqrtf((float)c->head_dim);
     IBEX_OP(f, IBEX_OP_EMBED, 0, 4.0 * T * d * 2,
-            be->embed(be, f->x, m->tok_embd.data, m->tok_embd.type, f->tok, T, d));
+            be->embed(be, f->x, f->tok_embd, m->tok_embd.type, f->d_tok, T, d));
 
     for (int l = 0; l < c->n_layers; l++) {
-        const ibex_layer_weights *L = &m->layers[l];
+        const ibex_layer_weights *L = &f->layers[l];
         f->layer = l;
-        if (f->span) f->span(f->span_ctx, true, "layer", l);
+        if (f->span) f->span(f->span_ctx, true, "layer", l), f->span(f->span_ctx, true, "attn", l);
         IBEX_OP(f, IBEX_OP_RMSNORM, 4.0 * T * d, 8.0 * T * d, be->rmsnorm(be, f->xb, f->x, L->attn_norm, T, d, c->norm_eps));
         mm(f, IBEX_OP_MATMUL_QKV, f->q, f->xb, &L->wq, T);
         mm(f, IBEX_OP_MATMUL_QKV, f->k, f->xb, &L->wk, T);
         mm(f, IBEX_OP_MATMUL_QKV, f->v, f->xb, &L->wv, T);
         IBEX_OP(f, IBEX_OP_ROPE, 6.0 * T * (qd + kvd) / 2, 8.0 * T * (qd + kvd), {
-            be->rope(be, f->q, f->pos, T, c->n_heads, c->head_dim, c->rope_dim, c->rope_base);
-            be->rope(be, f->k, f->pos, T, c->n_kv_heads, c->head_dim, c->rope_dim, c->rope_base);
+            be->rope(be, f->q, f->d_pos, T, c->n_heads, c->head_dim, c->rope_dim, c->rope_base);
+            be->rope(be, f->k, f->d_pos, T, c->n_kv_heads, c->head_dim, c->rope_dim, c->rope_base);
         });
         for (int s = 0, off = 0; s < n_seqs; off += seqs[s].n_tokens, s++) {
             const ibex_fwd_seq *sq = &seqs[s];
-            ibex_kv_view kv = ibex_kv_pool_view(pool, l, sq->block_table);
+            ibex_kv_view kv = ibex_kv_pool_view(pool, l, f->seq_table[s]);
+            kv.contiguous = f->seq_first[s] >= 0;
+            kv.first_block = kv.contiguous ? f->seq_first[s] : 0;
             IBEX_OP(f, IBEX_OP_KV_WRITE, 0, 16.0 * sq->n_tokens * kvd,
                     be->kv_write(be, &kv, f->k + (size_t)off * kvd, f->v + (size_t)off * kvd, sq->n_tokens, sq->pos0));
             /* Query i sees pos0+i+1 keys: Σ = n·pos0 + n(n+1)/2 query-key pairs; each pair
@@ -179,6 +349,7 @@ ibex_status ibex_forward_run(ibex_forward *f, ibex_kv_pool *pool, const ibex_fwd
         }
         mm(f, IBEX_OP_MATMUL_O, f->xb, f->att, &L->wo, T);
         IBEX_OP(f, IBEX_OP_ADD, (double)T * d, 12.0 * T * d, be->add(be, f->x, f->xb, (int64_t)T * d));
+        if (f->span) f->span(f->span_ctx, false, "attn", l), f->span(f->span_ctx, true, "mlp", l);
         IBEX_OP(f, IBEX_OP_RMSNORM, 4.0 * T * d, 8.0 * T * d, be->rmsnorm(be, f->xb, f->x, L->ffn_norm, T, d, c->norm_eps));
         mm(f, IBEX_OP_MATMUL_FFN, f->hb, f->xb, &L->w_gate, T);
         mm(f, IBEX_OP_MATMUL_FFN, f->hb2, f->xb, &L->w_up, T);
@@ -186,28 +357,48 @@ ibex_status ibex_forward_run(ibex_forward *f, ibex_kv_pool *pool, const ibex_fwd
                 be->silu_mul(be, f->hb, f->hb, f->hb2, (int64_t)T * c->ffn_dim));
         mm(f, IBEX_OP_MATMUL_FFN, f->xb, f->hb, &L->w_down, T);
         IBEX_OP(f, IBEX_OP_ADD, (double)T * d, 12.0 * T * d, be->add(be, f->x, f->xb, (int64_t)T * d));
-        if (f->span) f->span(f->span_ctx, false, "layer", l);
+        if (f->span) f->span(f->span_ctx, false, "mlp", l), f->span(f->span_ctx, false, "layer", l);
     }
     f->layer = -1;
 
-    if (R == 0) return IBEX_OK;
-    /* Gather the rows that need logits, so the output matrix is read once per call. */
-    int r = 0;
-    for (int s = 0, off = 0; s < n_seqs; off += seqs[s].n_tokens, s++) {
-        if (!seqs[s].logits) continue;
-        int first = seqs[s].all_logits ? 0 : seqs[s].n_tokens - 1;
-        int n = seqs[s].n_tokens - first;
-        memcpy(f->xb + (size_t)r * d, f->x + (size_t)(off + first) * d, (size_t)n * d * sizeof(float));
-        r += n;
+    if (R > 0) {
+        /* Gather the rows that need logits, so the output matrix is read once per call. */
+        int r = 0;
+        for (int s = 0, off = 0; s < n_seqs; off += seqs[s].n_tokens, s++) {
+            if (!seqs[s].logits) continue;
+            int first = seqs[s].all_logits ? 0 : seqs[s].n_tokens - 1;
+            int n = seqs[s].n_tokens - first;
+            dcopy(f, f->xb + (size_t)r * d, f->x + (size_t)(off + first) * d, (size_t)n * d * sizeof(float));
+            r += n;
+        }
+        IBEX_OP(f, IBEX_OP_RMSNORM, 4.0 * R * d, 8.0 * R * d,
+                be->rmsnorm(be, f->xb, f->xb, f->output_norm, (int)R, d, c->norm_eps));
+        ibex_weight out = m->output;
+        out.data = f->output;
+        mm(f, IBEX_OP_OUTPUT, f->logits, f->xb, &out, (int)R);
+        r = 0;
+        IBEX_OP(f, IBEX_OP_LOGITS, 0, 8.0 * R * c->vocab_size, {
+            for (int s = 0; s < n_seqs && st == IBEX_OK; s++) {
+                if (!seqs[s].logits) continue;
+                int n = seqs[s].all_logits ? seqs[s].n_tokens : 1;
+                size_t bytes = (size_t)n * c->vocab_size * sizeof(float);
+                const float *src = f->logits + (size_t)r * c->vocab_size;
+                if (f->dev)
+                    st = be->download(be, seqs[s].logits, src, bytes, err);
+                else
+                    memcpy(seqs[s].logits, src, bytes);
+                r += n;
+            }
+        });
+        if (st) return st;
     }
-    IBEX_OP(f, IBEX_OP_RMSNORM, 4.0 * R * d, 8.0 * R * d, be->rmsnorm(be, f->xb, f->xb, m->output_norm, (int)R, d, c->norm_eps));
-    mm(f, IBEX_OP_OUTPUT, f->logits, f->xb, &m->output, (int)R);
-    r = 0;
-    for (int s = 0; s < n_seqs; s++) {
-        if (!seqs[s].logits) continue;
-        int n = seqs[s].all_logits ? seqs[s].n_tokens : 1;
-        memcpy(seqs[s].logits, f->logits + (size_t)r * c->vocab_size, (size_t)n * c->vocab_size * sizeof(float));
-        r += n;
+    if (f->dev) {
+        /* Ops queue work and cannot fail by themselves: a device error surfaces here. */
+        if ((st = be->sync(be, err))) return st;
+        if (f->dev_err.status) {
+            if (err) *err = f->dev_err;
+            return f->dev_err.status;
+        }
     }
     return IBEX_OK;
 }

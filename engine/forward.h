@@ -27,6 +27,7 @@ typedef enum ibex_op {
     IBEX_OP_SILU_MUL,
     IBEX_OP_ADD,
     IBEX_OP_OUTPUT, /* final norm excluded: the logits matmul */
+    IBEX_OP_LOGITS, /* logits to the caller's host rows (a device-to-host copy on a GPU) */
     IBEX_OP_COUNT
 } ibex_op;
 
@@ -48,14 +49,21 @@ typedef struct ibex_fwd_seq {
     int32_t n_tokens;
     int32_t pos0;               /* tokens already in this sequence's cache */
     const int32_t *block_table; /* its blocks in the pool, enough for pos0+n_tokens */
-    float *logits;              /* NULL: none; else [all_logits ? n_tokens : 1][vocab] */
+    float *logits;              /* NULL: none; else [all_logits ? n_tokens : 1][vocab] (host memory) */
     bool all_logits;
+    bool contiguous;            /* its blocks are one run (contiguous policy): kernels may skip the table */
 } ibex_fwd_seq;
 
 typedef struct ibex_forward ibex_forward;
 
 /* A forward context for model m on backend be, with room for max_tokens tokens per
- * call (summed over sequences). NULL with err set on failure. */
+ * call (summed over sequences). NULL with err set on failure.
+ *
+ * On a backend with its own memory (be->alloc: CUDA) the context uploads the weights
+ * through be->weight (once per backend: the backend caches them), keeps activations,
+ * token ids, positions and block tables in device memory, and copies back only the
+ * logits rows asked for. Everything the caller passes (tokens, block tables, logits)
+ * stays in host memory; the pool passed to ibex_forward_run must live on be. */
 ibex_forward *ibex_forward_new(const ibex_model *m, ibex_backend *be, int32_t max_tokens, ibex_err *err);
 void ibex_forward_free(ibex_forward *f);
 int32_t ibex_forward_max_tokens(const ibex_forward *f);
@@ -66,13 +74,16 @@ int32_t ibex_forward_max_tokens(const ibex_forward *f);
 ibex_status ibex_forward_run(ibex_forward *f, ibex_kv_pool *pool, const ibex_fwd_seq *seqs, int n_seqs,
                              ibex_err *err);
 
-/* Span hook: when set, called at the begin and end of every layer (name "layer") and
- * every op (ibex_op_name) of a forward call, with the layer index (−1 outside layers).
+/* Span hook: when set, called at the begin and end of every layer (name "layer"), of
+ * its attention and MLP halves ("attn", "mlp") and of every op (ibex_op_name, the same
+ * pointers) of a forward call, with the layer index (−1 outside layers).
  * For traces and NVTX-style tools; NULL turns it off. It must be cheap. */
 typedef void (*ibex_span_fn)(void *ctx, bool begin, const char *name, int layer);
 void ibex_forward_set_span_hook(ibex_forward *f, ibex_span_fn fn, void *ctx);
 
-/* Per-op timing (off by default: one clock read per op when on). */
+/* Per-op timing (off by default: one clock read per op when on). On a backend with
+ * queued execution (be->sync) each timed op also waits for the device, so times are
+ * real but the pipeline is serialized: use CUPTI for undisturbed kernel times. */
 void ibex_forward_set_profiling(ibex_forward *f, bool on);
 const ibex_op_stats *ibex_forward_stats(const ibex_forward *f);
 void ibex_forward_reset_stats(ibex_forward *f);

@@ -207,15 +207,7 @@ static void refill(ibex_kv *kv, int32_t n_dirty) {
 
 /* Copies block src to block dst in every layer's K and V. */
 static void block_copy(ibex_kv *kv, int32_t dst, int32_t src) {
-    if (!kv->pool) return;
-    const ibex_kv_pool *p = kv->pool;
-    int64_t n = (int64_t)p->block_size * p->n_kv_heads * p->head_dim; /* floats per block */
-    for (int32_t l = 0; l < p->n_layers; l++) {
-        float *k = p->base + (int64_t)l * p->layer_stride;
-        float *v = k + p->layer_stride / 2;
-        memcpy(k + (int64_t)dst * n, k + (int64_t)src * n, (size_t)n * sizeof(float));
-        memcpy(v + (int64_t)dst * n, v + (int64_t)src * n, (size_t)n * sizeof(float));
-    }
+    if (kv->pool) ibex_kv_pool_copy_block(kv->pool, dst, src);
 }
 
 /* First fit: the lowest b such that blocks b .. b+k−1 are all free, or −1. O(n_blocks). */
@@ -321,7 +313,7 @@ ibex_kv *ibex_kv_new(const ibex_model_config *c, const ibex_kv_config *cfg, ibex
     }
     kv->n_free = kv->n_blocks;
     if (!cfg->no_compute) {
-        kv->pool = ibex_kv_pool_new(c, kv->n_blocks, kv->bs, err);
+        kv->pool = ibex_kv_pool_new_on(c, kv->n_blocks, kv->bs, cfg->be, err);
         if (!kv->pool) {
             ibex_err_prefix(err, "KV cache (%s, %lld blocks of %d tokens)", ibex_kv_policy_name(cfg->policy),
                             (long long)n_blocks, (int)cfg->block_size);

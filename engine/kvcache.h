@@ -37,6 +37,7 @@ typedef struct ibex_kv_config {
     int32_t block_size;   /* tokens per block, 1..256 (default 16); contiguous reserves in blocks too */
     int32_t elem_bytes;   /* bytes per K or V element for accounting: 4 (F32) or 2 (F16) */
     bool no_compute;      /* accounting only: allocate no pool memory */
+    ibex_backend *be;     /* where the pool lives: NULL or a host backend = host memory */
 } ibex_kv_config;
 
 /* Exact counters (bytes are tokens · kv bytes per token, or blocks · block bytes). */

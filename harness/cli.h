@@ -38,5 +38,6 @@ int ibex_cmd_batch(int argc, char **argv);
 int ibex_cmd_run(int argc, char **argv);
 int ibex_cmd_report(int argc, char **argv);
 int ibex_cmd_bench(int argc, char **argv);
+int ibex_cmd_opbench(int argc, char **argv);
 
 #endif

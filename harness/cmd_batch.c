@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "engine/alloc.h"
+#include "engine/backends.h"
 #include "engine/engine.h"
 #include "harness/cli.h"
 
@@ -29,7 +30,8 @@ static void usage(FILE *f) {
             "  -B, --batch N            most sequences running at once (default 32)\n"
             "      --max-step-tokens N  tokens per step, chunking prefills (default 2048)\n"
             "      --no-compute         accounting only: scheduler and KV manager without the model\n"
-            "  -t, --threads N          CPU threads (default: all cores)\n");
+            "  -t, --threads N          CPU threads (default: all cores)\n"
+            "      --backend B          cpu | cuda | cuda:N | auto (default cpu)\n");
 }
 
 static uint64_t rng_next(uint64_t *s) { /* splitmix64 */
@@ -64,13 +66,14 @@ int ibex_cmd_batch(int argc, char **argv) {
     const char *model_src = "synthetic:small";
     int64_t n_req = 64, plo = 32, phi = 512, olo = 16, ohi = 256, seed = 1, threads = 0, v;
     bool kv_dtype_set = false;
+    const char *backend = "cpu";
     ibex_engine_config cfg = ibex_engine_default_config();
     cfg.kv.policy = IBEX_KV_PAGED;
     cfg.kv.budget_bytes = 512ll << 20;
     cfg.max_batch = 32;
     static const char *const opts[] = {"--model", "--requests", "--prompt-len", "--output-len", "--seed", "--kv",
                                        "--block-size", "--kv-budget", "--kv-dtype", "--max-seq-len", "--scheduler",
-                                       "--batch", "--max-step-tokens", "--no-compute", "--threads", "--help", NULL};
+                                       "--batch", "--max-step-tokens", "--no-compute", "--threads", "--backend", "--help", NULL};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
 #define IBEX_IS(s, l) (!strcmp(a, s) || !strcmp(a, l))
@@ -133,6 +136,12 @@ int ibex_cmd_batch(int argc, char **argv) {
         } else if (IBEX_IS("-t", "--threads")) {
             if (!ibex_cli_int("batch", a, val, 1, 1024, &threads)) return 2;
             i++;
+        } else if (!strcmp(a, "--backend") && val) {
+            if (!ibex_backend_name_valid(val)) {
+                fprintf(stderr, "ibex batch: --backend: unknown backend '%s' (expected cpu, cuda, cuda:N or auto)\n", val);
+                return 2;
+            }
+            backend = val, i++;
         } else {
             const char *s = a[0] == '-' ? ibex_cli_suggest(a, opts) : NULL;
             fprintf(stderr, "ibex batch: unknown option or missing value '%s'%s%s%s\n", a, s ? " (did you mean '" : "",
@@ -159,7 +168,14 @@ int ibex_cmd_batch(int argc, char **argv) {
         fprintf(stderr, "ibex batch: %s\n", err.msg);
         goto out;
     }
-    if (cfg.compute && !(be = ibex_backend_cpu_new((int)threads))) goto out;
+    if (cfg.compute) {
+        const char *note = "";
+        if (!(be = ibex_backend_open(backend, (int)threads, &note, &err))) {
+            fprintf(stderr, "ibex batch: %s\n", err.msg);
+            goto out;
+        }
+        if (note[0]) fprintf(stderr, "ibex batch: %s\n", note);
+    }
     if (!(e = ibex_engine_new(m, be, &cfg, &err))) {
         fprintf(stderr, "ibex batch: %s\n", err.msg);
         goto out;

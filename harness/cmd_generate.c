@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "engine/alloc.h"
+#include "engine/backends.h"
 #include "engine/engine.h"
 #include "engine/forward.h"
 #include "engine/kv.h"
@@ -24,6 +25,7 @@ static void usage(FILE *f) {
             "      --prompt-ids LIST  prompt as token ids, used as given\n"
             "  -n, --n-predict N      tokens to generate (default 64)\n"
             "  -t, --threads N        CPU threads (default: all cores)\n"
+            "      --backend B        cpu | cuda | cuda:N | auto (default cpu)\n"
             "  -b, --ubatch N         prompt tokens per forward pass during prefill (default 512)\n"
             "      --ids              print token ids instead of text\n"
             "      --ignore-eos       keep generating after the end-of-sequence token\n"
@@ -215,12 +217,13 @@ int ibex_cmd_generate(int argc, char **argv) {
     int64_t kv_budget = 0;
     bool temp_set = false, beam_set = false;
     const char *decoding = "greedy";
+    const char *backend = "cpu";
     ibex_model_params mp = ibex_model_default_params();
     static const char *const opts[] = {"--model", "--prompt", "--prompt-ids", "--n-predict", "--threads", "--ubatch",
                                        "--ids", "--ignore-eos", "--no-warmup", "--logits-out", "--dtype", "--weight-seed", "--help",
                                        "--decoding", "--temperature", "--top-k", "--top-p", "--min-p",
                                        "--repeat-penalty", "--seed", "--n", "--beam-width", "--length-penalty",
-                                       "--early-stopping", "--beams-out", "--kv", "--block-size", "--kv-budget", NULL};
+                                       "--early-stopping", "--beams-out", "--kv", "--block-size", "--kv-budget", "--backend", NULL};
     double f;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -243,6 +246,12 @@ int ibex_cmd_generate(int argc, char **argv) {
         } else if (IBEX_IS("-b", "--ubatch")) {
             if (!ibex_cli_int("generate", a, val, 1, 1 << 16, &ubatch)) return 2;
             i++;
+        } else if (!strcmp(a, "--backend") && val) {
+            if (!ibex_backend_name_valid(val)) {
+                fprintf(stderr, "ibex generate: --backend: unknown backend '%s' (expected cpu, cuda, cuda:N or auto)\n", val);
+                return 2;
+            }
+            backend = val, i++;
         } else if (!strcmp(a, "--ids")) {
             ids = true;
         } else if (!strcmp(a, "--no-warmup")) {
@@ -406,8 +415,14 @@ int ibex_cmd_generate(int argc, char **argv) {
         goto out;
     }
 
-    be = ibex_backend_cpu_new((int)threads);
-    if (!be) goto out;
+    {
+        const char *note = "";
+        if (!(be = ibex_backend_open(backend, (int)threads, &note, &err))) {
+            fprintf(stderr, "ibex generate: %s\n", err.msg);
+            goto out;
+        }
+        if (note[0]) fprintf(stderr, "ibex generate: %s\n", note);
+    }
     if (!logits_path) {
         rc = run_engine(m, be, toks, n_prompt, &rq, kv_policy, block_size, kv_budget, (int32_t)ubatch, ids, warmup,
                         beams_out, model_src, t_load, (int)threads);
@@ -421,7 +436,7 @@ int ibex_cmd_generate(int argc, char **argv) {
     int32_t table[1] = {0};
     int32_t chunk = (int32_t)(ubatch < n_prompt ? ubatch : n_prompt);
     logits = malloc((size_t)c->vocab_size * sizeof *logits);
-    if (!be || !logits || !(pool = ibex_kv_pool_new(c, 1, cap, &err)) || !(fwd = ibex_forward_new(m, be, chunk, &err))) {
+    if (!be || !logits || !(pool = ibex_kv_pool_new_on(c, 1, cap, be, &err)) || !(fwd = ibex_forward_new(m, be, chunk, &err))) {
         fprintf(stderr, "ibex generate: %s\n", err.msg[0] ? err.msg : "out of memory");
         goto out;
     }

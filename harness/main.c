@@ -17,6 +17,8 @@ static void usage(FILE *f) {
             "  bench      llama-bench-style one-liners: -p 128,512 -n 32 -b 1,4 --kv contiguous,paged -r 5\n"
             "  report     re-render the reports of a results directory from its results.json\n"
             "  generate   run a prompt through a model and print text and prefill/decode speed\n"
+            "  opbench    single-op microbenchmarks on a backend: decode attention (contiguous vs paged,\n"
+            "             each CUDA kernel), decode matmuls, copy bandwidth (the roofline)\n"
             "  batch      run a seeded mixed-length workload through the scheduler and KV cache;\n"
             "             prints throughput and the exact KV accounting (also with --no-compute)\n"
             "  model      'model info MODEL' (shape, parameters, bytes, KV per token),\n"
@@ -40,6 +42,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "run")) return ibex_cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "report")) return ibex_cmd_report(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return ibex_cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "opbench")) return ibex_cmd_opbench(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("ibex %s (commit %s, %s build)\n", IBEX_VERSION, IBEX_GIT_COMMIT, IBEX_BUILD_TYPE);
         return 0;
@@ -48,7 +51,7 @@ int main(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
-    static const char *const cmds[] = {"run", "report", "bench", "generate", "batch", "model", "version", "help", NULL};
+    static const char *const cmds[] = {"run", "report", "bench", "opbench", "generate", "batch", "model", "version", "help", NULL};
     const char *s = ibex_cli_suggest(cmd, cmds);
     fprintf(stderr, "ibex: unknown command '%s'%s%s%s\n", cmd, s ? " (did you mean '" : "", s ? s : "", s ? "'?)" : "");
     return 2;

@@ -4,6 +4,7 @@
  * accounting is sampled per step, and everything lands in results.json. */
 #include "harness/runner.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -15,11 +16,17 @@
 #include <unistd.h>
 
 #include "engine/alloc.h"
+#include "engine/backends.h"
 #include "engine/engine.h"
 #include "engine/forward.h"
 #include "engine/sampler.h"
 #include "harness/cli.h"
+#include "harness/cupti.h"
+#if defined(IBEX_HAVE_CUPTI)
+#include <cupti.h>
+#endif
 #include "harness/metrics.h"
+#include "harness/nvtx.h"
 #include "ibex_build.h"
 
 
@@ -83,6 +90,7 @@ typedef struct wreq {
     double *times;  /* (n_out) branch-0 token times */
     int32_t n_times;
     int64_t tokens_all; /* tokens of every branch */
+    uint64_t nvtx;      /* its NVTX range while in flight */
 } wreq;
 
 typedef struct workload {
@@ -237,9 +245,40 @@ static void tracer_push(tracer *tr, double t, const char *name, int layer, bool 
     tr->ev[tr->n++] = (span_ev){.t = t, .name = name, .layer = layer, .begin = begin};
 }
 
+/* What listens to the engine's spans during a repetition: the trace, NVTX, CUPTI's
+ * external correlation (which op launched each kernel). */
+typedef struct instr {
+    tracer *tr;  /* NULL: no trace this repetition */
+    bool nvtx;
+    ibex_cupti *cupti; /* NULL: no CUPTI this repetition */
+    bool cupti_ok;     /* CUPTI is running (this point's other repetitions go untraced) */
+} instr;
+
+/* The engine op a span name is, or −1 (span names are ibex_op_name's pointers). */
+static int op_of(const char *name) {
+    for (int o = 0; o < IBEX_OP_COUNT; o++)
+        if (name == ibex_op_name((ibex_op)o)) return o;
+    return -1;
+}
+
 static void on_span(void *ctx, bool begin, const char *name, int layer) {
-    tracer *tr = ctx;
-    tracer_push(tr, ibex_cli_now_s() - tr->t0, name, layer, begin);
+    instr *in = ctx;
+    if (in->tr) tracer_push(in->tr, ibex_cli_now_s() - in->tr->t0, name, layer, begin);
+    if (in->nvtx) {
+        if (begin)
+            ibex_nvtx_push(name, layer);
+        else
+            ibex_nvtx_pop();
+    }
+    if (in->cupti) {
+        int op = op_of(name);
+        if (op >= 0) {
+            if (begin)
+                ibex_cupti_push_op(in->cupti, op);
+            else
+                ibex_cupti_pop_op(in->cupti);
+        }
+    }
 }
 
 static void tracer_kv(tracer *tr, double t, const ibex_kv_stats *ks) {
@@ -266,9 +305,22 @@ static json_t *x_event(const char *name, const char *cat, int pid, int tid, doub
                      (t1 - t0) * 1e6, "pid", pid, "tid", tid);
 }
 
+/* Trace category of a span name: "step", a step's phase, "layer", a layer's half
+ * ("block": attn, mlp), or an op. */
+static const char *span_category(const char *name) {
+    static const char *const phases[] = {"schedule", "prefill", "decode", "sampling", "release"};
+    if (!strcmp(name, "layer")) return "layer";
+    if (!strcmp(name, "step")) return "step";
+    if (!strcmp(name, "attn") || !strcmp(name, "mlp")) return "block";
+    for (size_t i = 0; i < sizeof phases / sizeof *phases; i++)
+        if (!strcmp(name, phases[i])) return "phase";
+    return "op";
+}
+
 /* Appends the point's trace events (Chrome trace-event format) to events: one process
- * per point; thread 1 holds steps > layers > ops, thread 1000+i request i, and a
- * counter track the KV blocks in use. */
+ * per point; thread 1 holds steps > phases > layers > halves > ops, threads 2 and 3 the
+ * GPU's kernels and copies (CUPTI), thread 1000+i request i, and a counter track the
+ * KV blocks in use. */
 static void tracer_emit(const tracer *tr, const workload *w, int pid, const char *label, json_t *events) {
     json_array_append_new(events, json_pack("{s:s,s:s,s:i,s:i,s:{s:s}}", "name", "process_name", "ph", "M", "pid", pid,
                                             "tid", 0, "args", "name", label));
@@ -286,7 +338,7 @@ static void tracer_emit(const tracer *tr, const workload *w, int pid, const char
         depth--;
         if (depth >= 64) continue;
         const span_ev *b = &tr->ev[stack[depth]];
-        const char *cat = !strcmp(b->name, "layer") ? "layer" : !strncmp(b->name, "step", 4) ? "step" : "op";
+        const char *cat = span_category(b->name);
         char name[64];
         if (!strcmp(cat, "layer"))
             snprintf(name, sizeof name, "layer %d", b->layer);
@@ -344,12 +396,15 @@ static void op_delta(ibex_op_stats *acc, const ibex_op_stats *before, const ibex
 }
 
 static ibex_status run_rep(const ibex_point *pt, const ibex_model *m, ibex_backend *be, workload *w,
-                           volatile sig_atomic_t *interrupted, tracer *tr, rep_result *rr, ibex_err *err) {
+                           volatile sig_atomic_t *interrupted, instr *in, rep_result *rr, ibex_err *err) {
+    tracer *tr = in->tr;
     memset(rr, 0, sizeof *rr);
     ibex_engine *e = ibex_engine_new(m, be, &pt->engine, err);
     if (!e) return err->status;
     ibex_forward *fwd = ibex_engine_forward(e);
-    if (fwd) ibex_forward_set_profiling(fwd, pt->profile_ops);
+    /* instruments: cupti without a running tracer falls back to per-op timers */
+    const bool op_timers = pt->profile_ops || (pt->instruments == IBEX_INSTR_CUPTI && !in->cupti && !in->cupti_ok);
+    if (fwd) ibex_forward_set_profiling(fwd, op_timers);
     /* A step emits one token per running branch, and a finishing beam search its whole
      * best hypothesis: size for both. */
     int32_t width = pt->request.n > pt->request.beam_width ? pt->request.n : pt->request.beam_width, max_out = 1;
@@ -369,10 +424,9 @@ static ibex_status run_rep(const ibex_point *pt, const ibex_model *m, ibex_backe
                                 (pt->arrival == IBEX_ARRIVAL_POISSON || pt->arrival == IBEX_ARRIVAL_GAMMA);
     int32_t next = 0, in_flight = 0, done = 0;
     double t0 = ibex_cli_now_s();
-    if (tr) {
-        tr->t0 = t0;
-        if (fwd) ibex_forward_set_span_hook(fwd, on_span, tr);
-    }
+    if (tr) tr->t0 = t0;
+    const bool hook = tr || in->nvtx || in->cupti;
+    if (hook) ibex_engine_set_span_hook(e, on_span, in);
     while (done < w->n) {
         if (*interrupted) {
             rr->interrupted = true;
@@ -400,6 +454,7 @@ static ibex_status run_rep(const ibex_point *pt, const ibex_model *m, ibex_backe
             }
             owner[id] = next;
             q->id = id;
+            if (in->nvtx) q->nvtx = ibex_nvtx_start("request", next);
             next++, in_flight++;
         }
         if (!ibex_engine_has_work(e)) { /* idle until the next arrival */
@@ -415,10 +470,10 @@ static ibex_status run_rep(const ibex_point *pt, const ibex_model *m, ibex_backe
         if (fwd) before = *ibex_forward_stats(fwd);
         double sample_before = ibex_engine_totals_get(e)->sample_ns;
         double ts = ibex_cli_now_s();
-        if (tr) tracer_push(tr, ts - t0, "step", -1, true);
+        if (hook) on_span(in, true, "step", -1);
         int nev = ibex_engine_step(e, ev, cap, err);
         double te = ibex_cli_now_s();
-        if (tr) tracer_push(tr, te - t0, "step", -1, false);
+        if (hook) on_span(in, false, "step", -1);
         if (nev < 0) {
             st = err->status;
             goto out;
@@ -430,7 +485,7 @@ static ibex_status run_rep(const ibex_point *pt, const ibex_model *m, ibex_backe
         else if (si->decode_tokens > 0)
             rr->decode_s += te - ts, rr->decode_steps++;
         if (fwd) op_delta(&rr->ops[prefill ? 0 : 1], &before, ibex_forward_stats(fwd));
-        if (fwd && pt->profile_ops) { /* step time not spent in ops or sampling: scheduling, KV, batch setup */
+        if (fwd && op_timers) { /* step time not spent in ops or sampling: scheduling, KV, batch setup */
             const ibex_op_stats *after = ibex_forward_stats(fwd);
             double ops_ns = 0, smp = ibex_engine_totals_get(e)->sample_ns - sample_before;
             for (int o = 0; o < IBEX_OP_COUNT; o++) ops_ns += after->ns[o] - before.ns[o];
@@ -448,6 +503,7 @@ static ibex_status run_rep(const ibex_point *pt, const ibex_model *m, ibex_backe
             wreq *q = &w->r[i];
             if (q->id >= 0 && ibex_engine_finished(e, q->id)) {
                 q->id = -2 - q->id; /* mark counted, keep the engine id recoverable */
+                if (in->nvtx) ibex_nvtx_end(q->nvtx);
                 done++, in_flight--;
             }
         }
@@ -467,6 +523,85 @@ out:
     free(owner);
     ibex_engine_free(e);
     return st;
+}
+
+/* ---- GPU activity (CUPTI) ---- */
+
+/* What the whole run shares: the CUPTI tracer, when a point asked for it and it
+ * started (it must start before the first CUDA call of the process). */
+typedef struct run_globals {
+    ibex_cupti *cupti;
+    char cupti_error[512]; /* why CUPTI is not running, "" if it is or was not wanted */
+} run_globals;
+
+/* Reads the repetition's GPU activity: the per-kernel / per-op tables into P.gpu, each
+ * op's achieved bandwidth and FLOP rate (analytic bytes and FLOPs over its kernel time)
+ * against the measured copy bandwidth, and the kernels on their own trace tracks. */
+static void gpu_activity(ibex_cupti *c, ibex_backend *be, const rep_result *rr, json_t *P, const tracer *tr, int pid,
+                         json_t *events) {
+    ibex_err err = {0};
+    if (be && be->sync && be->sync(be, &err)) {
+        json_object_set_new(P, "gpu", json_pack("{s:s}", "error", err.msg));
+        return;
+    }
+    ibex_status fst = ibex_cupti_flush(c, &err);
+    const char *names[IBEX_OP_COUNT];
+    for (int o = 0; o < IBEX_OP_COUNT; o++) names[o] = ibex_op_name((ibex_op)o);
+    json_t *g = ibex_cupti_to_json(c, names, IBEX_OP_COUNT, (rr->prefill_s + rr->decode_s) * 1e9);
+    if (!g) return;
+    if (fst) json_object_set_new(g, "flush_error", json_string(err.msg));
+    /* roofline per op class */
+    double bw = be && be->copy_bandwidth ? be->copy_bandwidth(be, (size_t)1 << 30, &err) : 0;
+    json_object_set_new(g, "copy_bandwidth_bytes_per_s", bw > 0 ? json_real(bw) : json_null());
+    ibex_cupti_op_row *rows = NULL;
+    int64_t n = 0;
+    json_t *roof = json_array();
+    if (!ibex_cupti_op_table(c, &rows, &n, &err)) {
+        for (int64_t i = 0; i < n; i++) {
+            int op = rows[i].op;
+            if (op < 0 || op >= IBEX_OP_COUNT || rows[i].kernel_ns <= 0) continue;
+            double bytes = rr->ops[0].bytes[op] + rr->ops[1].bytes[op];
+            double flops = rr->ops[0].flops[op] + rr->ops[1].flops[op];
+            double secs = rows[i].kernel_ns * 1e-9;
+            json_t *r = json_pack("{s:s,s:I,s:f,s:f,s:f,s:f}", "op", names[op], "kernel_ns", (json_int_t)rows[i].kernel_ns,
+                                  "bytes", bytes, "flops", flops, "bytes_per_s", bytes / secs, "flops_per_s",
+                                  flops / secs);
+            json_object_set_new(r, "bandwidth_fraction", bw > 0 ? json_real(bytes / secs / bw) : json_null());
+            json_array_append_new(roof, r);
+        }
+    }
+    free(rows);
+    json_object_set_new(g, "roofline", roof);
+    json_object_set_new(P, "gpu", g);
+    if (!tr || !events) return;
+    /* GPU tracks: tid 2 kernels, tid 3 copies and sets, on the host timeline */
+    ibex_gpu_event *ev = NULL;
+    int64_t ne = 0;
+    if (ibex_cupti_copy_events(c, &ev, &ne, &err)) return;
+    double off = ibex_cupti_host_origin_s(c) - tr->t0; /* event time 0 on the repetition's clock */
+    json_array_append_new(events, json_pack("{s:s,s:s,s:i,s:i,s:{s:s}}", "name", "thread_name", "ph", "M", "pid", pid,
+                                            "tid", 2, "args", "name", "GPU kernels (CUPTI)"));
+    json_array_append_new(events, json_pack("{s:s,s:s,s:i,s:i,s:{s:s}}", "name", "thread_name", "ph", "M", "pid", pid,
+                                            "tid", 3, "args", "name", "GPU copies (CUPTI)"));
+    for (int64_t i = 0; i < ne; i++) {
+        const ibex_gpu_event *e = &ev[i];
+        if (e->flags & IBEX_GPU_UNTIMED) continue;
+        int tid = e->kind == IBEX_GPU_KERNEL ? 2 : e->kind == IBEX_GPU_MEMCPY || e->kind == IBEX_GPU_MEMSET ? 3 : 0;
+        if (!tid) continue;
+        double t0 = off + e->start_ns * 1e-9, t1 = off + e->end_ns * 1e-9;
+        json_t *x = x_event(e->name ? e->name : "?", tid == 2 ? "kernel" : "memcpy", pid, tid, t0, t1);
+        json_t *args = json_object();
+        if (e->op >= 0 && e->op < IBEX_OP_COUNT) json_object_set_new(args, "op", json_string(names[e->op]));
+        if (tid == 2) {
+            json_object_set_new(args, "grid", json_pack("[i,i,i]", e->grid[0], e->grid[1], e->grid[2]));
+            json_object_set_new(args, "block", json_pack("[i,i,i]", e->block[0], e->block[1], e->block[2]));
+        } else {
+            json_object_set_new(args, "bytes", json_integer((json_int_t)e->bytes));
+        }
+        json_object_set_new(x, "args", args);
+        json_array_append_new(events, x);
+    }
+    free(ev);
 }
 
 /* ---- JSON helpers ---- */
@@ -548,6 +683,9 @@ static json_t *params_json(const ibex_point *p) {
     json_object_set_new(o, "slo.ttft", num(p->slo_ttft));
     json_object_set_new(o, "slo.tpot", num(p->slo_tpot));
     json_object_set_new(o, "slo.e2e", num(p->slo_e2e));
+    json_object_set_new(o, "profile", json_boolean(p->profile_ops));
+    json_object_set_new(o, "instruments", json_string(ibex_instruments_name(p->instruments)));
+    json_object_set_new(o, "attention", json_string(ibex_attn_impl_name(p->attention)));
     return o;
 }
 
@@ -601,7 +739,7 @@ static ibex_model *get_model(model_cache *mc, const ibex_point *pt, ibex_err *er
 }
 
 static json_t *run_point(const ibex_scenario *s, int32_t idx, model_cache *mc, const ibex_run_opts *o,
-                         json_t *trace_events) {
+                         json_t *trace_events, const run_globals *gx) {
     const ibex_point *pt = &s->points[idx];
     json_t *P = json_object();
     json_object_set_new(P, "index", json_integer(idx));
@@ -626,10 +764,6 @@ static json_t *run_point(const ibex_scenario *s, int32_t idx, model_cache *mc, c
     json_t *raw_ttft = json_array(), *raw_tpot = json_array(), *raw_itl = json_array(), *raw_e2e = json_array();
     json_t *kv_steps = NULL;
     if (!m) goto fail;
-    if (strcmp(pt->backend, "cpu") && strcmp(pt->backend, "auto")) {
-        ibex_err_set(&err, IBEX_ERR_UNSUPPORTED, "backend '%s' is not available in this build (cpu only)", pt->backend);
-        goto fail;
-    }
     json_object_set_new(P, "model",
                         json_pack("{s:s,s:I,s:I,s:I,s:i,s:i,s:i}", "name", m->name, "n_params", (json_int_t)m->n_params,
                                   "weight_bytes", (json_int_t)m->weight_bytes, "kv_bytes_per_token",
@@ -645,9 +779,26 @@ static json_t *run_point(const ibex_scenario *s, int32_t idx, model_cache *mc, c
         json_object_set_new(json_object_get(P, "model"), "kv_bytes_per_token_f16",
                             json_integer((json_int_t)ibex_model_kv_bytes_per_token(&m->cfg, 2)));
     }
-    if (pt->engine.compute && !(be = ibex_backend_cpu_new(pt->threads))) {
-        ibex_err_set(&err, IBEX_ERR_NOMEM, "cannot create the CPU backend");
-        goto fail;
+    if (pt->engine.compute) {
+        const char *note = "";
+        if (!(be = ibex_backend_open(pt->backend, pt->threads, &note, &err))) goto fail;
+        if (note[0]) fprintf(stderr, "ibex run: %s: %s\n", label, note);
+        json_object_set_new(P, "backend_used", json_string(be->name));
+        if (be->set_attention) {
+            if (be->set_attention(be, pt->attention, &err)) goto fail;
+            json_object_set_new(P, "attention_used", json_string(ibex_attn_impl_name(pt->attention)));
+        } else if (pt->attention != IBEX_ATTN_AUTO) {
+            fprintf(stderr, "ibex run: %s: attention: %s applies to the CUDA backend; the %s backend has one kernel\n",
+                    label, ibex_attn_impl_name(pt->attention), be->name);
+        }
+        if (be->device_info) {
+            ibex_device_info di;
+            be->device_info(be, &di);
+            json_object_set_new(P, "device", json_pack("{s:s,s:i,s:i,s:i,s:I,s:I}", "name", di.name, "cc_major",
+                                                       di.cc_major, "cc_minor", di.cc_minor, "sm_count", di.sm_count,
+                                                       "mem_total", (json_int_t)di.mem_total, "mem_free_at_start",
+                                                       (json_int_t)di.mem_free));
+        }
     }
     if (make_workload(pt, m, &w, &err)) goto fail;
     ibex_mem_reset_peaks();
@@ -675,7 +826,18 @@ static json_t *run_point(const ibex_scenario *s, int32_t idx, model_cache *mc, c
                     timed ? r - pt->warmup + 1 : r + 1, timed ? n_rep : pt->warmup);
         tracer tr = {0};
         bool trace_this = r == n_total - 1 && trace_events; /* the last timed repetition */
-        ibex_status st = run_rep(pt, m, be, &w, o->interrupted, trace_this ? &tr : NULL, &rr, &err);
+        bool cupti_this = r == n_total - 1 && gx->cupti && pt->instruments == IBEX_INSTR_CUPTI;
+        instr in = {.tr = trace_this ? &tr : NULL, .nvtx = pt->instruments >= IBEX_INSTR_NVTX,
+                    .cupti = cupti_this ? gx->cupti : NULL, .cupti_ok = gx->cupti != NULL};
+        if (cupti_this) { /* only this repetition's activity: drain and drop what came before */
+            ibex_err ce = {0};
+            if (be && be->sync) be->sync(be, &ce);
+            ibex_cupti_flush(gx->cupti, &ce);
+            ibex_cupti_clear(gx->cupti);
+        }
+        ibex_status st = run_rep(pt, m, be, &w, o->interrupted, &in, &rr, &err);
+        if (cupti_this && !st && !rr.interrupted) gpu_activity(gx->cupti, be, &rr, P, trace_this ? &tr : NULL,
+                                                              idx, trace_events);
         if (trace_this && !st && !rr.interrupted && !tr.oom) tracer_emit(&tr, &w, idx, label, trace_events);
         tracer_free(&tr);
         if (st) {
@@ -858,6 +1020,30 @@ static ibex_status write_json(json_t *root, const char *dir, const char *name, i
     return IBEX_OK;
 }
 
+/* Starts CUPTI when a computing point asks for it, before any CUDA call of the
+ * process; routes NVTX ranges to CUPTI too (NVTX_INJECTION64_PATH, unless the user set
+ * it, e.g. to run under Nsight Systems). On failure the run goes on with per-op timers
+ * (each op synchronised with the device) and the reason is recorded. */
+static void instruments_setup(const ibex_scenario *s, run_globals *gx) {
+    bool want = false;
+    for (int32_t i = 0; i < s->n_points; i++)
+        want |= s->points[i].instruments == IBEX_INSTR_CUPTI && s->points[i].engine.compute;
+    if (!want) return;
+    ibex_err err = {0};
+#if defined(IBEX_HAVE_CUPTI)
+    Dl_info di;
+    if (!getenv("NVTX_INJECTION64_PATH") && dladdr((void *)cuptiGetVersion, &di) && di.dli_fname)
+        setenv("NVTX_INJECTION64_PATH", di.dli_fname, 0);
+#endif
+    if (!(gx->cupti = ibex_cupti_new(&err)) || ibex_cupti_start(gx->cupti, &err)) {
+        ibex_cupti_free(gx->cupti);
+        gx->cupti = NULL;
+        snprintf(gx->cupti_error, sizeof gx->cupti_error, "%s", err.msg);
+        fprintf(stderr, "ibex run: CUPTI cannot start (%s); continuing with per-op timers synchronised with the "
+                        "device\n", err.msg);
+    }
+}
+
 ibex_status ibex_run_scenario(const ibex_scenario *s, const ibex_run_opts *o, ibex_err *err) {
     ibex_status st = ibex_mkdir_p(o->out_dir, err);
     if (st) return st;
@@ -882,6 +1068,9 @@ ibex_status ibex_run_scenario(const ibex_scenario *s, const ibex_run_opts *o, ib
     bool all_ok = true;
     json_t *trace = json_pack("{s:[],s:s}", "traceEvents", "displayTimeUnit", "ms");
     json_t *trace_events = json_object_get(trace, "traceEvents");
+    run_globals gx = {0};
+    instruments_setup(s, &gx);
+    if (gx.cupti_error[0]) json_object_set_new(root, "cupti_error", json_string(gx.cupti_error));
     double t_start = ibex_cli_now_s();
     for (int32_t i = 0; i < s->n_points; i++) {
         if (*o->interrupted) {
@@ -889,7 +1078,7 @@ ibex_status ibex_run_scenario(const ibex_scenario *s, const ibex_run_opts *o, ib
             break;
         }
         double tp = ibex_cli_now_s();
-        json_t *P = run_point(s, i, &mc, o, trace_events);
+        json_t *P = run_point(s, i, &mc, o, trace_events, &gx);
         const char *pst = json_string_value(json_object_get(P, "status"));
         all_ok &= pst && !strcmp(pst, "ok");
         json_array_append_new(points, P);
@@ -906,6 +1095,7 @@ ibex_status ibex_run_scenario(const ibex_scenario *s, const ibex_run_opts *o, ib
         if ((st = write_json(trace, o->out_dir, "trace.json", err))) break;
     }
     ibex_model_free(mc.m);
+    ibex_cupti_free(gx.cupti);
     if (!st) {
         json_object_set_new(root, "complete", json_boolean(all_ok && !*o->interrupted));
         st = write_json(root, o->out_dir, "results.json", err);

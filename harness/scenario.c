@@ -59,8 +59,14 @@ static const char *const k_keys[] = {
     "workload.output_tokens.value",
     "workload.file", "workload.arrival", "workload.rate", "workload.burstiness", "workload.concurrency",
     "workload.ignore_eos",
-    "warmup", "repeat", "seed", "slo.ttft", "slo.tpot", "slo.e2e", "profile",
+    "warmup", "repeat", "seed", "slo.ttft", "slo.tpot", "slo.e2e", "profile", "instruments", "attention",
     NULL};
+
+static const char *const k_instr_names[] = {"off", "nvtx", "cupti", NULL};
+
+const char *ibex_instruments_name(ibex_instruments i) {
+    return (unsigned)i <= IBEX_INSTR_CUPTI ? k_instr_names[i] : "?";
+}
 
 /* Keys whose value may be a map of subkeys. */
 static const char *const k_sections[] = {"kv", "decoding", "workload", "slo",
@@ -363,6 +369,8 @@ ibex_point ibex_point_default(void) {
     p.repeat = 3;
     p.seed = 1;
     p.request.sampling.seed = 1;
+    p.instruments = IBEX_INSTR_NVTX;
+    p.attention = IBEX_ATTN_AUTO;
     return p;
 }
 
@@ -558,6 +566,13 @@ ibex_status ibex_point_set(ibex_point *p, const char *key, const char *value, co
         else p->slo_e2e = f;
     } else if (strcmp(k, "profile") == 0) {
         if (!parse_bool(value, &p->profile_ops, why, sizeof why)) SCN_FAIL();
+    } else if (strcmp(k, "instruments") == 0) {
+        if ((e = parse_enum(value, k_instr_names, why, sizeof why)) < 0) SCN_FAIL();
+        p->instruments = (ibex_instruments)e;
+    } else if (strcmp(k, "attention") == 0) {
+        static const char *const names[] = {"auto", "materialized", "paged", "split_k", NULL};
+        if ((e = parse_enum(value, names, why, sizeof why)) < 0 || !ibex_attn_impl_from_name(names[e], &p->attention))
+            SCN_FAIL();
     } else {
         return unknown_key(err, where, key);
     }

@@ -37,6 +37,15 @@ typedef enum ibex_arrival_kind {
     IBEX_ARRIVAL_GAMMA,       /* gamma gaps at `rate`, shape = burstiness (1 = Poisson, < 1 burstier) */
 } ibex_arrival_kind;
 
+/* What instruments a point runs under (each includes the ones before it):
+ * off    nothing beyond ibex's own timers;
+ * nvtx   NVTX3 ranges (domain "ibex") for steps, phases, layers and ops — free unless a
+ *        tool such as Nsight Systems is attached;
+ * cupti  CUPTI activity tracing of the GPU: kernels, copies, allocations, NVTX ranges. */
+typedef enum ibex_instruments { IBEX_INSTR_OFF, IBEX_INSTR_NVTX, IBEX_INSTR_CUPTI } ibex_instruments;
+
+const char *ibex_instruments_name(ibex_instruments i);
+
 /* One fully resolved run configuration: what a sweep point is. */
 typedef struct ibex_point {
     char model[256];    /* model: synthetic:NAME or a GGUF path (relative to the scenario file) */
@@ -64,6 +73,8 @@ typedef struct ibex_point {
     uint64_t seed;                 /* seed: workload, sampling and arrivals */
     double slo_ttft, slo_tpot, slo_e2e; /* slo.ttft / slo.tpot / slo.e2e in seconds; 0 = none */
     bool profile_ops;              /* profile: per-op timing */
+    ibex_instruments instruments;  /* instruments: off | nvtx | cupti */
+    ibex_attn_impl attention;      /* attention: auto | materialized | paged | split_k (CUDA kernels) */
 } ibex_point;
 
 /* Defaults: synthetic:tiny, cpu, all threads, f16, contiguous KV 256MiB block 16 F32,

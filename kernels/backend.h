@@ -18,6 +18,8 @@
 #ifndef IBEX_BACKEND_H
 #define IBEX_BACKEND_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "kernels/dtype.h"
@@ -31,11 +33,50 @@
 typedef struct ibex_kv_view {
     float *k;                    /* this layer's K pool base */
     float *v;                    /* this layer's V pool base */
-    const int32_t *block_table;  /* logical block -> physical block */
+    const int32_t *block_table;  /* logical block -> physical block (backend memory) */
     int32_t block_size;          /* tokens per block */
     int32_t n_kv_heads;
     int32_t head_dim;
+    /* True when the sequence's blocks are one run of consecutive physical blocks starting
+     * at first_block (the contiguous policy): kernels may then address token t as slot
+     * first_block·block_size + t without reading the table. False (the zero value):
+     * read the table (paged). The table is valid either way. */
+    bool contiguous;
+    int32_t first_block;
 } ibex_kv_view;
+
+/* What a backend buffer holds, for device-memory accounting. */
+typedef enum ibex_buf_kind {
+    IBEX_BUF_WEIGHTS,
+    IBEX_BUF_KV,
+    IBEX_BUF_ACTIVATIONS,
+    IBEX_BUF_WORKSPACE, /* cuBLAS workspace, attention scratch, staging */
+    IBEX_BUF_KIND_COUNT
+} ibex_buf_kind;
+
+/* Attention kernel choice (backends with one implementation ignore it). */
+typedef enum ibex_attn_impl {
+    IBEX_ATTN_AUTO,         /* the backend picks per call */
+    IBEX_ATTN_MATERIALIZED, /* scores[T][keys] written out, softmaxed, then ·V: O(n²) memory */
+    IBEX_ATTN_PAGED,        /* one pass per (query, head) with online softmax, K/V via the block table */
+    IBEX_ATTN_SPLIT_K,      /* flash-decoding: keys split in chunks across blocks, then a reduction */
+    IBEX_ATTN_IMPL_COUNT
+} ibex_attn_impl;
+
+const char *ibex_attn_impl_name(ibex_attn_impl a);
+/* "auto", "materialized", "paged", "split_k"; false if s is none of them. */
+int ibex_attn_impl_from_name(const char *s, ibex_attn_impl *out);
+
+/* A device's identity and memory, as the backend reports it. */
+typedef struct ibex_device_info {
+    char name[128];         /* "cpu" or the CUDA device name */
+    int cc_major, cc_minor; /* compute capability (0 on the CPU) */
+    int sm_count;
+    int64_t mem_total;      /* bytes (cudaMemGetInfo), 0 if unknown */
+    int64_t mem_free;
+    int64_t buf_bytes[IBEX_BUF_KIND_COUNT]; /* bytes this backend holds, by kind */
+    int64_t buf_peak;       /* the most bytes held at once */
+} ibex_device_info;
 
 typedef struct ibex_backend ibex_backend;
 
@@ -85,6 +126,31 @@ struct ibex_backend {
     void (*attention)(ibex_backend *be, float *out, const float *q, const ibex_kv_view *kv,
                       int T, int pos0, int n_heads, float scale);
 
+    /* ---- memory (all optional: NULL means the backend computes on host memory and the
+     * caller allocates with malloc-like means and copies with memcpy) ---- */
+
+    /* A zeroed buffer of bytes in the backend's memory, or NULL with err set. */
+    void *(*alloc)(ibex_backend *be, size_t bytes, ibex_buf_kind kind, ibex_err *err);
+    void (*dealloc)(ibex_backend *be, void *p);
+    /* The backend's copy of a host weight tensor of bytes, uploaded on the first call and
+     * cached by host pointer (weights are uploaded once per backend), or NULL with err. */
+    const void *(*weight)(ibex_backend *be, const void *host, size_t bytes, ibex_err *err);
+    /* host → backend, backend → host (waits for queued work), backend → backend. */
+    ibex_status (*upload)(ibex_backend *be, void *dst, const void *src, size_t bytes, ibex_err *err);
+    ibex_status (*download)(ibex_backend *be, void *dst, const void *src, size_t bytes, ibex_err *err);
+    void (*copy)(ibex_backend *be, void *dst, const void *src, size_t bytes);
+    /* Waits for queued work; returns the first error any op met since the last call
+     * (ops queue work and do not fail on valid shapes, so device errors surface here). */
+    ibex_status (*sync)(ibex_backend *be, ibex_err *err);
+
+    /* Attention kernel for subsequent calls (optional). */
+    ibex_status (*set_attention)(ibex_backend *be, ibex_attn_impl impl, ibex_err *err);
+    /* Device identity and memory (optional). */
+    void (*device_info)(ibex_backend *be, ibex_device_info *out);
+    /* Measured device-to-device copy bandwidth in bytes/s (read + write counted) over a
+     * buffer of `bytes`, median of several copies; the memory roofline (optional). */
+    double (*copy_bandwidth)(ibex_backend *be, size_t bytes, ibex_err *err);
+
     /* Releases ctx (optional). */
     void (*free)(ibex_backend *be);
 };
@@ -92,5 +158,11 @@ struct ibex_backend {
 /* The CPU backend; n_threads <= 0 means all cores. Returns NULL only on allocation failure. */
 ibex_backend *ibex_backend_cpu_new(int n_threads);
 void ibex_backend_free(ibex_backend *be);
+
+/* The CUDA backend on device `device` (kernels/cuda; only in builds with IBEX_HAVE_CUDA).
+ * NULL with err set when there is no usable device or the driver is too old. */
+ibex_backend *ibex_backend_cuda_new(int device, ibex_err *err);
+/* Number of CUDA devices visible, 0 when none or no driver (never fails). */
+int ibex_cuda_device_count(void);
 
 #endif

@@ -50,7 +50,9 @@ for name in ["default", "quadratic", "kv_memory", "decoding"]:
             ops = [e for e in xs if e["pid"] == pid and e["cat"] == "op"]
             within = lambda c, ps: any(p["ts"] - 1 <= c["ts"] and c["ts"] + c["dur"] <= p["ts"] + p["dur"] + 1 for p in ps)
             ok &= bool(steps) and bool(ops) and all(within(l, steps) for l in layers) and all(within(o, steps) for o in ops)
-            ok &= all(within(o, layers) for o in ops if o["name"] not in ("embed", "rmsnorm", "output"))
+            ok &= all(within(o, layers) for o in ops if o["name"] not in ("embed", "rmsnorm", "output", "logits"))
+            phases = [e for e in xs if e["pid"] == pid and e["cat"] == "phase"]
+            ok &= bool(phases) and all(within(p, steps) for p in phases) and all(within(l, phases) for l in layers)
         check(ok, f"{name}: trace nests ops in layers in steps")
         check(any(e["ph"] == "C" for e in tr) and any(e.get("cat") == "request" for e in xs), f"{name}: trace has KV counters and requests")
     if name == "quadratic":

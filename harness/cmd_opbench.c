@@ -1,0 +1,466 @@
+/* cmd_opbench.c — `ibex opbench`: single-op microbenchmarks on one backend, where the
+ * whole-model runs cannot isolate an effect:
+ *
+ *   attention  decode attention (one query token after ctx−1 cached ones) for every
+ *              context length × KV layout (contiguous run / shuffled paged table) ×
+ *              attention kernel (the CUDA backend's materialized, paged, split_k): the
+ *              paged-vs-contiguous and O(n)-per-token decode costs, per kernel;
+ *   matmul     the matrix-vector products of decode (T tokens) at a model's shapes, as
+ *              achieved bytes/s of weights against the measured copy bandwidth;
+ *   copy       the memory roofline itself: device-to-device (CUDA) or memcpy (CPU)
+ *              bandwidth, read + write counted.
+ *
+ * Timing: K calls are queued back to back and the device is synchronised once
+ * (be->sync), so launch latency overlaps as it does in a real step; per-call time is
+ * the batch time / K, reported as the median over repetitions (min–max beside it).
+ * Results to stdout (Markdown table, or --json), progress to stderr. */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/alloc.h"
+#include "engine/backends.h"
+#include "harness/cli.h"
+#include "kernels/dtype.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: ibex opbench [options]\n"
+            "      --backend B        cpu | cuda | cuda:N | auto (default auto)\n"
+            "      --op LIST          attention,matmul,copy (default all three)\n"
+            "      --ctx LIST         decode context lengths (default 1024,4096,16384)\n"
+            "      --heads N          query heads (default 32)\n"
+            "      --kv-heads N       KV heads (default 8)\n"
+            "      --head-dim N       (default 128)\n"
+            "      --block-size N     paged block size in tokens (default 16)\n"
+            "      --dim N            matmul: model dimension (default 4096)\n"
+            "      --ffn N            matmul: feed-forward dimension (default 11008)\n"
+            "      --tokens LIST      matmul: tokens per call (default 1)\n"
+            "      --dtype TYPE       matmul weights f16 | bf16 | f32 (default f16)\n"
+            "      --copy-bytes SIZE  copy: buffer size (default 1GiB on CUDA, 256MiB on the CPU)\n"
+            "  -r, --repetitions N    timed repetitions (default 7)\n"
+            "  -t, --threads N        CPU threads (default all cores)\n"
+            "      --json             print JSON instead of a Markdown table\n");
+}
+
+typedef struct bench {
+    ibex_backend *be;
+    bool dev;
+    int reps;
+    json_t *rows;
+} bench;
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* ---- memory on the backend ---- */
+
+static void *bmalloc(bench *b, size_t bytes, ibex_err *err) {
+    if (b->dev) return b->be->alloc(b->be, bytes, IBEX_BUF_WORKSPACE, err);
+    void *p = ibex_alloc(IBEX_MEM_OTHER, bytes, 1);
+    if (!p) ibex_err_set(err, IBEX_ERR_NOMEM, "out of memory for %zu bytes", bytes);
+    return p;
+}
+
+static void bfree(bench *b, void *p) {
+    if (!p) return;
+    if (b->dev)
+        b->be->dealloc(b->be, p);
+    else
+        ibex_free(p);
+}
+
+static ibex_status bput(bench *b, void *dst, const void *src, size_t bytes, ibex_err *err) {
+    if (b->dev) return b->be->upload(b->be, dst, src, bytes, err);
+    memcpy(dst, src, bytes);
+    return IBEX_OK;
+}
+
+static ibex_status bsync(bench *b, ibex_err *err) { return b->dev ? b->be->sync(b->be, err) : IBEX_OK; }
+
+/* Uniform values in [−1, 1) from a counter hash: the same inputs on every backend. */
+static void fill(float *x, size_t n, uint64_t seed) {
+    for (size_t i = 0; i < n; i++) {
+        uint64_t z = (seed + i) * 0x9E3779B97F4A7C15ull;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        x[i] = (float)((z >> 40) * (1.0 / 8388608.0)) - 1.0f;
+    }
+}
+
+/* ---- timing ---- */
+
+typedef void (*op_fn)(bench *b, void *ctx);
+
+/* Median / min / max seconds per call of fn over b->reps repetitions of k queued calls. */
+static ibex_status time_op(bench *b, op_fn fn, void *ctx, double *med, double *lo, double *hi, ibex_err *err) {
+    ibex_status st;
+    fn(b, ctx); /* warm-up: first-touch, lazy workspace, cuBLAS heuristics */
+    if ((st = bsync(b, err))) return st;
+    double t0 = ibex_cli_now_s();
+    fn(b, ctx);
+    if ((st = bsync(b, err))) return st;
+    double one = ibex_cli_now_s() - t0;
+    int k = one > 0.05 ? 1 : one > 0 ? (int)fmin(200.0, ceil(0.05 / one)) : 200; /* ~50 ms per repetition */
+    double *s = malloc((size_t)b->reps * sizeof *s);
+    if (!s) return ibex_err_set(err, IBEX_ERR_NOMEM, "out of memory");
+    for (int r = 0; r < b->reps; r++) {
+        double t = ibex_cli_now_s();
+        for (int i = 0; i < k; i++) fn(b, ctx);
+        if ((st = bsync(b, err))) {
+            free(s);
+            return st;
+        }
+        s[r] = (ibex_cli_now_s() - t) / k;
+    }
+    qsort(s, (size_t)b->reps, sizeof *s, cmp_double);
+    *med = b->reps % 2 ? s[b->reps / 2] : 0.5 * (s[b->reps / 2 - 1] + s[b->reps / 2]);
+    *lo = s[0], *hi = s[b->reps - 1];
+    free(s);
+    return IBEX_OK;
+}
+
+static void add_row(bench *b, const char *op, const char *variant, double med, double lo, double hi, double bytes,
+                    double flops, json_t *extra) {
+    json_t *r = json_pack("{s:s,s:s,s:f,s:f,s:f,s:f,s:f}", "op", op, "variant", variant, "median_s", med, "min_s", lo,
+                          "max_s", hi, "bytes", bytes, "flops", flops);
+    json_object_set_new(r, "bytes_per_s", json_real(bytes / med));
+    json_object_set_new(r, "flops_per_s", json_real(flops / med));
+    if (extra) json_object_update(r, extra), json_decref(extra);
+    json_array_append_new(b->rows, r);
+}
+
+/* ---- attention ---- */
+
+typedef struct attn_ctx {
+    float *out, *q, *k, *v;
+    int32_t *table;
+    ibex_kv_view view;
+    int ctx, heads;
+    float scale;
+} attn_ctx;
+
+static void attn_call(bench *b, void *p) {
+    attn_ctx *a = p;
+    b->be->attention(b->be, a->out, a->q, &a->view, 1, a->ctx - 1, a->heads, a->scale);
+}
+
+static ibex_status bench_attention(bench *b, const int32_t *ctxs, int n_ctx, int heads, int kv_heads, int hd, int bs,
+                                   ibex_err *err) {
+    ibex_status st = IBEX_OK;
+    static const ibex_attn_impl impls[] = {IBEX_ATTN_MATERIALIZED, IBEX_ATTN_PAGED, IBEX_ATTN_SPLIT_K};
+    const int n_impl = b->be->set_attention ? 3 : 1;
+    for (int c = 0; c < n_ctx && !st; c++) {
+        const int ctx = ctxs[c], nb = (ctx + bs - 1) / bs;
+        const size_t kvd = (size_t)kv_heads * hd, pool = (size_t)nb * bs * kvd;
+        attn_ctx a = {.ctx = ctx, .heads = heads, .scale = 1.0f / sqrtf((float)hd)};
+        float *h = malloc(pool * sizeof *h);
+        int32_t *perm = malloc((size_t)nb * sizeof *perm), *run = malloc((size_t)nb * sizeof *run);
+        if (!h || !perm || !run) st = ibex_err_set(err, IBEX_ERR_NOMEM, "out of memory");
+        if (!st && (!(a.k = bmalloc(b, pool * 4, err)) || !(a.v = bmalloc(b, pool * 4, err)) ||
+                    !(a.q = bmalloc(b, (size_t)heads * hd * 4, err)) || !(a.out = bmalloc(b, (size_t)heads * hd * 4, err)) ||
+                    !(a.table = bmalloc(b, (size_t)nb * 2 * sizeof(int32_t), err))))
+            st = err->status;
+        if (!st) {
+            fill(h, pool, 11), st = bput(b, a.k, h, pool * 4, err);
+            if (!st) fill(h, pool, 22), st = bput(b, a.v, h, pool * 4, err);
+            if (!st) fill(h, (size_t)heads * hd, 33), st = bput(b, a.q, h, (size_t)heads * hd * 4, err);
+        }
+        if (!st) { /* table 0: the run 0..nb−1; table 1: a seeded shuffle of it */
+            uint64_t s = 0x5eed + (uint64_t)ctx;
+            for (int i = 0; i < nb; i++) run[i] = perm[i] = i;
+            for (int i = nb - 1; i > 0; i--) {
+                s = s * 6364136223846793005ull + 1442695040888963407ull;
+                int j = (int)((s >> 33) % (uint64_t)(i + 1)), t = perm[i];
+                perm[i] = perm[j], perm[j] = t;
+            }
+            if (!(st = bput(b, a.table, run, (size_t)nb * 4, err))) st = bput(b, a.table + nb, perm, (size_t)nb * 4, err);
+        }
+        const double kv_bytes = 2.0 * ctx * kvd * 4, flops = 4.0 * ctx * heads * hd;
+        for (int layout = 0; layout < 2 && !st; layout++) {
+            a.view = (ibex_kv_view){.k = a.k, .v = a.v, .block_table = a.table + (layout ? nb : 0), .block_size = bs,
+                                    .n_kv_heads = kv_heads, .head_dim = hd, .contiguous = layout == 0,
+                                    .first_block = 0};
+            for (int im = 0; im < n_impl && !st; im++) {
+                if (b->be->set_attention && (st = b->be->set_attention(b->be, impls[im], err))) break;
+                double med = 0, lo = 0, hi = 0;
+                fprintf(stderr, "\r\033[Kattention ctx %d %s %s", ctx, layout ? "paged" : "contiguous",
+                        n_impl > 1 ? ibex_attn_impl_name(impls[im]) : b->be->name);
+                if ((st = time_op(b, attn_call, &a, &med, &lo, &hi, err))) break;
+                char var[96];
+                snprintf(var, sizeof var, "ctx=%d %s %s", ctx, layout ? "paged" : "contiguous",
+                         n_impl > 1 ? ibex_attn_impl_name(impls[im]) : b->be->name);
+                add_row(b, "attention", var, med, lo, hi, kv_bytes, flops,
+                        json_pack("{s:i,s:s,s:s}", "ctx", ctx, "layout", layout ? "paged" : "contiguous", "kernel",
+                                  n_impl > 1 ? ibex_attn_impl_name(impls[im]) : b->be->name));
+            }
+        }
+        if (b->be->set_attention) b->be->set_attention(b->be, IBEX_ATTN_AUTO, NULL);
+        bfree(b, a.k), bfree(b, a.v), bfree(b, a.q), bfree(b, a.out), bfree(b, a.table);
+        free(h), free(perm), free(run);
+    }
+    fprintf(stderr, "\r\033[K");
+    return st;
+}
+
+/* ---- matmul ---- */
+
+typedef struct mm_ctx {
+    float *y, *x;
+    void *w;
+    ibex_type t;
+    int T, n_in, n_out;
+} mm_ctx;
+
+static void mm_call(bench *b, void *p) {
+    mm_ctx *m = p;
+    b->be->matmul(b->be, m->y, m->x, m->w, m->t, m->T, m->n_in, m->n_out);
+}
+
+static ibex_status bench_matmul(bench *b, int dim, int ffn, const int32_t *tokens, int n_tok, ibex_type t,
+                                ibex_err *err) {
+    const int shapes[][2] = {{dim, dim}, {dim, ffn}, {ffn, dim}}; /* q/k/v/o, gate/up, down: n_in, n_out */
+    ibex_status st = IBEX_OK;
+    for (int si = 0; si < 3 && !st; si++) {
+        const int n_in = shapes[si][0], n_out = shapes[si][1];
+        const size_t wb = ibex_type_row_bytes(t, n_in) * (size_t)n_out;
+        float *hf = malloc((size_t)n_in * n_out * sizeof *hf);
+        void *hw = malloc(wb);
+        mm_ctx m = {.t = t, .n_in = n_in, .n_out = n_out};
+        int tmax = 1;
+        for (int i = 0; i < n_tok; i++) tmax = tokens[i] > tmax ? tokens[i] : tmax;
+        if (!hf || !hw) st = ibex_err_set(err, IBEX_ERR_NOMEM, "out of memory");
+        if (!st) {
+            fill(hf, (size_t)n_in * n_out, 44);
+            for (int r = 0; r < n_out; r++)
+                if (!ibex_row_from_f32((char *)hw + ibex_type_row_bytes(t, n_in) * r, hf + (size_t)r * n_in, t, n_in))
+                    st = ibex_err_set(err, IBEX_ERR_UNSUPPORTED, "cannot store %s weights", ibex_type_name(t));
+        }
+        if (!st && (!(m.w = bmalloc(b, wb, err)) || !(m.x = bmalloc(b, (size_t)tmax * n_in * 4, err)) ||
+                    !(m.y = bmalloc(b, (size_t)tmax * n_out * 4, err))))
+            st = err->status;
+        if (!st && !(st = bput(b, m.w, hw, wb, err))) {
+            fill(hf, (size_t)tmax * n_in, 55);
+            st = bput(b, m.x, hf, (size_t)tmax * n_in * 4, err);
+        }
+        for (int i = 0; i < n_tok && !st; i++) {
+            m.T = tokens[i];
+            double med = 0, lo = 0, hi = 0;
+            fprintf(stderr, "\r\033[Kmatmul %dx%d T=%d", n_in, n_out, m.T);
+            if ((st = time_op(b, mm_call, &m, &med, &lo, &hi, err))) break;
+            char var[96];
+            snprintf(var, sizeof var, "%s %d→%d T=%d", ibex_type_name(t), n_in, n_out, m.T);
+            add_row(b, "matmul", var, med, lo, hi, (double)wb + 4.0 * m.T * (n_in + n_out), 2.0 * m.T * n_in * n_out,
+                    json_pack("{s:i,s:i,s:i,s:s}", "n_in", n_in, "n_out", n_out, "tokens", m.T, "dtype",
+                              ibex_type_name(t)));
+        }
+        bfree(b, m.w), bfree(b, m.x), bfree(b, m.y);
+        free(hf), free(hw);
+    }
+    fprintf(stderr, "\r\033[K");
+    return st;
+}
+
+/* ---- copy ---- */
+
+typedef struct cp_ctx {
+    void *dst, *src;
+    size_t bytes;
+} cp_ctx;
+
+static void cp_call(bench *b, void *p) {
+    cp_ctx *c = p;
+    memcpy(c->dst, c->src, c->bytes);
+}
+
+static ibex_status bench_copy(bench *b, int64_t bytes, ibex_err *err) {
+    if (b->be->copy_bandwidth) {
+        double bw = b->be->copy_bandwidth(b->be, (size_t)bytes, err);
+        if (!(bw > 0)) return err && err->status ? err->status : ibex_err_set(err, IBEX_ERR_BACKEND, "no bandwidth");
+        double t = 2.0 * bytes / bw;
+        add_row(b, "copy", "device to device", t, t, t, 2.0 * bytes, 0, NULL);
+        return IBEX_OK;
+    }
+    if (b->dev) return IBEX_OK; /* a device backend without a copy benchmark: nothing honest to report */
+    cp_ctx c = {.bytes = (size_t)bytes};
+    c.src = ibex_alloc(IBEX_MEM_OTHER, c.bytes, 1), c.dst = ibex_alloc(IBEX_MEM_OTHER, c.bytes, 1);
+    ibex_status st = IBEX_OK;
+    double med = 0, lo = 0, hi = 0;
+    if (!c.src || !c.dst)
+        st = ibex_err_set(err, IBEX_ERR_NOMEM, "out of memory for two %lld-byte buffers", (long long)bytes);
+    else if (!(st = time_op(b, cp_call, &c, &med, &lo, &hi, err)))
+        add_row(b, "copy", "memcpy (one thread)", med, lo, hi, 2.0 * bytes, 0, NULL);
+    ibex_free(c.src), ibex_free(c.dst);
+    return st;
+}
+
+/* ---- the command ---- */
+
+static bool has(const char *list, const char *word) {
+    size_t n = strlen(word);
+    for (const char *p = list; (p = strstr(p, word)); p += n)
+        if ((p == list || p[-1] == ',') && (p[n] == 0 || p[n] == ',')) return true;
+    return false;
+}
+
+int ibex_cmd_opbench(int argc, char **argv) {
+    const char *backend = "auto", *ops = "attention,matmul,copy", *dtype = "f16";
+    const char *ctx_list = "1024,4096,16384", *tok_list = "1";
+    int64_t heads = 32, kv_heads = 8, hd = 128, bs = 16, dim = 4096, ffn = 11008, reps = 7, threads = 0, copy_bytes = 0;
+    bool json_out = false;
+    static const char *const opts[] = {"--backend", "--op", "--ctx", "--heads", "--kv-heads", "--head-dim",
+                                       "--block-size", "--dim", "--ffn", "--tokens", "--dtype", "--copy-bytes",
+                                       "--repetitions", "--threads", "--json", "--help", NULL};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        struct {
+            const char *name;
+            int64_t *dst, lo, hi;
+        } ints[] = {{"--heads", &heads, 1, 1024},       {"--kv-heads", &kv_heads, 1, 1024}, {"--head-dim", &hd, 1, 1024},
+                    {"--block-size", &bs, 1, 4096},     {"--dim", &dim, 1, 1 << 20},         {"--ffn", &ffn, 1, 1 << 20},
+                    {"--repetitions", &reps, 1, 1000},  {"-r", &reps, 1, 1000},              {"--threads", &threads, 1, 1024},
+                    {"-t", &threads, 1, 1024}};
+        bool done = false;
+        for (size_t k = 0; k < sizeof ints / sizeof ints[0] && !done; k++)
+            if (!strcmp(a, ints[k].name)) {
+                if (!ibex_cli_int("opbench", a, v, ints[k].lo, ints[k].hi, ints[k].dst)) return 2;
+                i++, done = true;
+            }
+        if (done) continue;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--json")) {
+            json_out = true;
+        } else if (!strcmp(a, "--backend") && v) {
+            backend = v, i++;
+        } else if (!strcmp(a, "--op") && v) {
+            ops = v, i++;
+        } else if (!strcmp(a, "--ctx") && v) {
+            ctx_list = v, i++;
+        } else if (!strcmp(a, "--tokens") && v) {
+            tok_list = v, i++;
+        } else if (!strcmp(a, "--dtype") && v) {
+            dtype = v, i++;
+        } else if (!strcmp(a, "--copy-bytes")) {
+            if (!ibex_cli_size("opbench", a, v, &copy_bytes)) return 2;
+            i++;
+        } else {
+            const char *s = a[0] == '-' ? ibex_cli_suggest(a, opts) : NULL;
+            fprintf(stderr, "ibex opbench: unknown option or missing value '%s'%s%s%s\n", a, s ? " (did you mean '" : "",
+                    s ? s : "", s ? "'?)" : "");
+            return 2;
+        }
+    }
+    for (const char *p = ops; *p;) {
+        size_t n = strcspn(p, ",");
+        if (!((n == 9 && !strncmp(p, "attention", 9)) || (n == 6 && !strncmp(p, "matmul", 6)) ||
+              (n == 4 && !strncmp(p, "copy", 4)))) {
+            fprintf(stderr, "ibex opbench: --op: unknown op '%.*s' (expected attention, matmul, copy)\n", (int)n, p);
+            return 2;
+        }
+        p += n + (p[n] == ',');
+    }
+    if (heads % kv_heads) {
+        fprintf(stderr, "ibex opbench: --heads %lld is not a multiple of --kv-heads %lld\n", (long long)heads,
+                (long long)kv_heads);
+        return 2;
+    }
+    ibex_type t;
+    if (!strcmp(dtype, "f16"))
+        t = IBEX_TYPE_F16;
+    else if (!strcmp(dtype, "bf16"))
+        t = IBEX_TYPE_BF16;
+    else if (!strcmp(dtype, "f32"))
+        t = IBEX_TYPE_F32;
+    else {
+        fprintf(stderr, "ibex opbench: --dtype: unknown type '%s' (expected f16, bf16, f32)\n", dtype);
+        return 2;
+    }
+    int32_t *ctxs = NULL, *toks = NULL, n_ctx = 0, n_tok = 0;
+    if (!ibex_cli_int_list("opbench", "--ctx", ctx_list, &ctxs, &n_ctx) ||
+        !ibex_cli_int_list("opbench", "--tokens", tok_list, &toks, &n_tok)) {
+        free(ctxs);
+        return 2;
+    }
+    for (int i = 0; i < n_ctx; i++)
+        if (ctxs[i] < 1 || ctxs[i] > (1 << 22)) {
+            fprintf(stderr, "ibex opbench: --ctx: %d is outside 1..%d\n", ctxs[i], 1 << 22);
+            free(ctxs), free(toks);
+            return 2;
+        }
+    for (int i = 0; i < n_tok; i++)
+        if (toks[i] < 1 || toks[i] > 65536) {
+            fprintf(stderr, "ibex opbench: --tokens: %d is outside 1..65536\n", toks[i]);
+            free(ctxs), free(toks);
+            return 2;
+        }
+    ibex_err err = {0};
+    const char *note = "";
+    bench b = {.reps = (int)reps, .rows = json_array()};
+    b.be = ibex_backend_open(backend, (int)threads, &note, &err);
+    int rc = 1;
+    if (!b.be) {
+        fprintf(stderr, "ibex opbench: %s\n", err.msg);
+        goto out;
+    }
+    if (note[0]) fprintf(stderr, "ibex opbench: %s\n", note);
+    b.dev = b.be->alloc != NULL;
+    if (!copy_bytes) copy_bytes = b.dev ? 1ll << 30 : 256ll << 20;
+    ibex_status st = IBEX_OK;
+    if (has(ops, "copy")) st = bench_copy(&b, copy_bytes, &err);
+    if (!st && has(ops, "attention"))
+        st = bench_attention(&b, ctxs, n_ctx, (int)heads, (int)kv_heads, (int)hd, (int)bs, &err);
+    if (!st && has(ops, "matmul")) st = bench_matmul(&b, (int)dim, (int)ffn, toks, n_tok, t, &err);
+    if (st) fprintf(stderr, "ibex opbench: %s\n", err.msg);
+
+    /* what was measured is printed even after a failure */
+    ibex_device_info di = {0};
+    snprintf(di.name, sizeof di.name, "%s", b.be->name);
+    if (b.be->device_info) b.be->device_info(b.be, &di);
+    double roof = 0;
+    for (size_t i = 0; i < json_array_size(b.rows); i++) {
+        json_t *r = json_array_get(b.rows, i);
+        if (!strcmp(json_string_value(json_object_get(r, "op")), "copy"))
+            roof = json_number_value(json_object_get(r, "bytes_per_s"));
+    }
+    for (size_t i = 0; i < json_array_size(b.rows); i++) {
+        json_t *r = json_array_get(b.rows, i);
+        double bps = json_number_value(json_object_get(r, "bytes_per_s"));
+        json_object_set_new(r, "roofline_fraction", roof > 0 ? json_real(bps / roof) : json_null());
+    }
+    if (json_out) {
+        json_t *o = json_pack("{s:s,s:s,s:I,s:O}", "backend", b.be->name, "device", di.name, "repetitions",
+                              (json_int_t)reps, "rows", b.rows);
+        json_dumpf(o, stdout, JSON_INDENT(1) | JSON_REAL_PRECISION(8));
+        printf("\n");
+        json_decref(o);
+    } else {
+        printf("backend %s, device %s; median of %lld repetitions (min–max); roofline = measured copy bandwidth\n\n",
+               b.be->name, di.name, (long long)reps);
+        printf("| op | variant | time µs | min–max µs | GB/s | of roofline | GFLOP/s |\n|---|---|---:|---:|---:|---:|---:|\n");
+        for (size_t i = 0; i < json_array_size(b.rows); i++) {
+            json_t *r = json_array_get(b.rows, i);
+            double med = json_number_value(json_object_get(r, "median_s"));
+            json_t *fr = json_object_get(r, "roofline_fraction");
+            char frs[32] = "–";
+            if (json_is_number(fr)) snprintf(frs, sizeof frs, "%.1f %%", 100 * json_number_value(fr));
+            printf("| %s | %s | %.2f | %.2f–%.2f | %.1f | %s | %.1f |\n", json_string_value(json_object_get(r, "op")),
+                   json_string_value(json_object_get(r, "variant")), med * 1e6,
+                   json_number_value(json_object_get(r, "min_s")) * 1e6,
+                   json_number_value(json_object_get(r, "max_s")) * 1e6,
+                   json_number_value(json_object_get(r, "bytes_per_s")) / 1e9, frs,
+                   json_number_value(json_object_get(r, "flops_per_s")) / 1e9);
+        }
+    }
+    rc = st ? 1 : 0;
+out:
+    json_decref(b.rows);
+    ibex_backend_free(b.be);
+    free(ctxs), free(toks);
+    return rc;
+}
