@@ -119,5 +119,48 @@ bad = os.path.join(a.workdir, "bad.yaml")
 open(bad, "w").write("model: synthetic:tiny\nkv:\n  polcy: paged\n")
 r = run("run", bad, "--out", os.path.join(a.workdir, "bad"))
 check(r.returncode == 2 and "bad.yaml:3:3" in r.stderr and "kv.policy" in r.stderr, f"bad scenario refused: {r.stderr.strip()}")
+# instruments: off / nvtx / cupti on the same point; without a GPU CUPTI cannot start,
+# the run says why and the cupti point falls back to per-op timers
+out = os.path.join(a.workdir, "instrument_overhead")
+r = run("run", os.path.join(a.source, "scenarios", "instrument_overhead.yaml"), "--quick", "--out", out)
+check(r.returncode == 0, f"instrument_overhead: exits 0 {r.stderr[-300:] if r.returncode else ''}")
+if r.returncode == 0:
+    res = json.load(open(os.path.join(out, "results.json")))
+    pts = res["points"]
+    # quick keeps the ends of the sweep: off and cupti
+    check([p["params"]["instruments"] for p in pts] == ["off", "cupti"] and all(p["status"] == "ok" for p in pts),
+          "instrument_overhead: off and cupti points, all ok")
+    if pts and pts[0].get("backend_used") == "cpu":
+        check("cupti_error" in res and "CUPTI cannot start" in r.stderr, f"instrument_overhead: CUPTI failure reported: {res.get('cupti_error')}")
+        timed = lambda p: sum(o["ns"] for o in p["ops"]["decode"].values())
+        check(timed(pts[-1]) > 0 and timed(pts[0]) == 0, "instrument_overhead: the cupti point fell back to per-op timers")
+    tr = json.load(open(os.path.join(out, "trace.json")))["traceEvents"]
+    check(any(e.get("cat") == "phase" and e["name"] == "decode" for e in tr), "instrument_overhead: trace has decode phases")
+
+# backend: cuda on a machine without a device: that point fails with a clear reason,
+# the other point still runs and its results are kept
+cu = os.path.join(a.workdir, "cuda.yaml")
+open(cu, "w").write("model: synthetic:tiny\nworkload: {requests: 1, prompt_tokens: 8, output_tokens: 2}\n"
+                    "warmup: 0\nrepeat: 1\nsweep:\n  backend: [cuda, cpu]\n")
+r = run("run", cu, "--out", os.path.join(a.workdir, "cuda"))
+res = json.load(open(os.path.join(a.workdir, "cuda", "results.json")))
+if res["points"][0]["status"] != "ok":  # no usable CUDA device here
+    err = res["points"][0].get("error") or ""
+    check("backend cuda" in err and ("no CUDA device" in err or "without the CUDA backend" in err),
+          f"cuda without a device: a clear error ({err})")
+    check(res["points"][1]["status"] == "ok" and res["complete"] is False, "cuda without a device: the cpu point still ran")
+r = run("generate", "-m", "synthetic:tiny", "-p", "hi", "-n", "2", "--backend", "auto")
+check(r.returncode == 0, f"generate --backend auto works anywhere {r.stderr[-200:]}")
+
+r = run("opbench", "--backend", "cpu", "--ctx", "64,128", "--heads", "4", "--kv-heads", "2", "--head-dim", "32",
+        "--dim", "64", "--ffn", "128", "-r", "1", "--copy-bytes", "1MiB", "--json")
+check(r.returncode == 0, f"opbench: exits 0 {r.stderr[-200:]}")
+if r.returncode == 0:
+    rows = json.loads(r.stdout)["rows"]
+    att = [x for x in rows if x["op"] == "attention"]
+    check(len(att) == 4 and {x["layout"] for x in att} == {"contiguous", "paged"}, "opbench: 2 contexts x 2 layouts")
+    check(all(x["median_s"] > 0 and x["bytes"] == 2 * x["ctx"] * 2 * 32 * 4 for x in att), "opbench: attention bytes = K+V read")
+    check(len([x for x in rows if x["op"] == "matmul"]) == 3 and any(x["op"] == "copy" for x in rows), "opbench: matmul shapes and copy")
+
 print(f"{len(failures)} failed" if failures else "all end-to-end checks passed")
 sys.exit(1 if failures else 0)

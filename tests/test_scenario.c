@@ -235,6 +235,28 @@ Test(scenario, point_set_validates_and_names_the_key) {
     cr_expect_eq(p.engine.max_seq_len, 64);
 }
 
+Test(scenario, instruments_attention_and_backend_keys) {
+    ibex_point p = ibex_point_default();
+    ibex_err err = {0};
+    cr_expect_eq(p.instruments, IBEX_INSTR_NVTX, "NVTX ranges are on by default");
+    cr_expect_eq(p.attention, IBEX_ATTN_AUTO);
+    cr_expect_eq(ibex_point_set(&p, "instruments", "cupti", "w", &err), IBEX_OK, "%s", err.msg);
+    cr_expect_eq(p.instruments, IBEX_INSTR_CUPTI);
+    cr_expect_eq(ibex_point_set(&p, "instruments", "off", "w", &err), IBEX_OK);
+    cr_expect_eq(p.instruments, IBEX_INSTR_OFF);
+    cr_expect_eq(ibex_point_set(&p, "instruments", "cuptl", "f.yaml:3:14", &err), IBEX_ERR_INVALID);
+    cr_expect(strstr(err.msg, "f.yaml:3:14: instruments:") && strstr(err.msg, "did you mean 'cupti'"), "%s", err.msg);
+    cr_expect_eq(p.instruments, IBEX_INSTR_OFF, "a refused value changes nothing");
+    cr_expect_eq(ibex_point_set(&p, "attention", "split_k", "w", &err), IBEX_OK, "%s", err.msg);
+    cr_expect_eq(p.attention, IBEX_ATTN_SPLIT_K);
+    cr_expect_eq(ibex_point_set(&p, "attention", "materialised", "w", &err), IBEX_ERR_INVALID);
+    cr_expect(strstr(err.msg, "did you mean 'materialized'"), "%s", err.msg);
+    cr_expect_eq(ibex_point_set(&p, "backend", "cuda", "w", &err), IBEX_OK);
+    cr_expect_str_eq(p.backend, "cuda");
+    cr_expect_eq(ibex_point_set(&p, "backend", "gpu", "w", &err), IBEX_ERR_INVALID);
+    cr_expect_str_eq(ibex_instruments_name(IBEX_INSTR_CUPTI), "cupti");
+}
+
 /* ---- sweep and zip -------------------------------------------------------------------- */
 
 Test(scenario, cross_product_order_last_key_fastest) {
