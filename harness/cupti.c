@@ -58,6 +58,7 @@ ibex_status ibex_cupti_flush(ibex_cupti *c, ibex_err *err) {
 ibex_status ibex_cupti_stop(ibex_cupti *c, ibex_err *err) {
     return ibex_err_set(err, IBEX_ERR_UNSUPPORTED, "%s", no_cupti);
 }
+bool ibex_cupti_attributes_ops(const ibex_cupti *c) { return false; }
 void ibex_cupti_clear(ibex_cupti *c) { (void)c; }
 void ibex_cupti_push_op(ibex_cupti *c, int32_t op) { (void)c, (void)op; }
 void ibex_cupti_pop_op(ibex_cupti *c) { (void)c; }
@@ -259,12 +260,24 @@ static const struct {
     {CUPTI_ACTIVITY_KIND_MEMSET, "MEMSET", true},
     {CUPTI_ACTIVITY_KIND_MEMORY2, "MEMORY2", false},
     {CUPTI_ACTIVITY_KIND_MARKER, "MARKER", false},
-    {CUPTI_ACTIVITY_KIND_EXTERNAL_CORRELATION, "EXTERNAL_CORRELATION", false},
-    /* External-correlation records are emitted for API records, so some API kind must
-     * be on (nvFuser's CUPTI profiler found the same); ibex skips the records. */
+    /* External-correlation records are emitted for API records, so an API kind must be
+     * on (nvFuser's CUPTI profiler found the same); ibex skips the records. Enabled
+     * before EXTERNAL_CORRELATION, which start enables only if this one is on. */
     {CUPTI_ACTIVITY_KIND_DRIVER, "DRIVER", false},
+    {CUPTI_ACTIVITY_KIND_EXTERNAL_CORRELATION, "EXTERNAL_CORRELATION", false},
 };
-enum { N_KINDS = sizeof kinds / sizeof kinds[0], KIND_EXTCORR = 5 };
+enum { N_KINDS = sizeof kinds / sizeof kinds[0], KIND_DRIVER = 5, KIND_EXTCORR = 6 };
+
+/* Which record table a CUPTI API version needs (the branches of cupti.h's table). A
+ * libcupti whose branch differs from the headers' writes records of other layouts. */
+static int record_table(uint32_t v) {
+    if (v < 19) return 0;
+    if (v <= 23) return 1;
+    if (v <= 25) return 2;
+    if (v <= 28) return 3;
+    if (v >= 130000 && v < 130200) return 4;
+    return -1;
+}
 
 struct ibex_cupti {
     tracer_state state;  /* changed only by start/stop, on the caller's thread */
@@ -273,7 +286,7 @@ struct ibex_cupti {
     /* guarded by mu: */
     bool have_origin;
     uint64_t origin;     /* cuptiGetTimestamp ns */
-    double host_origin_s;/* CLOCK_MONOTONIC s at the same moment */
+    double host_origin_s; /* CLOCK_MONOTONIC s at the same moment */
     ibex_gpu_event *ev;
     int64_t n_ev, cap_ev;
     strpool names;
@@ -394,6 +407,15 @@ static void release_slot(ibex_cupti *c) {
 ibex_status ibex_cupti_start(ibex_cupti *c, ibex_err *err) {
     if (!c) return ibex_err_set(err, IBEX_ERR_INVALID, "cupti: no tracer");
     if (c->state == TRACER_STARTED) return ibex_err_set(err, IBEX_ERR_INVALID, "cupti: tracer already started");
+    uint32_t version = 0;
+    CUptiResult r = cuptiGetVersion(&version);
+    if (r != CUPTI_SUCCESS)
+        return ibex_err_set(err, IBEX_ERR_BACKEND, "cupti: cuptiGetVersion failed: %s", cupti_str(r));
+    if (record_table(version) != record_table(IBEX_CUPTI_RECORDS_API))
+        return ibex_err_set(err, IBEX_ERR_UNSUPPORTED,
+                            "cupti: the loaded libcupti has API version %u but ibex was built with CUPTI %u "
+                            "headers, whose activity record layouts differ: rebuild ibex against this CUDA toolkit",
+                            (unsigned)version, (unsigned)IBEX_CUPTI_RECORDS_API);
     pthread_mutex_lock(&g_mu);
     if (g_active) {
         pthread_mutex_unlock(&g_mu);
@@ -405,7 +427,6 @@ ibex_status ibex_cupti_start(ibex_cupti *c, ibex_err *err) {
     bool registered = g_callbacks;
     pthread_mutex_unlock(&g_mu);
 
-    CUptiResult r;
     if (!registered) {
         if ((r = cuptiActivityRegisterCallbacks(buffer_requested, buffer_completed)) != CUPTI_SUCCESS) {
             release_slot(c);
@@ -418,6 +439,7 @@ ibex_status ibex_cupti_start(ibex_cupti *c, ibex_err *err) {
         pthread_mutex_unlock(&g_mu);
     }
     for (int i = 0; i < N_KINDS; i++) {
+        if (i == KIND_EXTCORR && !(c->enabled & (1u << KIND_DRIVER))) continue;
         r = cuptiActivityEnable(kinds[i].kind);
         if (r == CUPTI_SUCCESS) {
             c->enabled |= 1u << i;
@@ -426,7 +448,7 @@ ibex_status ibex_cupti_start(ibex_cupti *c, ibex_err *err) {
             release_slot(c);
             return ibex_err_set(err, IBEX_ERR_BACKEND,
                                 "cupti: cannot trace %s activity: %s (no GPU or driver, or another profiler "
-                                "attached); GPU timing falls back to CUDA events",
+                                "attached)",
                                 kinds[i].name, cupti_str(r));
         }
     }
@@ -490,13 +512,17 @@ ibex_status ibex_cupti_stop(ibex_cupti *c, ibex_err *err) {
     return IBEX_OK;
 }
 
+bool ibex_cupti_attributes_ops(const ibex_cupti *c) {
+    return c && c->state == TRACER_STARTED && (c->enabled & (1u << KIND_EXTCORR));
+}
+
 void ibex_cupti_push_op(ibex_cupti *c, int32_t op) {
-    if (!c || c->state != TRACER_STARTED || !(c->enabled & (1u << KIND_EXTCORR)) || op < 0) return;
+    if (!ibex_cupti_attributes_ops(c) || op < 0) return;
     cuptiActivityPushExternalCorrelationId(CUPTI_EXTERNAL_CORRELATION_KIND_CUSTOM0, (uint64_t)op);
 }
 
 void ibex_cupti_pop_op(ibex_cupti *c) {
-    if (!c || c->state != TRACER_STARTED || !(c->enabled & (1u << KIND_EXTCORR))) return;
+    if (!ibex_cupti_attributes_ops(c)) return;
     cuptiActivityPopExternalCorrelationId(CUPTI_EXTERNAL_CORRELATION_KIND_CUSTOM0, NULL);
 }
 

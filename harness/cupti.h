@@ -51,6 +51,7 @@
 #ifndef IBEX_CUPTI_H
 #define IBEX_CUPTI_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -147,13 +148,19 @@ void ibex_cupti_free(ibex_cupti *c);
 
 /* idle/stopped -> started: claims the process-wide tracer slot, registers the buffer
  * callbacks, enables kernel, memcpy and memset activity (required) and allocation,
- * NVTX marker, external-correlation and driver-API activity (best effort: driver-API
- * records are what CUPTI hangs external correlations on; ibex skips them), then takes
- * the origin timestamp. A restart after stop keeps the first origin and the events.
- * On failure (no GPU or driver, another CUPTI subscriber, another ibex tracer started)
- * nothing stays enabled, the state is unchanged and err says why: the runner then
- * carries on with CUDA event timers. */
+ * NVTX marker, driver-API and external-correlation activity (best effort: driver-API
+ * records are what CUPTI hangs external correlations on, so external correlation is
+ * enabled only with them; ibex skips them), then takes the origin timestamp. A restart
+ * after stop keeps the first origin and the events. On failure (no GPU or driver,
+ * another CUPTI subscriber, another ibex tracer started, a libcupti whose record
+ * layouts differ from the headers ibex was built with) nothing stays enabled, the
+ * state is unchanged and err says why: the runner then carries on with CUDA event
+ * timers. */
 ibex_status ibex_cupti_start(ibex_cupti *c, ibex_err *err);
+
+/* Whether the started tracer can attribute kernels to ops (external correlation and
+ * driver-API activity are enabled); false when not started. */
+bool ibex_cupti_attributes_ops(const ibex_cupti *c);
 
 /* Forces CUPTI to hand back every buffer, including partly filled ones
  * (cuptiActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED)); all completed records are
