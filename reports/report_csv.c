@@ -1,5 +1,6 @@
 /* report_csv.c — results.csv: one row per sweep point, the swept keys and the main
- * metrics, in the units of results.json (seconds, bytes), for spreadsheets and scripts. */
+ * metrics, in the units of results.json (seconds, bytes), for spreadsheets and scripts;
+ * and kernels.csv: one row per (point, GPU kernel) from the points' CUPTI tables. */
 #include "reports/reports.h"
 
 #include <math.h>
@@ -130,5 +131,68 @@ ibex_status ibex_report_csv(const json_t *results, FILE *out, ibex_err *err)
     }
     if (ferror(out))
         return ibex_err_set(err, IBEX_ERR_IO, "csv: write failed");
+    return IBEX_OK;
+}
+
+/* ---------------------------------------------------------------- kernels.csv */
+
+bool ibex_report_has_kernels(const json_t *results)
+{
+    size_t i;
+    const json_t *pt;
+    json_array_foreach(ibex_report_get(results, "points"), i, pt) {
+        if (json_array_size(ibex_report_get(pt, "gpu/kernels")) > 0)
+            return true;
+    }
+    return false;
+}
+
+ibex_status ibex_report_kernels_csv(const json_t *results, FILE *out, ibex_err *err)
+{
+    if (!results || !out)
+        return ibex_err_set(err, IBEX_ERR_INVALID, "kernels csv: results or output missing");
+    static const char *k_head[] = {"index", "label", "kernel", "op", "calls", "total_ns", "mean_ns", "min_ns",
+                                   "max_ns", "share"};
+    /* the columns after kernel and op, straight from the kernel row */
+    static const char *k_nums[] = {"calls", "total_ns", "mean_ns", "min_ns", "max_ns", "share"};
+    for (size_t c = 0; c < sizeof k_head / sizeof k_head[0]; c++)
+        put_field(out, k_head[c], c == 0);
+    fputc('\n', out);
+    const json_t *pts = ibex_report_get(results, "points");
+    size_t i;
+    const json_t *pt;
+    char idx[64], label[1024], buf[1024];
+    json_array_foreach(pts, i, pt) {
+        const json_t *ks = ibex_report_get(pt, "gpu/kernels");
+        if (!json_is_array(ks))
+            continue;
+        const json_t *ji = json_object_get(pt, "index");
+        if (json_is_integer(ji))
+            value_text(ji, idx, sizeof idx);
+        else
+            snprintf(idx, sizeof idx, "%zu", i);
+        value_text(json_object_get(pt, "label"), label, sizeof label);
+        size_t k;
+        const json_t *row;
+        json_array_foreach(ks, k, row) {
+            put_field(out, idx, true);
+            put_field(out, label, false);
+            const json_t *name = json_object_get(row, "name"); /* C++ names can outgrow buf */
+            if (json_is_string(name))
+                put_field(out, json_string_value(name), false);
+            else
+                put_field(out, "", false);
+            const json_t *on = json_object_get(row, "op_name");
+            value_text(json_is_string(on) ? on : json_object_get(row, "op"), buf, sizeof buf);
+            put_field(out, buf, false);
+            for (size_t c = 0; c < sizeof k_nums / sizeof k_nums[0]; c++) {
+                value_text(json_object_get(row, k_nums[c]), buf, sizeof buf);
+                put_field(out, buf, false);
+            }
+            fputc('\n', out);
+        }
+    }
+    if (ferror(out))
+        return ibex_err_set(err, IBEX_ERR_IO, "kernels csv: write failed");
     return IBEX_OK;
 }

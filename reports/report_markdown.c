@@ -1,9 +1,12 @@
 /* report_markdown.c — report.md: what was run, the results per point, where the time
- * goes per op, the KV cache and memory, the plots with a reading of each, and the
- * metric formulas, all from results.json. */
+ * goes per op, the GPU activity CUPTI recorded (per kernel, per op, roofline), the cost
+ * of the instruments themselves, the KV cache and memory, the plots with a reading of
+ * each, and the metric formulas, all from results.json. */
 #include "reports/reports.h"
 
+#include <ctype.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define MAX_SWEPT 64
@@ -456,6 +459,1210 @@ static void plots_section(const ibex_report_plots *plots, FILE *out)
     }
 }
 
+/* ---------------------------------------------------------------- kernel names */
+
+/* CUPTI gives kernel names as the linker sees them: C++ kernels (templates, cuBLAS,
+ * CUTLASS) are Itanium-mangled. The tables show them demangled far enough to read: the
+ * qualified name and its template arguments, no parameter list, anonymous and nvcc
+ * _INTERNAL_ namespaces left out. This is a small best-effort demangler for the forms
+ * kernel names take, not a complete one: any construct it does not know (local names,
+ * lambdas, operators, expressions) makes it give up, and the name is shown as CUPTI
+ * gave it. Every rendered part is cut at DM_LEN bytes. */
+
+#define DM_LEN 256
+#define DM_SUBS 48
+#define DM_TARGS 16
+#define DM_DEPTH 48 /* deepest type / template-argument nesting read */
+#define KERNEL_NAME_COLS 80 /* longest shortened name, in characters */
+
+typedef struct dm {
+    const char *p;               /* cursor in the mangled name */
+    char subs[DM_SUBS][DM_LEN];  /* substitution candidates S_, S0_, S1_ ... in order */
+    int n_subs;
+    char targs[DM_TARGS][DM_LEN]; /* the outermost template arguments, for T_, T0_ ... */
+    int n_targs;
+    int depth; /* template-argument nesting */
+    int rec;   /* dm_type and dm_template_arg frames active (bounds the recursion) */
+} dm;
+
+static void dm_catn(char *o, const char *s, size_t n)
+{
+    size_t l = strlen(o);
+    for (size_t i = 0; i < n && s[i] && l + 1 < DM_LEN; i++)
+        o[l++] = s[i];
+    o[l] = '\0';
+}
+
+static void dm_cat(char *o, const char *s) { dm_catn(o, s, strlen(s)); }
+
+static void dm_copy(char *o, const char *s)
+{
+    o[0] = '\0';
+    dm_cat(o, s);
+}
+
+/* A table full drops candidates; a later reference to one of them then fails. */
+static void dm_add_sub(dm *d, const char *s)
+{
+    if (d->n_subs < DM_SUBS)
+        dm_copy(d->subs[d->n_subs++], s);
+}
+
+static const char *dm_builtin(char c)
+{
+    switch (c) {
+    case 'v': return "void";
+    case 'w': return "wchar_t";
+    case 'b': return "bool";
+    case 'c': return "char";
+    case 'a': return "signed char";
+    case 'h': return "unsigned char";
+    case 's': return "short";
+    case 't': return "unsigned short";
+    case 'i': return "int";
+    case 'j': return "unsigned int";
+    case 'l': return "long";
+    case 'm': return "unsigned long";
+    case 'x': return "long long";
+    case 'y': return "unsigned long long";
+    case 'n': return "__int128";
+    case 'o': return "unsigned __int128";
+    case 'f': return "float";
+    case 'd': return "double";
+    case 'e': return "long double";
+    case 'g': return "__float128";
+    case 'z': return "...";
+    default: return NULL;
+    }
+}
+
+static bool dm_number(dm *d, long *v)
+{
+    if (!isdigit((unsigned char)*d->p))
+        return false;
+    long x = 0;
+    while (isdigit((unsigned char)*d->p)) {
+        if (x > 100000000L)
+            return false;
+        x = x * 10 + (*d->p++ - '0');
+    }
+    *v = x;
+    return true;
+}
+
+/* <source-name> ::= <length> <identifier>, ABI tags (B <source-name>) skipped. *hidden
+ * is set for the namespaces left out (nothing is written for them). */
+static bool dm_source_name(dm *d, char *o, bool *hidden)
+{
+    long len;
+    if (!dm_number(d, &len) || len == 0 || strnlen(d->p, (size_t)len) < (size_t)len)
+        return false;
+    *hidden = (len >= 11 && strncmp(d->p, "_GLOBAL__N_", 11) == 0) ||
+              (len >= 10 && strncmp(d->p, "_INTERNAL_", 10) == 0);
+    if (!*hidden)
+        dm_catn(o, d->p, (size_t)len);
+    d->p += len;
+    while (*d->p == 'B') {
+        d->p++;
+        if (!dm_number(d, &len) || strnlen(d->p, (size_t)len) < (size_t)len)
+            return false;
+        d->p += len;
+    }
+    return true;
+}
+
+/* <substitution> ::= S_ | S <seq-id> _ | St | Sa | Sb | Ss | Si | So | Sd. *is_std is
+ * set for St, which is only the prefix "std" of the name that follows. */
+static bool dm_substitution(dm *d, char *o, bool *is_std)
+{
+    static const struct {
+        char c;
+        const char *s;
+    } k_std[] = {{'t', "std"},          {'a', "std::allocator"}, {'b', "std::basic_string"}, {'s', "std::string"},
+                 {'i', "std::istream"}, {'o', "std::ostream"},   {'d', "std::iostream"}};
+    d->p++;
+    *is_std = false;
+    char c = *d->p;
+    for (size_t k = 0; k < sizeof k_std / sizeof k_std[0]; k++) {
+        if (c == k_std[k].c) {
+            d->p++;
+            dm_cat(o, k_std[k].s);
+            *is_std = c == 't';
+            return true;
+        }
+    }
+    long idx = 0;
+    if (c != '_') {
+        long v = 0;
+        while (isdigit((unsigned char)c) || isupper((unsigned char)c)) {
+            v = v * 36 + (isdigit((unsigned char)c) ? c - '0' : c - 'A' + 10);
+            if (v > DM_SUBS)
+                return false;
+            c = *++d->p;
+        }
+        if (c != '_')
+            return false;
+        idx = v + 1;
+    }
+    d->p++;
+    if (idx >= d->n_subs)
+        return false;
+    dm_cat(o, d->subs[idx]);
+    return true;
+}
+
+/* <template-param> ::= T_ | T <number> _ ; one not known yet is shown as "…". */
+static bool dm_template_param(dm *d, char *o)
+{
+    d->p++;
+    long idx = 0;
+    if (*d->p != '_') {
+        if (!dm_number(d, &idx))
+            return false;
+        idx++;
+    }
+    if (*d->p != '_')
+        return false;
+    d->p++;
+    dm_cat(o, idx < d->n_targs ? d->targs[idx] : "…");
+    return true;
+}
+
+static bool dm_type(dm *d, char *o);
+static bool dm_template_arg(dm *d, char *o);
+static bool dm_name(dm *d, char *o);
+static bool dm_template_args(dm *d, char *o);
+
+/* <expr-primary> ::= L <type> <value> E | L _Z <encoding> E */
+static bool dm_literal(dm *d, char *o)
+{
+    d->p++;
+    if (d->p[0] == '_' && d->p[1] == 'Z') {
+        d->p += 2;
+        char n[DM_LEN] = "";
+        if (!dm_name(d, n))
+            return false;
+        while (*d->p != 'E') { /* a function's parameter types */
+            char t[DM_LEN] = "";
+            if (!*d->p || !dm_type(d, t))
+                return false;
+        }
+        d->p++;
+        dm_cat(o, "&");
+        dm_cat(o, n);
+        return true;
+    }
+    char tc = *d->p;
+    char t[DM_LEN] = "";
+    if (!dm_type(d, t))
+        return false;
+    const char *v = d->p;
+    while (*d->p && *d->p != 'E')
+        d->p++;
+    if (!*d->p)
+        return false;
+    size_t len = (size_t)(d->p - v);
+    d->p++;
+    if (len == 0) {
+        dm_cat(o, strcmp(t, "decltype(nullptr)") == 0 ? "nullptr" : "…");
+    } else if (tc == 'b' && len == 1 && (*v == '0' || *v == '1')) {
+        dm_cat(o, *v == '1' ? "true" : "false");
+    } else if (strchr("fdeg", tc)) { /* floating-point bits in hex */
+        dm_cat(o, "…");
+    } else {
+        if (!dm_builtin(tc)) { /* an enumeration: (ibex::op)3 */
+            dm_cat(o, "(");
+            dm_cat(o, t);
+            dm_cat(o, ")");
+        }
+        if (*v == 'n') {
+            dm_cat(o, "-");
+            v++, len--;
+        }
+        dm_catn(o, v, len);
+    }
+    return true;
+}
+
+static bool dm_template_arg_at(dm *d, char *o)
+{
+    if (*d->p == 'L')
+        return dm_literal(d, o);
+    if (*d->p == 'J') { /* an argument pack */
+        d->p++;
+        for (int k = 0; *d->p != 'E'; k++) {
+            char a[DM_LEN] = "";
+            if (!*d->p || !dm_template_arg(d, a))
+                return false;
+            if (k)
+                dm_cat(o, ", ");
+            dm_cat(o, a);
+        }
+        d->p++;
+        return true;
+    }
+    if (*d->p == 'X') /* an expression: not read */
+        return false;
+    return dm_type(d, o);
+}
+
+static bool dm_template_arg(dm *d, char *o)
+{
+    if (d->rec >= DM_DEPTH)
+        return false;
+    d->rec++;
+    bool ok = dm_template_arg_at(d, o);
+    d->rec--;
+    return ok;
+}
+
+/* <template-args> ::= I <template-arg>+ E, appended to o as "<a, b>". */
+static bool dm_template_args(dm *d, char *o)
+{
+    d->p++;
+    bool outer = d->depth == 0;
+    if (outer)
+        d->n_targs = 0;
+    d->depth++;
+    dm_cat(o, "<");
+    for (int k = 0; *d->p != 'E'; k++) {
+        char a[DM_LEN] = "";
+        if (!*d->p || !dm_template_arg(d, a))
+            return false;
+        if (k)
+            dm_cat(o, ", ");
+        dm_cat(o, a);
+        if (outer && d->n_targs < DM_TARGS)
+            dm_copy(d->targs[d->n_targs++], a);
+    }
+    d->p++;
+    d->depth--;
+    dm_cat(o, ">");
+    return true;
+}
+
+/* <nested-name> ::= N [<CV-qualifiers>] [<ref-qualifier>] <prefix> <unqualified-name> E.
+ * Every prefix followed by more (a template name before its arguments included) is a
+ * substitution candidate; a bare substitution is not a new one; the whole name is left
+ * to the caller (a type is a candidate, a function name is not). */
+static bool dm_nested(dm *d, char *o)
+{
+    d->p++;
+    while (*d->p == 'r' || *d->p == 'V' || *d->p == 'K')
+        d->p++;
+    if (*d->p == 'R' || *d->p == 'O')
+        d->p++;
+    char acc[DM_LEN] = "", last[DM_LEN] = "";
+    bool have = false, candidate = false;
+    while (*d->p != 'E') {
+        if (*d->p == 'L') /* internal linkage */
+            d->p++;
+        char c = *d->p;
+        if (!c)
+            return false;
+        if (have && candidate)
+            dm_add_sub(d, acc);
+        candidate = true;
+        if (c == 'I') {
+            if (!have || !dm_template_args(d, acc))
+                return false;
+            continue;
+        }
+        char comp[DM_LEN] = "";
+        bool hidden = false, is_std = false;
+        if (isdigit((unsigned char)c)) {
+            if (!dm_source_name(d, comp, &hidden))
+                return false;
+            if (!hidden)
+                dm_copy(last, comp);
+        } else if (c == 'S' && !have) {
+            if (!dm_substitution(d, comp, &is_std))
+                return false;
+            candidate = false;
+            const char *colon = strrchr(comp, ':');
+            dm_copy(last, colon ? colon + 1 : comp);
+        } else if (c == 'T' && !have) {
+            if (!dm_template_param(d, comp))
+                return false;
+        } else if (c == 'C' && have && d->p[1] >= '1' && d->p[1] <= '5') { /* constructor */
+            d->p += 2;
+            dm_copy(comp, last);
+        } else if (c == 'D' && have && d->p[1] >= '0' && d->p[1] <= '2') { /* destructor */
+            d->p += 2;
+            dm_copy(comp, "~");
+            dm_cat(comp, last);
+        } else {
+            return false;
+        }
+        if (acc[0] && comp[0])
+            dm_cat(acc, "::");
+        dm_cat(acc, comp);
+        have = true;
+    }
+    d->p++;
+    dm_cat(o, acc);
+    return have;
+}
+
+static bool dm_type_at(dm *d, char *o)
+{
+    char c = *d->p;
+    const char *b = dm_builtin(c);
+    if (b) { /* builtin types are no substitution candidates */
+        d->p++;
+        dm_cat(o, b);
+        return true;
+    }
+    char t[DM_LEN] = "";
+    bool hidden = false, is_std = false;
+    long n;
+    switch (c) {
+    case 'r':
+    case 'V':
+    case 'K':
+        d->p++;
+        if (!dm_type(d, t))
+            return false;
+        dm_cat(t, c == 'K' ? " const" : c == 'V' ? " volatile" : " __restrict");
+        break;
+    case 'P':
+    case 'R':
+    case 'O':
+        d->p++;
+        if (!dm_type(d, t))
+            return false;
+        dm_cat(t, c == 'P' ? "*" : c == 'R' ? "&" : "&&");
+        break;
+    case 'D':
+        c = d->p[1];
+        d->p += 2;
+        switch (c) {
+        case 'h': dm_cat(o, "half"); return true;
+        case 'n': dm_cat(o, "decltype(nullptr)"); return true;
+        case 'i': dm_cat(o, "char32_t"); return true;
+        case 's': dm_cat(o, "char16_t"); return true;
+        case 'u': dm_cat(o, "char8_t"); return true;
+        case 'a': dm_cat(o, "auto"); return true;
+        case 'F':
+            if (!dm_number(d, &n) || *d->p != '_')
+                return false;
+            d->p++;
+            snprintf(t, sizeof t, "_Float%ld", n);
+            dm_cat(o, t);
+            return true;
+        case 'p': /* pack expansion */
+            if (!dm_type(d, t))
+                return false;
+            dm_cat(t, "...");
+            break;
+        case 'v': { /* vector of n */
+            if (!dm_number(d, &n) || *d->p != '_')
+                return false;
+            d->p++;
+            if (!dm_type(d, t))
+                return false;
+            char v[48];
+            snprintf(v, sizeof v, " __vector(%ld)", n);
+            dm_cat(t, v);
+            break;
+        }
+        default: return false;
+        }
+        break;
+    case 'A': {
+        d->p++;
+        if (!dm_number(d, &n) || *d->p != '_')
+            return false;
+        d->p++;
+        if (!dm_type(d, t))
+            return false;
+        char a[48];
+        snprintf(a, sizeof a, "[%ld]", n);
+        dm_cat(t, a);
+        break;
+    }
+    case 'N':
+        if (!dm_nested(d, t))
+            return false;
+        break;
+    case 'S':
+        if (!dm_substitution(d, t, &is_std))
+            return false;
+        if (is_std) {
+            dm_cat(t, "::");
+            if (!dm_source_name(d, t, &hidden))
+                return false;
+            if (*d->p == 'I')
+                dm_add_sub(d, t);
+        } else if (*d->p != 'I') {
+            dm_cat(o, t);
+            return true;
+        }
+        if (*d->p == 'I' && !dm_template_args(d, t))
+            return false;
+        break;
+    case 'T':
+        if (!dm_template_param(d, t))
+            return false;
+        if (*d->p == 'I') {
+            dm_add_sub(d, t);
+            if (!dm_template_args(d, t))
+                return false;
+        }
+        break;
+    case 'u': /* vendor extended type */
+        d->p++;
+        if (!dm_source_name(d, t, &hidden))
+            return false;
+        break;
+    default:
+        if (!isdigit((unsigned char)c) || !dm_source_name(d, t, &hidden))
+            return false;
+        if (*d->p == 'I') {
+            dm_add_sub(d, t);
+            if (!dm_template_args(d, t))
+                return false;
+        }
+        break;
+    }
+    dm_add_sub(d, t);
+    dm_cat(o, t);
+    return true;
+}
+
+static bool dm_type(dm *d, char *o)
+{
+    if (d->rec >= DM_DEPTH)
+        return false;
+    d->rec++;
+    bool ok = dm_type_at(d, o);
+    d->rec--;
+    return ok;
+}
+
+/* The name of an <encoding> after _Z: nested, or unscoped (std:: or internal linkage
+ * included) with optional template arguments. The parameter types are not read. */
+static bool dm_name(dm *d, char *o)
+{
+    if (*d->p == 'N')
+        return dm_nested(d, o);
+    char t[DM_LEN] = "";
+    bool hidden = false, is_std = false;
+    if (*d->p == 'L')
+        d->p++;
+    if (*d->p == 'S') {
+        if (!dm_substitution(d, t, &is_std))
+            return false;
+        if (is_std) {
+            dm_cat(t, "::");
+            if (!dm_source_name(d, t, &hidden))
+                return false;
+            if (*d->p == 'I')
+                dm_add_sub(d, t);
+        } else if (*d->p != 'I') {
+            return false;
+        }
+    } else if (isdigit((unsigned char)*d->p)) {
+        if (!dm_source_name(d, t, &hidden))
+            return false;
+        if (*d->p == 'I')
+            dm_add_sub(d, t);
+    } else {
+        return false;
+    }
+    if (*d->p == 'I' && !dm_template_args(d, t))
+        return false;
+    dm_cat(o, t);
+    return t[0] != '\0';
+}
+
+/* Bytes of the first k code points of s (or all of s). */
+static size_t utf8_prefix(const char *s, size_t k)
+{
+    size_t i = 0;
+    for (size_t cp = 0; s[i] && cp < k; cp++) {
+        i++;
+        while (((unsigned char)s[i] & 0xC0) == 0x80)
+            i++;
+    }
+    return i;
+}
+
+static size_t utf8_len(const char *s)
+{
+    size_t w = 0;
+    for (; *s; s++)
+        w += ((unsigned char)*s & 0xC0) != 0x80;
+    return w;
+}
+
+/* Rewrites a demangled name in place without the namespace qualifiers inside its
+ * template arguments ("k<at::native::F<float>>" becomes "k<F<float>>"). */
+static void strip_inner_qualifiers(char *s)
+{
+    char *w = s;
+    int depth = 0;
+    for (const char *r = s; *r;) {
+        if (depth > 0 && (isalpha((unsigned char)*r) || *r == '_') &&
+            (r == s || !(isalnum((unsigned char)r[-1]) || r[-1] == '_'))) {
+            const char *e = r;
+            while (isalnum((unsigned char)*e) || *e == '_')
+                e++;
+            if (e[0] == ':' && e[1] == ':') {
+                r = e + 2;
+                continue;
+            }
+            while (r < e)
+                *w++ = *r++;
+            continue;
+        }
+        depth += *r == '<';
+        depth -= *r == '>' && depth > 0;
+        *w++ = *r++;
+    }
+    *w = '\0';
+}
+
+/* Rewrites a demangled name in place with every template argument list nested inside
+ * another shown as "<…>". */
+static void collapse_inner_args(char *s)
+{
+    char *w = s;
+    int depth = 0;
+    for (const char *r = s; *r; r++) {
+        if (*r == '<' && ++depth == 2) {
+            memcpy(w, "<…", strlen("<…"));
+            w += strlen("<…");
+        } else if (*r == '>' && depth > 0 && depth-- == 2) {
+            *w++ = '>';
+        } else if (depth < 2) {
+            *w++ = *r;
+        }
+    }
+    *w = '\0';
+}
+
+char *ibex_report_kernel_short_name(const char *name, char *buf, size_t n)
+{
+    if (!buf || n == 0)
+        return buf;
+    const char *show = name ? name : "?";
+    dm *d = NULL;
+    bool cut = false;
+    if (name && name[0] == '_' && name[1] == 'Z' && (d = calloc(1, sizeof *d))) {
+        char full[DM_LEN] = "";
+        d->p = name + 2;
+        if (dm_name(d, full) && full[0]) {
+            cut = strlen(full) >= DM_LEN - 1; /* the rendering hit its bound: its tail is not the name's */
+            if (!cut && utf8_len(full) > KERNEL_NAME_COLS)
+                strip_inner_qualifiers(full);
+            if (!cut && utf8_len(full) > KERNEL_NAME_COLS)
+                collapse_inner_args(full);
+            dm_copy(d->subs[0], full); /* reuse the table's storage for the result */
+            show = d->subs[0];
+        }
+    }
+    size_t w = utf8_len(show);
+    if (w <= KERNEL_NAME_COLS && !cut) {
+        snprintf(buf, n, "%s", show);
+    } else {
+        /* Keep the head and the tail, where kernel names carry their variant. */
+        size_t head = cut ? KERNEL_NAME_COLS - 1 : KERNEL_NAME_COLS * 2 / 3;
+        size_t tail = cut ? 0 : KERNEL_NAME_COLS - 1 - head;
+        size_t hb = utf8_prefix(show, head), tb = strlen(show) - utf8_prefix(show, w - tail);
+        snprintf(buf, n, "%.*s…%s", (int)hb, show, show + strlen(show) - tb);
+    }
+    free(d);
+    return buf;
+}
+
+/* ---------------------------------------------------------------- GPU activity */
+
+/* "62.5 %" of a fraction, "-" when not a number. */
+static char *fmt_share(double f, char *b, size_t n)
+{
+    if (isfinite(f))
+        snprintf(b, n, "%.1f %%", 100.0 * f);
+    else
+        snprintf(b, n, "-");
+    return b;
+}
+
+/* A relative difference in percent with its sign: "+2.0 %", "−3.1 %" (minus sign),
+ * "0.0 %" when it rounds to zero; "-" when not a number. */
+static char *fmt_rel(double pct, char *b, size_t n)
+{
+    if (!isfinite(pct)) {
+        snprintf(b, n, "-");
+        return b;
+    }
+    char num[64];
+    snprintf(num, sizeof num, "%.1f", fabs(pct));
+    if (strcmp(num, "0.0") == 0)
+        snprintf(b, n, "0.0 %%");
+    else
+        snprintf(b, n, "%s%s %%", pct < 0 ? "−" : "+", num);
+    return b;
+}
+
+/* A fixed-point number, "-" when not a number. */
+static char *fmt_fixed(double v, int decimals, char *b, size_t n)
+{
+    if (isfinite(v))
+        snprintf(b, n, "%.*f", decimals, v);
+    else
+        snprintf(b, n, "-");
+    return b;
+}
+
+static char *fmt_count(double v, char *b, size_t n) { return fmt_fixed(v, 0, b, n); }
+
+/* A kernel-table cell: the op's name, "(outside any op)" for op -1, "op N" unnamed. */
+static const char *op_label(const json_t *row, const char *name_key, char *b, size_t n)
+{
+    const char *name = ibex_report_str(row, name_key);
+    double op = ibex_report_num(row, "op");
+    if (name)
+        return name;
+    if (isfinite(op) && op < 0)
+        return "(outside any op)";
+    if (isfinite(op))
+        snprintf(b, n, "op %.0f", op);
+    else
+        snprintf(b, n, "-");
+    return b;
+}
+
+static void point_heading(const json_t *pt, size_t i, FILE *out)
+{
+    double idx = ibex_report_num(pt, "index");
+    const char *label = ibex_report_str(pt, "label");
+    fprintf(out, "### GPU activity of point %.0f: %s\n\n", isfinite(idx) ? idx : (double)i, label ? label : "");
+}
+
+static void device_line(const json_t *pt, FILE *out)
+{
+    const json_t *dev = json_object_get(pt, "device");
+    const char *be = ibex_report_str(pt, "backend_used"), *att = ibex_report_str(pt, "attention_used");
+    char b[64], c[64];
+    fputs("Device: ", out);
+    if (json_is_object(dev)) {
+        const char *name = ibex_report_str(dev, "name");
+        double maj = ibex_report_num(dev, "cc_major"), min = ibex_report_num(dev, "cc_minor"),
+               sms = ibex_report_num(dev, "sm_count"), tot = ibex_report_num(dev, "mem_total"),
+               fr = ibex_report_num(dev, "mem_free_at_start");
+        fputs(name ? name : "(unnamed)", out);
+        if (isfinite(maj) && isfinite(min))
+            fprintf(out, ", compute capability %.0f.%.0f", maj, min);
+        if (isfinite(sms))
+            fprintf(out, ", %.0f SMs", sms);
+        if (isfinite(tot))
+            fprintf(out, ", %s memory", ibex_report_fmt_bytes(tot, b, sizeof b));
+        if (isfinite(fr))
+            fprintf(out, " (%s free at start)", ibex_report_fmt_bytes(fr, c, sizeof c));
+    } else {
+        fputs("not recorded", out);
+    }
+    if (be)
+        fprintf(out, "; backend %s", be);
+    if (att)
+        fprintf(out, ", attention %s", att);
+    fputs(".\n\n", out);
+}
+
+/* Writes a kernel name as a code span in a table cell. */
+static void cell_kernel(FILE *out, const char *shown, int mark)
+{
+    char b[512];
+    size_t k = 0;
+    b[k++] = '`';
+    for (const char *s = shown; *s && k + 2 < sizeof b - 16; s++)
+        b[k++] = *s == '`' ? '\'' : *s;
+    b[k++] = '`';
+    b[k] = '\0';
+    if (mark > 0)
+        snprintf(b + k, sizeof b - k, " [%d]", mark);
+    cell(out, b);
+}
+
+#define TOP_KERNELS 20
+
+/* The kernels of one point, the top TOP_KERNELS by total time. Shortened names that
+ * collide (different full names) get a numbered note with the full name. */
+static void kernel_table(const json_t *g, FILE *out)
+{
+    const json_t *ks = json_object_get(g, "kernels");
+    size_t nk = json_array_size(ks);
+    if (nk == 0) {
+        fputs("No kernels were recorded.\n\n", out);
+        return;
+    }
+    /* Rows by total_ns, largest first (the tracer writes them so; sorted here to be
+     * sure), ties in file order. */
+    size_t *ord = malloc(nk * sizeof *ord);
+    if (!ord)
+        return;
+    for (size_t i = 0; i < nk; i++)
+        ord[i] = i;
+    for (size_t i = 1; i < nk; i++) { /* insertion sort: stable, n is small */
+        size_t v = ord[i], j = i;
+        double tv = ibex_report_num(json_array_get(ks, v), "total_ns");
+        while (j > 0) {
+            double tp = ibex_report_num(json_array_get(ks, ord[j - 1]), "total_ns");
+            if (!(isfinite(tv) && (!isfinite(tp) || tv > tp)))
+                break;
+            ord[j] = ord[j - 1];
+            j--;
+        }
+        ord[j] = v;
+    }
+    size_t shown = nk < TOP_KERNELS ? nk : TOP_KERNELS;
+    char names[TOP_KERNELS][DM_LEN];
+    int mark[TOP_KERNELS] = {0}, n_marks = 0;
+    for (size_t i = 0; i < shown; i++) {
+        const char *full = ibex_report_str(json_array_get(ks, ord[i]), "name");
+        ibex_report_kernel_short_name(full, names[i], sizeof names[i]);
+    }
+    /* One mark per distinct full name among colliding short names. */
+    for (size_t i = 0; i < shown; i++) {
+        if (mark[i])
+            continue;
+        const char *fi = ibex_report_str(json_array_get(ks, ord[i]), "name");
+        for (size_t j = 0; j < shown; j++) {
+            const char *fj = ibex_report_str(json_array_get(ks, ord[j]), "name");
+            if (j == i || strcmp(names[i], names[j]) != 0 || !fi || !fj || strcmp(fi, fj) == 0)
+                continue;
+            mark[i] = ++n_marks;
+            for (size_t k = i + 1; k < shown; k++) { /* the same kernel under other ops */
+                const char *fk = ibex_report_str(json_array_get(ks, ord[k]), "name");
+                if (fk && strcmp(fk, fi) == 0)
+                    mark[k] = mark[i];
+            }
+            break;
+        }
+    }
+    double kernel_ns = ibex_report_num(g, "kernel_ns");
+    fputs("| kernel | op | calls | total ms | mean µs | share |\n|---|---|---:|---:|---:|---:|\n", out);
+    for (size_t i = 0; i < shown; i++) {
+        const json_t *k = json_array_get(ks, ord[i]);
+        char b[64];
+        cell_kernel(out, names[i], mark[i]);
+        cell(out, op_label(k, "op_name", b, sizeof b));
+        cell(out, fmt_count(ibex_report_num(k, "calls"), b, sizeof b));
+        cell(out, fmt_fixed(ibex_report_num(k, "total_ns") * 1e-6, 3, b, sizeof b));
+        cell(out, fmt_fixed(ibex_report_num(k, "mean_ns") * 1e-3, 2, b, sizeof b));
+        double share = ibex_report_num(k, "share");
+        if (!isfinite(share) && kernel_ns > 0)
+            share = ibex_report_num(k, "total_ns") / kernel_ns;
+        cell(out, fmt_share(share, b, sizeof b));
+        fputs("|\n", out);
+    }
+    fputc('\n', out);
+    if (nk > shown) {
+        double rest = 0, calls = 0;
+        for (size_t i = shown; i < nk; i++) {
+            double t = ibex_report_num(json_array_get(ks, ord[i]), "total_ns"),
+                   c = ibex_report_num(json_array_get(ks, ord[i]), "calls");
+            rest += isfinite(t) ? t : 0;
+            calls += isfinite(c) ? c : 0;
+        }
+        char a[64], b[64];
+        fprintf(out, "%zu more kernel rows not shown: %s in %.0f calls (%s of kernel time).\n\n", nk - shown,
+                ibex_report_fmt_seconds(rest * 1e-9, a, sizeof a), calls,
+                fmt_share(kernel_ns > 0 ? rest / kernel_ns : NAN, b, sizeof b));
+    }
+    for (int m = 1; m <= n_marks; m++)
+        for (size_t i = 0; i < shown; i++)
+            if (mark[i] == m) {
+                fprintf(out, "- [%d] `%s`\n", m, ibex_report_str(json_array_get(ks, ord[i]), "name"));
+                break;
+            }
+    if (n_marks)
+        fputc('\n', out);
+    fputs("Names are demangled, without their parameter lists; `kernels.csv` has every kernel under its full "
+          "name.\n\n",
+          out);
+    free(ord);
+}
+
+static void op_activity_table(const json_t *g, FILE *out)
+{
+    const json_t *ops = json_object_get(g, "by_op");
+    if (json_array_size(ops) == 0)
+        return;
+    fputs("GPU time per engine op (the op that launched each kernel and copy):\n\n"
+          "| op | kernel time | share | kernels | memcpys | memcpy time | memcpy bytes | memsets |\n"
+          "|---|---:|---:|---:|---:|---:|---:|---:|\n",
+          out);
+    size_t i;
+    const json_t *o;
+    json_array_foreach(ops, i, o) {
+        char b[64];
+        cell(out, op_label(o, "name", b, sizeof b));
+        cell(out, ibex_report_fmt_seconds(ibex_report_num(o, "kernel_ns") * 1e-9, b, sizeof b));
+        cell(out, fmt_share(ibex_report_num(o, "share"), b, sizeof b));
+        cell(out, fmt_count(ibex_report_num(o, "kernels"), b, sizeof b));
+        cell(out, fmt_count(ibex_report_num(o, "memcpys"), b, sizeof b));
+        bool copies = ibex_report_num(o, "memcpys") > 0; /* NaN too: nothing to show */
+        cell(out, copies ? ibex_report_fmt_seconds(ibex_report_num(o, "memcpy_ns") * 1e-9, b, sizeof b) : "-");
+        cell(out, copies ? ibex_report_fmt_bytes(ibex_report_num(o, "memcpy_bytes"), b, sizeof b) : "-");
+        cell(out, fmt_count(ibex_report_num(o, "memsets"), b, sizeof b));
+        fputs("|\n", out);
+    }
+    fputc('\n', out);
+}
+
+/* Copies per direction, memsets and device allocations, in one paragraph. */
+static void copies_line(const json_t *g, FILE *out)
+{
+    const json_t *mc = json_object_get(g, "memcpy"), *ms = json_object_get(g, "memset"),
+                 *mem = json_object_get(g, "memory");
+    bool any = false;
+    const char *dir;
+    const json_t *v;
+    char a[64], b[64], c[64], d[64];
+    json_object_foreach((json_t *)mc, dir, v) {
+        fprintf(out, "%s %s %s in %s copies, %s (%s GB/s)", any ? ";" : "Copies:", dir,
+                ibex_report_fmt_bytes(ibex_report_num(v, "bytes"), a, sizeof a),
+                fmt_count(ibex_report_num(v, "count"), b, sizeof b),
+                ibex_report_fmt_seconds(ibex_report_num(v, "total_ns") * 1e-9, c, sizeof c),
+                ibex_report_fmt_value(ibex_report_num(v, "gb_per_s"), "", d, sizeof d));
+        any = true;
+    }
+    double nset = ibex_report_num(ms, "count");
+    if (isfinite(nset) && nset > 0) {
+        fprintf(out, "%s %s in %.0f memsets, %s", any ? ";" : "Memsets:",
+                ibex_report_fmt_bytes(ibex_report_num(ms, "bytes"), a, sizeof a), nset,
+                ibex_report_fmt_seconds(ibex_report_num(ms, "total_ns") * 1e-9, b, sizeof b));
+        any = true;
+    }
+    if (any)
+        fputs(".", out);
+    double allocs = ibex_report_num(mem, "allocs");
+    if (isfinite(allocs)) {
+        fprintf(out, "%sDevice allocations: %.0f (%s), frees: %s (%s), peak %s.", any ? " " : "", allocs,
+                ibex_report_fmt_bytes(ibex_report_num(mem, "alloc_bytes"), a, sizeof a),
+                fmt_count(ibex_report_num(mem, "frees"), b, sizeof b),
+                ibex_report_fmt_bytes(ibex_report_num(mem, "free_bytes"), c, sizeof c),
+                ibex_report_fmt_bytes(ibex_report_num(mem, "peak_bytes"), d, sizeof d));
+        any = true;
+    }
+    if (any)
+        fputs("\n\n", out);
+}
+
+static void roofline_table(const json_t *g, FILE *out)
+{
+    const json_t *roof = json_object_get(g, "roofline");
+    if (json_array_size(roof) == 0)
+        return;
+    double bw = ibex_report_num(g, "copy_bandwidth_bytes_per_s");
+    char a[64];
+    if (isfinite(bw) && bw > 0)
+        fprintf(out, "Roofline: each op's analytic bytes and FLOPs over its kernel time, against the measured "
+                     "device copy bandwidth of %s GB/s (the memory roofline).\n\n",
+                ibex_report_fmt_value(bw * 1e-9, "", a, sizeof a));
+    else
+        fputs("Roofline: each op's analytic bytes and FLOPs over its kernel time (the device copy bandwidth was "
+              "not measured, so there is no share of it).\n\n",
+              out);
+    fputs("| op | kernel time | bytes | achieved GB/s | of copy bandwidth | TFLOP/s |\n"
+          "|---|---:|---:|---:|---:|---:|\n",
+          out);
+    size_t i;
+    const json_t *r;
+    json_array_foreach(roof, i, r) {
+        char b[64];
+        const char *op = ibex_report_str(r, "op");
+        cell(out, op ? op : "-");
+        cell(out, ibex_report_fmt_seconds(ibex_report_num(r, "kernel_ns") * 1e-9, b, sizeof b));
+        cell(out, ibex_report_fmt_bytes(ibex_report_num(r, "bytes"), b, sizeof b));
+        double bps = ibex_report_num(r, "bytes_per_s"), frac = ibex_report_num(r, "bandwidth_fraction");
+        if (!isfinite(frac) && isfinite(bw) && bw > 0)
+            frac = bps / bw;
+        cell(out, ibex_report_fmt_value(bps * 1e-9, "", b, sizeof b));
+        cell(out, fmt_share(frac, b, sizeof b));
+        cell(out, ibex_report_fmt_value(ibex_report_num(r, "flops_per_s") * 1e-12, "", b, sizeof b));
+        fputs("|\n", out);
+    }
+    fputc('\n', out);
+}
+
+#define TOP_RANGES 10
+
+static void ranges_table(const json_t *g, FILE *out)
+{
+    const json_t *rs = json_object_get(g, "ranges");
+    size_t n = json_array_size(rs);
+    if (n == 0)
+        return;
+    fputs("NVTX ranges as CUPTI saw them:\n\n| range | domain | calls | total | mean |\n|---|---|---:|---:|---:|\n",
+          out);
+    for (size_t i = 0; i < n && i < TOP_RANGES; i++) {
+        const json_t *r = json_array_get(rs, i);
+        char b[64];
+        const char *name = ibex_report_str(r, "name"), *dom = ibex_report_str(r, "domain");
+        cell(out, name && name[0] ? name : "(unnamed)");
+        cell(out, dom ? dom : "(default)");
+        cell(out, fmt_count(ibex_report_num(r, "calls"), b, sizeof b));
+        cell(out, ibex_report_fmt_seconds(ibex_report_num(r, "total_ns") * 1e-9, b, sizeof b));
+        cell(out, ibex_report_fmt_seconds(ibex_report_num(r, "mean_ns") * 1e-9, b, sizeof b));
+        fputs("|\n", out);
+    }
+    if (n > TOP_RANGES)
+        fprintf(out, "\n%zu more ranges not shown.\n", n - TOP_RANGES);
+    fputc('\n', out);
+}
+
+/* One point's GPU activity: device, busy fraction, dropped records, the tables. */
+static void gpu_point(const json_t *pt, size_t i, FILE *out)
+{
+    const json_t *g = json_object_get(pt, "gpu");
+    point_heading(pt, i, out);
+    const char *gerr = ibex_report_str(g, "error");
+    if (gerr) {
+        fprintf(out, "CUPTI did not record this point: %s.\n\n", gerr);
+        return;
+    }
+    device_line(pt, out);
+    char a[64], b[64], c[64], d[64];
+    double busy = ibex_report_num(g, "busy_ns"), wall = ibex_report_num(g, "wall_ns"),
+           span = ibex_report_num(g, "span_ns"), frac = ibex_report_num(g, "busy_fraction");
+    bool has_wall = isfinite(wall) && wall > 0;
+    fprintf(out, "GPU busy %s of the %s: %s of kernels, copies and sets (overlaps counted once) in %s",
+            fmt_share(frac, a, sizeof a), has_wall ? "step wall time" : "GPU activity span",
+            ibex_report_fmt_seconds(busy * 1e-9, b, sizeof b),
+            ibex_report_fmt_seconds((has_wall ? wall : span) * 1e-9, c, sizeof c));
+    if (has_wall)
+        fprintf(out, " (activity span %s)", ibex_report_fmt_seconds(span * 1e-9, d, sizeof d));
+    fprintf(out, ". Kernels: %s in %s launches.", ibex_report_fmt_seconds(ibex_report_num(g, "kernel_ns") * 1e-9, a,
+                                                                          sizeof a),
+            fmt_count(ibex_report_num(g, "kernel_calls"), b, sizeof b));
+    double events = ibex_report_num(g, "events"), dropped = ibex_report_num(g, "dropped");
+    if (isfinite(events))
+        fprintf(out, " %.0f activity records", events);
+    if (isfinite(dropped) && dropped == 0)
+        fputs(isfinite(events) ? ", none dropped" : " No activity records were dropped", out);
+    fputs(".\n\n", out);
+    if (isfinite(dropped) && dropped > 0)
+        fprintf(out, "> **Warning:** CUPTI dropped %.0f activity records (its buffers filled faster than they were "
+                     "drained): every total below is a lower bound.\n\n",
+                dropped);
+    const char *ferr = ibex_report_str(g, "flush_error");
+    if (ferr)
+        fprintf(out, "> **Warning:** reading CUPTI's buffers failed (%s); the records of that buffer are missing.\n\n",
+                ferr);
+    kernel_table(g, out);
+    op_activity_table(g, out);
+    copies_line(g, out);
+    roofline_table(g, out);
+    ranges_table(g, out);
+}
+
+static bool asked_for_cupti(const json_t *pt)
+{
+    const char *in = ibex_report_str(pt, "params/instruments");
+    return in && strcmp(in, "cupti") == 0;
+}
+
+/* GPU activity of every point that has a "gpu" object, and why CUPTI did not run where
+ * it was asked for and could not start. Nothing when neither exists. */
+static void gpu_section(const json_t *r, FILE *out, const char **swept, size_t nk)
+{
+    const json_t *pts = ibex_report_get(r, "points");
+    const char *cerr = ibex_report_str(r, "cupti_error");
+    size_t i, n_gpu = 0;
+    const json_t *pt;
+    json_array_foreach(pts, i, pt) n_gpu += json_is_object(json_object_get(pt, "gpu"));
+    if (n_gpu == 0 && !cerr)
+        return;
+    fputs("## GPU activity (CUPTI)\n\n", out);
+    if (cerr) {
+        fprintf(out, "> **CUPTI did not run:** %s.", cerr);
+        size_t n_asked = 0;
+        json_array_foreach(pts, i, pt) {
+            if (!asked_for_cupti(pt) || json_object_get(pt, "gpu"))
+                continue;
+            double idx = ibex_report_num(pt, "index");
+            fprintf(out, "%s%.0f", n_asked ? ", " : " Points asking for `instruments: cupti` ran without it: ",
+                    isfinite(idx) ? idx : (double)i);
+            n_asked++;
+        }
+        fputs(n_asked ? " (their per-op times come from host timers).\n\n" : "\n\n", out);
+    }
+    if (n_gpu == 0)
+        return;
+    fputs("Kernels, copies and sets as the GPU ran them, recorded by CUPTI over the last timed repetition of each "
+          "point run with `instruments: cupti`. Kernel shares are of the summed kernel time; GPU busy is the "
+          "union of kernel, copy and set intervals over the summed step time.\n\n",
+          out);
+    if (n_gpu >= 2) {
+        fputs("| # ", out);
+        for (size_t k = 0; k < nk; k++)
+            cell(out, swept[k]);
+        fputs("| GPU busy | kernel time | launches | top kernel | top share | dropped |\n|---", out);
+        for (size_t k = 0; k < nk + 6; k++)
+            fputs(k == nk + 3 ? "|---" : "|---:", out);
+        fputs("|\n", out);
+        json_array_foreach(pts, i, pt) {
+            const json_t *g = json_object_get(pt, "gpu");
+            if (!json_is_object(g))
+                continue;
+            char b[DM_LEN];
+            cells_index_swept(out, pt, i, swept, nk);
+            if (ibex_report_str(g, "error")) {
+                cell(out, "CUPTI error");
+                for (int k = 0; k < 5; k++)
+                    cell(out, "-");
+                fputs("|\n", out);
+                continue;
+            }
+            cell(out, fmt_share(ibex_report_num(g, "busy_fraction"), b, sizeof b));
+            cell(out, ibex_report_fmt_seconds(ibex_report_num(g, "kernel_ns") * 1e-9, b, sizeof b));
+            cell(out, fmt_count(ibex_report_num(g, "kernel_calls"), b, sizeof b));
+            const json_t *ks = json_object_get(g, "kernels"), *top = json_array_get(ks, 0);
+            for (size_t k = 1; k < json_array_size(ks); k++)
+                if (ibex_report_num(json_array_get(ks, k), "total_ns") > ibex_report_num(top, "total_ns"))
+                    top = json_array_get(ks, k);
+            if (top) {
+                cell_kernel(out, ibex_report_kernel_short_name(ibex_report_str(top, "name"), b, sizeof b), 0);
+                cell(out, fmt_share(ibex_report_num(top, "share"), b, sizeof b));
+            } else {
+                cell(out, "-");
+                cell(out, "-");
+            }
+            cell(out, fmt_count(ibex_report_num(g, "dropped"), b, sizeof b));
+            fputs("|\n", out);
+        }
+        fputc('\n', out);
+    }
+    json_array_foreach(pts, i, pt) {
+        if (json_is_object(json_object_get(pt, "gpu")))
+            gpu_point(pt, i, out);
+    }
+}
+
+/* ---------------------------------------------------------------- instrumentation overhead */
+
+/* The instruments levels in order of cost; unknown ones sort after. */
+static int instr_rank(const char *s)
+{
+    static const char *k_levels[] = {"off", "nvtx", "cupti"};
+    for (int k = 0; k < 3; k++)
+        if (strcmp(s, k_levels[k]) == 0)
+            return k;
+    return 3;
+}
+
+/* params without "instruments" (a new reference), or NULL when the point has no
+ * instruments level. */
+static json_t *params_but_instruments(const json_t *pt)
+{
+    const json_t *p = json_object_get(pt, "params");
+    if (!json_is_string(json_object_get(p, "instruments")))
+        return NULL;
+    json_t *c = json_copy((json_t *)p);
+    if (c)
+        json_object_del(c, "instruments");
+    return c;
+}
+
+static void overhead_row(FILE *out, const char *group, const json_t *pt, size_t i, const json_t *base)
+{
+    static const char *k_metrics[] = {"metrics/decode_tok_per_s", "metrics/output_tok_per_s"};
+    char b[64];
+    cell(out, group);
+    double idx = ibex_report_num(pt, "index");
+    snprintf(b, sizeof b, "%.0f", isfinite(idx) ? idx : (double)i);
+    cell(out, b);
+    cell(out, ibex_report_str(pt, "params/instruments"));
+    for (int m = 0; m < 2; m++) {
+        double v = ibex_report_num(pt, k_metrics[m]), v0 = ibex_report_num(base, k_metrics[m]);
+        cell(out, ibex_report_fmt_value(v, "", b, sizeof b));
+        if (pt == base)
+            cell(out, "baseline");
+        else
+            cell(out, fmt_rel(v0 != 0 ? 100.0 * (v - v0) / v0 : NAN, b, sizeof b));
+    }
+    fputs("|\n", out);
+}
+
+/* Groups of points whose params are equal except "instruments", with at least two
+ * levels: each level's median decode and output throughput and its difference from the
+ * group's baseline ("off", else its least instrumented level). */
+static void overhead_section(const json_t *r, FILE *out, const char **swept, size_t nk)
+{
+    const json_t *pts = ibex_report_get(r, "points");
+    size_t np = json_array_size(pts);
+    if (np < 2)
+        return;
+    json_t **key = calloc(np, sizeof *key);
+    int *group = malloc(np * sizeof *group);
+    if (!key || !group) {
+        free(key);
+        free(group);
+        return;
+    }
+    for (size_t i = 0; i < np; i++) {
+        key[i] = params_but_instruments(json_array_get(pts, i));
+        group[i] = -1;
+    }
+    bool header_done = false;
+    for (size_t i = 0; i < np; i++) {
+        if (!key[i] || group[i] >= 0)
+            continue;
+        /* members of i's group, in rank order then file order */
+        size_t *mem = malloc(np * sizeof *mem), nm = 0;
+        if (!mem)
+            break;
+        bool levels = false;
+        const char *first = ibex_report_str(json_array_get(pts, i), "params/instruments");
+        for (size_t j = i; j < np; j++) {
+            if (!key[j] || group[j] >= 0 || !json_equal(key[i], key[j]))
+                continue;
+            group[j] = (int)i;
+            const char *lv = ibex_report_str(json_array_get(pts, j), "params/instruments");
+            levels |= strcmp(lv, first) != 0;
+            size_t k = nm++;
+            while (k > 0 && instr_rank(ibex_report_str(json_array_get(pts, mem[k - 1]), "params/instruments")) >
+                                instr_rank(lv)) {
+                mem[k] = mem[k - 1];
+                k--;
+            }
+            mem[k] = j;
+        }
+        if (levels) {
+            if (!header_done) {
+                fputs("## Instrumentation overhead\n\nPoints that differ only in `instruments`: median decode and "
+                      "output throughput of each level, and the relative difference from the group's baseline, "
+                      "`instruments: off` (in a group without `off`, its least instrumented level).\n\n"
+                      "| configuration | # | instruments | decode tok/s | vs baseline | output tok/s | vs baseline |\n"
+                      "|---|---:|---|---:|---:|---:|---:|\n",
+                      out);
+                header_done = true;
+            }
+            const json_t *p0 = json_array_get(pts, mem[0]);
+            char grp[512] = "", b[256];
+            for (size_t k = 0; k < nk; k++) {
+                if (strcmp(swept[k], "instruments") == 0)
+                    continue;
+                size_t l = strlen(grp);
+                snprintf(grp + l, sizeof grp - l, "%s%s=%s", l ? " " : "", swept[k],
+                         ibex_report_swept_text(p0, swept[k], b, sizeof b));
+            }
+            for (size_t k = 0; k < nm; k++)
+                overhead_row(out, grp[0] ? grp : "(all points)", json_array_get(pts, mem[k]), mem[k], p0);
+        }
+        free(mem);
+    }
+    if (header_done)
+        fputc('\n', out);
+    for (size_t i = 0; i < np; i++)
+        json_decref(key[i]);
+    free(key);
+    free(group);
+}
+
 static void definitions(const json_t *r, FILE *out)
 {
     const json_t *defs = ibex_report_get(r, "metric_definitions");
@@ -492,6 +1699,8 @@ ibex_status ibex_report_markdown(const json_t *results, const ibex_report_plots 
     what_was_run(results, out, swept, nk);
     results_table(results, out, swept, nk);
     ops_section(results, out, swept, nk);
+    gpu_section(results, out, swept, nk);
+    overhead_section(results, out, swept, nk);
     kv_table(results, out, swept, nk);
     plots_section(plots, out);
     definitions(results, out);

@@ -133,6 +133,11 @@ typedef struct md_ctx {
 
 static ibex_status fill_csv(FILE *f, void *ctx, ibex_err *err) { return ibex_report_csv(ctx, f, err); }
 
+static ibex_status fill_kernels_csv(FILE *f, void *ctx, ibex_err *err)
+{
+    return ibex_report_kernels_csv(ctx, f, err);
+}
+
 static ibex_status fill_md(FILE *f, void *ctx, ibex_err *err)
 {
     const md_ctx *m = ctx;
@@ -158,6 +163,12 @@ ibex_status ibex_report_write_all(const char *dir, ibex_err *err)
     ibex_status s = ibex_report_write_atomic(path, fill_csv, results, err);
     if (s != IBEX_OK)
         goto done;
+    if (ibex_report_has_kernels(results)) {
+        snprintf(path, sizeof path, "%s/kernels.csv", dir);
+        s = ibex_report_write_atomic(path, fill_kernels_csv, results, err);
+        if (s != IBEX_OK)
+            goto done;
+    }
 
     plots = ibex_report_plots_plan(results, err);
     if (!plots) {

@@ -105,6 +105,20 @@ bool ibex_report_power_fit(const double *x, const double *y, size_t n, double *a
  * Errors: IBEX_ERR_INVALID (results or out NULL), IBEX_ERR_IO (a write failed). */
 ibex_status ibex_report_csv(const json_t *results, FILE *out, ibex_err *err);
 
+/* Whether any point has GPU kernel rows (a non-empty "gpu"/"kernels" array): then
+ * ibex_report_write_all writes kernels.csv. Cannot fail. */
+bool ibex_report_has_kernels(const json_t *results);
+
+/* Writes kernels.csv to out: a header row, then one row per (point, kernel) of every
+ * point with a "gpu" object, points in file order, kernels in their results.json order
+ * (total_ns descending):
+ *   index,label,kernel,op,calls,total_ns,mean_ns,min_ns,max_ns,share
+ * kernel is the full name as CUPTI gave it (mangled C++ names stay mangled); op is the
+ * op's name (op_name), or its id when it has none (-1: launched outside any op).
+ * Quoting and number formats as in ibex_report_csv. A run without GPU activity gives
+ * the header alone. Errors: IBEX_ERR_INVALID (results or out NULL), IBEX_ERR_IO. */
+ibex_status ibex_report_kernels_csv(const json_t *results, FILE *out, ibex_err *err);
+
 /* ---------------------------------------------------------------- plots */
 
 /* The plots chosen for a run, with their data and a one-paragraph reading of each.
@@ -180,13 +194,27 @@ bool ibex_report_gnuplot_find(char *path, size_t n, char *why, size_t why_n);
 /* Writes report.md to out: title; what was run (scenario, description, ibex version,
  * commit, build type, machine, timestamp, complete flag, swept keys); a results table
  * (swept columns and key metrics with units); failed points; the per-op breakdown
- * (prefill and decode: share of time, GFLOP/s, GB/s) of each point; the KV and memory
- * table; the plots (each embedded as ![](plots/NAME.png) when rendered, with its
- * reading); and the metric definitions from metric_definitions, verbatim.
+ * (prefill and decode: share of time, GFLOP/s, GB/s) of each point; when a point has a
+ * "gpu" object or the run a "cupti_error", "GPU activity (CUPTI)": per point the device,
+ * GPU busy fraction, dropped records, the top 20 kernels (shortened names, op, calls,
+ * total, mean, share), GPU time per op, copies, the roofline per op and NVTX ranges, or
+ * why CUPTI did not run; when points differ only in params.instruments, the
+ * "Instrumentation overhead" table (decode and output tok/s per level against "off");
+ * the KV and memory table; the plots (each embedded as ![](plots/NAME.png) when
+ * rendered, with its reading); and the metric definitions from metric_definitions,
+ * verbatim. Results without those GPU fields give no GPU sections.
  * plots may be NULL (no plot section). Same inputs, same bytes: nothing depends on the
  * current time. Errors: IBEX_ERR_INVALID (results or out NULL), IBEX_ERR_IO. */
 ibex_status ibex_report_markdown(const json_t *results, const ibex_report_plots *plots, FILE *out,
                                  ibex_err *err);
+
+/* A CUPTI kernel name shortened for a table, written into buf (always terminated) and
+ * returned: an Itanium-mangled C++ name ("_Z...") is demangled to its qualified name and
+ * template arguments, without the parameter list, anonymous and nvcc _INTERNAL_
+ * namespaces left out ("_ZN4ibex4attnILi64EEEvPKf" gives "ibex::attn<64>"); a name the
+ * demangler does not understand stays as given; the result is cut to 80 characters,
+ * keeping its head and tail around a "…". NULL gives "?". Cannot fail. */
+char *ibex_report_kernel_short_name(const char *name, char *buf, size_t n);
 
 /* ---------------------------------------------------------------- terminal */
 
@@ -201,7 +229,8 @@ ibex_status ibex_report_terminal(const json_t *results, FILE *out, ibex_err *err
 /* ---------------------------------------------------------------- everything */
 
 /* Reads DIR/results.json and writes, each atomically (NAME.tmp then rename):
- * DIR/results.csv, DIR/plots/NAME.{dat,gp,png,svg} and DIR/report.md. A missing gnuplot
+ * DIR/results.csv, DIR/kernels.csv (only when ibex_report_has_kernels),
+ * DIR/plots/NAME.{dat,gp,png,svg} and DIR/report.md. A missing gnuplot
  * (or a plot gnuplot fails on) is not an error: report.md says which images are
  * missing and why. Errors: those of ibex_report_load, IBEX_ERR_IO when a file cannot
  * be written, IBEX_ERR_NOMEM. Files already written stay when a later one fails. */

@@ -208,7 +208,7 @@ static char *capture(writer_fn fn, const json_t *r, ibex_status *st)
     return buf;
 }
 
-static char *capture_md(const json_t *r, const ibex_report_plots *p, ibex_status *st)
+__attribute__((noinline)) static char *capture_md(const json_t *r, const ibex_report_plots *p, ibex_status *st)
 {
     char *buf = NULL;
     size_t len = 0;
@@ -980,4 +980,421 @@ Test(reports, accessors_and_formatting)
     cr_assert_str_eq(ibex_report_fmt_bytes(512, b, sizeof b), "512 B");
     cr_assert_str_eq(ibex_report_fmt_value(1234.4, "tok/s", b, sizeof b), "1234 tok/s");
     json_decref(r);
+}
+
+/* ---------------------------------------------------------------- GPU sections */
+
+/* One kernel row of a "gpu" object (harness/cupti.h). op_name NULL writes null. */
+static json_t *gpu_kernel(const char *name, int op, const char *op_name, int calls, json_int_t total,
+                          json_int_t min, json_int_t max, json_int_t kernel_ns)
+{
+    json_t *k = json_pack("{s:s, s:i, s:o, s:i, s:I, s:f, s:I, s:I, s:f}", "name", name, "op", op, "op_name",
+                          op_name ? json_string(op_name) : json_null(), "calls", calls, "total_ns", total, "mean_ns",
+                          (double)total / calls, "min_ns", min, "max_ns", max, "share", (double)total / kernel_ns);
+    cr_assert_not_null(k);
+    return k;
+}
+
+/* A "gpu" object with hand-chosen numbers: kernel time 8 ms, of which attention
+ * 5 ms (62.5 %), matmul_qkv 2 ms (25 %), a kernel outside any op 1 ms (12.5 %); busy
+ * 6 ms of 8 ms wall (75 %); a 2 TB/s copy bandwidth; attention moves 5 GB and does
+ * 10 GFLOP in its 5 ms: 1000 GB/s (50 % of the copy bandwidth) and 2.00 TFLOP/s. */
+static json_t *make_gpu(json_int_t dropped)
+{
+    const json_int_t kns = 8000000;
+    json_t *ks = json_array();
+    json_array_append_new(ks, gpu_kernel("_ZN4ibex4cuda10attn_pagedILi128EfEEvPKT0_", 3, "attention", 100, 5000000,
+                                         40000, 90000, kns));
+    json_array_append_new(ks, gpu_kernel("gemv", 1, "matmul_qkv", 200, 2000000, 9000, 12000, kns));
+    json_array_append_new(ks, gpu_kernel("_Z14rmsnorm_kernelPfPKfS1_if", -1, NULL, 50, 1000000, 19000, 21000, kns));
+    json_t *ops = json_pack("[{s:i, s:s, s:i, s:I, s:i, s:I, s:I, s:i, s:I, s:f},"
+                            " {s:i, s:s, s:i, s:I, s:i, s:I, s:I, s:i, s:I, s:f},"
+                            " {s:i, s:n, s:i, s:I, s:i, s:I, s:I, s:i, s:I, s:f}]",
+                            "op", 1, "name", "matmul_qkv", "kernels", 200, "kernel_ns", (json_int_t)2000000, "memcpys",
+                            0, "memcpy_ns", (json_int_t)0, "memcpy_bytes", (json_int_t)0, "memsets", 0, "memset_ns",
+                            (json_int_t)0, "share", 0.25, "op", 3, "name", "attention", "kernels", 100, "kernel_ns",
+                            (json_int_t)5000000, "memcpys", 0, "memcpy_ns", (json_int_t)0, "memcpy_bytes",
+                            (json_int_t)0, "memsets", 0, "memset_ns", (json_int_t)0, "share", 0.625, "op", -1, "name",
+                            "kernels", 50, "kernel_ns", (json_int_t)1000000, "memcpys", 3, "memcpy_ns",
+                            (json_int_t)30000, "memcpy_bytes", (json_int_t)3145728, "memsets", 1, "memset_ns",
+                            (json_int_t)2000, "share", 0.125);
+    cr_assert_not_null(ops);
+    json_t *g = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:I, s:i, s:o, s:o}", "events",
+                          (json_int_t)354, "dropped", dropped, "unknown_records", (json_int_t)0, "bad_buffers",
+                          (json_int_t)0, "untimed", (json_int_t)0, "span_ns", (json_int_t)7000000, "busy_ns",
+                          (json_int_t)6000000, "wall_ns", (json_int_t)8000000, "busy_fraction", 0.75, "kernel_ns",
+                          kns, "kernel_calls", 350, "kernels", ks, "by_op", ops);
+    cr_assert_not_null(g);
+    json_object_set_new(g, "memcpy",
+                        json_pack("{s:{s:i, s:I, s:I, s:f}}", "HtoD", "count", 3, "bytes", (json_int_t)3145728,
+                                  "total_ns", (json_int_t)30000, "gb_per_s", 104.8576));
+    json_object_set_new(g, "memset", json_pack("{s:i, s:I, s:I}", "count", 1, "bytes", (json_int_t)1024, "total_ns",
+                                               (json_int_t)2000));
+    json_object_set_new(g, "memory", json_pack("{s:i, s:I, s:i, s:I, s:I}", "allocs", 4, "alloc_bytes",
+                                               (json_int_t)4194304, "frees", 1, "free_bytes", (json_int_t)1048576,
+                                               "peak_bytes", (json_int_t)4194304));
+    json_object_set_new(g, "ranges", json_pack("[{s:s, s:s, s:i, s:I, s:f, s:I, s:I}]", "name", "step", "domain",
+                                               "ibex", "calls", 10, "total_ns", (json_int_t)7500000, "mean_ns",
+                                               750000.0, "min_ns", (json_int_t)700000, "max_ns",
+                                               (json_int_t)800000));
+    json_object_set_new(g, "copy_bandwidth_bytes_per_s", json_real(2e12));
+    json_t *roof = json_pack("[{s:s, s:I, s:f, s:f, s:f, s:f, s:f}, {s:s, s:I, s:f, s:f, s:f, s:f, s:f}]", "op",
+                             "matmul_qkv", "kernel_ns", (json_int_t)2000000, "bytes", 1e9, "flops", 1e9,
+                             "bytes_per_s", 5e11, "flops_per_s", 5e11, "bandwidth_fraction", 0.25, "op", "attention",
+                             "kernel_ns", (json_int_t)5000000, "bytes", 5e9, "flops", 1e10, "bytes_per_s", 1e12,
+                             "flops_per_s", 2e12, "bandwidth_fraction", 0.5);
+    cr_assert_not_null(roof);
+    json_object_set_new(g, "roofline", roof);
+    return g;
+}
+
+/* Marks a point of make_results as a CUDA point with a device. */
+static void set_cuda(json_t *pt, const char *instruments)
+{
+    json_object_set_new(json_object_get(pt, "params"), "instruments", json_string(instruments));
+    json_object_set_new(pt, "backend_used", json_string("cuda"));
+    json_object_set_new(pt, "attention_used", json_string("paged"));
+    json_object_set_new(pt, "device", json_pack("{s:s, s:i, s:i, s:i, s:I, s:I}", "name", "NVIDIA H100 80GB HBM3",
+                                                "cc_major", 9, "cc_minor", 0, "sm_count", 132, "mem_total",
+                                                (json_int_t)85899345920LL, "mem_free_at_start",
+                                                (json_int_t)84825604096LL));
+}
+
+/* make_results with GPU activity on points 1 and 3 (3 dropping records and carrying
+ * two kernels whose short names collide), and a CUPTI error on point 2. */
+static json_t *make_gpu_results(void)
+{
+    json_t *r = make_results();
+    json_t *pts = json_object_get(r, "points");
+    for (int i = 1; i < 4; i++)
+        set_cuda(json_array_get(pts, i), "cupti");
+    json_object_set_new(json_array_get(pts, 1), "gpu", make_gpu(0));
+    json_t *g3 = make_gpu(7);
+    json_t *ks = json_object_get(g3, "kernels");
+    json_array_append_new(ks, gpu_kernel("_Z6reduceIfEvPT_", 2, "rmsnorm", 4, 1000, 200, 300, 8000000));
+    json_array_append_new(ks, gpu_kernel("_Z6reduceIfEvPT_i", 2, "rmsnorm", 4, 800, 150, 250, 8000000));
+    json_array_append_new(ks, gpu_kernel("fused,\"odd\" kernel", 4, "add", 1, 100, 100, 100, 8000000));
+    /* a name longer than any fixed buffer (CUTLASS kernels reach thousands of bytes) */
+    char long_name[3001];
+    memset(long_name, 'x', 3000);
+    long_name[3000] = '\0';
+    json_array_append_new(ks, gpu_kernel(long_name, 4, "add", 1, 50, 50, 50, 8000000));
+    json_object_set_new(json_array_get(pts, 3), "gpu", g3);
+    json_object_set_new(json_array_get(pts, 2), "gpu",
+                        json_pack("{s:s}", "error", "cudaDeviceSynchronize: an illegal memory access was encountered"));
+    return r;
+}
+
+Test(reports, kernel_short_names)
+{
+    static const struct {
+        const char *in, *out;
+    } k_cases[] = {
+        {"_Z14rmsnorm_kernelPfPKfS1_if", "rmsnorm_kernel"},
+        {"_ZN4ibex4cuda10attn_pagedILi128EfEEvPKT0_", "ibex::cuda::attn_paged<128, float>"},
+        {"_Z4convILin1EEvv", "conv<-1>"},
+        {"_Z1fILb1EEvv", "f<true>"},
+        {"_ZN12_GLOBAL__N_16kernelEv", "kernel"},
+        {"_ZN40_INTERNAL_a1b2c3d4_9_kernels_cu_123456784ibex6kernelEv", "ibex::kernel"},
+        {"_ZNSt6vectorIiSaIiEE9push_backERKi", "std::vector<int, std::allocator<int>>::push_back"},
+        /* S_ is "ibex", the first prefix seen */
+        {"_ZN4ibex6kernelINS_4castEEEvv", "ibex::kernel<ibex::cast>"},
+        {"_ZN4ibex4gemvIN6__half4typeELi256ELb0EEEvPKT_", "ibex::gemv<__half::type, 256, false>"},
+        {"_ZN7cutlass7Kernel2I52cutlass_80_tensorop_s1688gemm_128x128_32x3_nn_align4EEvNT_6ParamsE",
+         "cutlass::Kernel2<cutlass_80_tensorop_s1688gemm_128x128_32x3_nn_align4>"},
+        /* too long: qualifiers inside the arguments go, then nested argument lists */
+        {"_ZN2at6native29vectorized_elementwise_kernelILi4ENS0_11FillFunctorIfEESt5arrayIPcLm1EEEEviT0_T1_",
+         "at::native::vectorized_elementwise_kernel<4, FillFunctor<…>, array<…>>"},
+        /* not understood: as given */
+        {"_Zgarbage", "_Zgarbage"},
+        {"_Z", "_Z"},
+        {"_Z4convIXadL_Z1fvEEEvv", "_Z4convIXadL_Z1fvEEEvv"},
+        {"ampere_sgemm_128x64_tn", "ampere_sgemm_128x64_tn"},
+        /* a truncated length must not read past the end */
+        {"_Z99short", "_Z99short"},
+    };
+    char b[512];
+    for (size_t i = 0; i < sizeof k_cases / sizeof k_cases[0]; i++)
+        cr_assert_str_eq(ibex_report_kernel_short_name(k_cases[i].in, b, sizeof b), k_cases[i].out, "%s",
+                         k_cases[i].in);
+    cr_assert_str_eq(ibex_report_kernel_short_name(NULL, b, sizeof b), "?");
+    /* A long plain name keeps 80 characters: its head and tail around "…". */
+    const char *cublas = "sm90_xmma_gemm_f16f16_f16f32_f32_tn_n_tilesize128x128x64_warpgroupsize1x1x1_execute_"
+                         "segment_k_off_kernel__5x_cublas";
+    ibex_report_kernel_short_name(cublas, b, sizeof b);
+    cr_assert_str_eq(b, "sm90_xmma_gemm_f16f16_f16f32_f32_tn_n_tilesize128x128…nt_k_off_kernel__5x_cublas");
+    /* Nesting deeper than the demangler reads: given up on, shown as given (cut). */
+    char deep[4096] = "_Z1fI";
+    for (int i = 0; i < 3000; i++)
+        strcat(deep, "P");
+    strcat(deep, "iE");
+    ibex_report_kernel_short_name(deep, b, sizeof b);
+    cr_assert(strncmp(b, "_Z1fIPPPP", 9) == 0 && strstr(b, "P…P") != NULL && strcmp(b + strlen(b) - 4, "PPiE") == 0,
+              "%s", b);
+    /* A small buffer is filled and terminated. */
+    char small[8];
+    cr_assert_str_eq(ibex_report_kernel_short_name("_Z14rmsnorm_kernelPf", small, sizeof small), "rmsnor"
+                                                                                               "m");
+}
+
+Test(reports, markdown_gpu_activity)
+{
+    json_t *r = make_gpu_results();
+    ibex_status st;
+    char *md = capture_md(r, NULL, &st);
+    cr_assert_eq(st, IBEX_OK);
+    cr_assert_eq(count_str(md, "## GPU activity (CUPTI)\n"), 1, "%s", md);
+    /* the sections sit after the per-op breakdown and before the KV table */
+    cr_assert(strstr(md, "## Where the time goes") < strstr(md, "## GPU activity"));
+    cr_assert(strstr(md, "## GPU activity") < strstr(md, "## KV cache and memory"));
+    /* summary over the points with a gpu object */
+    cr_assert(strstr(md, "| 1 | 256 | 75.0 % | 8.00 ms | 350 | `ibex::cuda::attn_paged<128, float>` | 62.5 % | 0 |") !=
+                  NULL,
+              "%s", md);
+    cr_assert(strstr(md, "| 2 | 512 | CUPTI error | - | - | - | - | - |") != NULL, "%s", md);
+    /* point 1 in detail */
+    const char *p1 = strstr(md, "### GPU activity of point 1: workload.prompt_tokens=256\n");
+    cr_assert_not_null(p1, "%s", md);
+    cr_assert(strstr(p1, "Device: NVIDIA H100 80GB HBM3, compute capability 9.0, 132 SMs, 80.0 GiB memory (79.0 GiB "
+                         "free at start); backend cuda, attention paged.\n") != NULL,
+              "%s", p1);
+    cr_assert(strstr(p1, "GPU busy 75.0 % of the step wall time: 6.00 ms of kernels, copies and sets (overlaps "
+                         "counted once) in 8.00 ms (activity span 7.00 ms). Kernels: 8.00 ms in 350 launches. 354 "
+                         "activity records, none dropped.\n") != NULL,
+              "%s", p1);
+    cr_assert(strstr(p1, "| kernel | op | calls | total ms | mean µs | share |\n") != NULL);
+    cr_assert(strstr(p1, "| `ibex::cuda::attn_paged<128, float>` | attention | 100 | 5.000 | 50.00 | 62.5 % |\n") !=
+                  NULL,
+              "%s", p1);
+    cr_assert(strstr(p1, "| `gemv` | matmul_qkv | 200 | 2.000 | 10.00 | 25.0 % |\n") != NULL, "%s", p1);
+    cr_assert(strstr(p1, "| `rmsnorm_kernel` | (outside any op) | 50 | 1.000 | 20.00 | 12.5 % |\n") != NULL, "%s",
+              p1);
+    /* per op */
+    cr_assert(strstr(p1, "| attention | 5.00 ms | 62.5 % | 100 | 0 | - | - | 0 |\n") != NULL, "%s", p1);
+    cr_assert(strstr(p1, "| (outside any op) | 1.00 ms | 12.5 % | 50 | 3 | 30.0 µs | 3.00 MiB | 1 |\n") != NULL, "%s",
+              p1);
+    cr_assert(strstr(p1, "Copies: HtoD 3.00 MiB in 3 copies, 30.0 µs (105 GB/s); 1.00 KiB in 1 memsets, 2.00 µs. "
+                         "Device allocations: 4 (4.00 MiB), frees: 1 (1.00 MiB), peak 4.00 MiB.\n") != NULL,
+              "%s", p1);
+    /* roofline */
+    cr_assert(strstr(p1, "measured device copy bandwidth of 2000 GB/s") != NULL, "%s", p1);
+    cr_assert(strstr(p1, "| attention | 5.00 ms | 4.66 GiB | 1000 | 50.0 % | 2.00 |\n") != NULL, "%s", p1);
+    cr_assert(strstr(p1, "| matmul_qkv | 2.00 ms | 954 MiB | 500 | 25.0 % | 0.5 |\n") != NULL, "%s", p1);
+    cr_assert(strstr(p1, "| step | ibex | 10 | 7.50 ms | 750 µs |\n") != NULL, "%s", p1);
+    /* the error point says why */
+    const char *p2 = strstr(md, "### GPU activity of point 2: workload.prompt_tokens=512\n");
+    cr_assert_not_null(p2);
+    const char *why = "### GPU activity of point 2: workload.prompt_tokens=512\n\nCUPTI did not record this point: "
+                      "cudaDeviceSynchronize: an illegal memory access was encountered.\n\n";
+    cr_assert(strncmp(p2, why, strlen(why)) == 0, "%s", p2);
+    /* point 3: dropped records warned about; colliding short names get numbered notes */
+    const char *p3 = strstr(md, "### GPU activity of point 3: workload.prompt_tokens=1024\n");
+    cr_assert_not_null(p3);
+    cr_assert(strstr(p3, "354 activity records.\n") != NULL, "%s", p3);
+    cr_assert(strstr(p3, "> **Warning:** CUPTI dropped 7 activity records") != NULL, "%s", p3);
+    cr_assert(strstr(p3, "| `reduce<float>` [1] | rmsnorm | 4 | 0.001 | 0.25 | 0.0 % |\n") != NULL, "%s", p3);
+    cr_assert(strstr(p3, "| `reduce<float>` [2] | rmsnorm | 4 | 0.001 | 0.20 | 0.0 % |\n") != NULL, "%s", p3);
+    cr_assert(strstr(p3, "\n\n- [1] `_Z6reduceIfEvPT_`\n- [2] `_Z6reduceIfEvPT_i`\n\n") != NULL, "%s", p3);
+    cr_assert(strstr(p3, "| `fused,\"odd\" kernel` | add | 1 |") != NULL, "%s", p3);
+    /* point 0 ran without a gpu object: no section of its own */
+    cr_assert(strstr(md, "### GPU activity of point 0") == NULL, "%s", md);
+    cr_assert(strstr(md, "CUPTI did not run") == NULL, "no top-level error here");
+    free(md);
+    json_decref(r);
+}
+
+Test(reports, markdown_gpu_top_kernels_only)
+{
+    json_t *r = make_results();
+    json_t *pt = json_array_get(json_object_get(r, "points"), 0);
+    json_t *g = make_gpu(0);
+    json_t *ks = json_array();
+    char name[64];
+    /* 25 kernels of 25, 24, ... 1 µs, smallest first in the file: the top 20 shown;
+     * 5 left: 15 µs in 5 calls */
+    for (int i = 24; i >= 0; i--) {
+        snprintf(name, sizeof name, "k%02d", i);
+        json_array_append_new(ks, gpu_kernel(name, 0, "embedding", 1, (25 - i) * 1000, 1, 1, 325000));
+    }
+    json_object_set_new(g, "kernels", ks);
+    json_object_set_new(g, "kernel_ns", json_integer(325000));
+    json_object_set_new(pt, "gpu", g);
+    ibex_status st;
+    char *md = capture_md(r, NULL, &st);
+    cr_assert_eq(st, IBEX_OK);
+    cr_assert(strstr(md, "| `k19` | embedding |") != NULL, "%s", md);
+    cr_assert(strstr(md, "| `k20` |") == NULL, "%s", md);
+    cr_assert(strstr(md, "| `k00` | embedding | 1 | 0.025 | 25.00 | 7.7 % |\n| `k01` |") != NULL, "%s", md);
+    cr_assert(strstr(md, "5 more kernel rows not shown: 15.0 µs in 5 calls (4.6 % of kernel time).\n") != NULL, "%s",
+              md);
+    cr_assert(strstr(md, "`kernels.csv` has every kernel") != NULL);
+    free(md);
+    json_decref(r);
+}
+
+Test(reports, markdown_cupti_could_not_start)
+{
+    json_t *r = make_results();
+    json_object_set_new(r, "cupti_error", json_string("this ibex was built without CUPTI"));
+    json_t *pts = json_object_get(r, "points");
+    set_cuda(json_array_get(pts, 0), "cupti");
+    set_cuda(json_array_get(pts, 1), "nvtx");
+    set_cuda(json_array_get(pts, 2), "cupti");
+    ibex_status st;
+    char *md = capture_md(r, NULL, &st);
+    cr_assert_eq(st, IBEX_OK);
+    cr_assert(strstr(md, "## GPU activity (CUPTI)\n\n> **CUPTI did not run:** this ibex was built without CUPTI. "
+                         "Points asking for `instruments: cupti` ran without it: 0, 2 (their per-op times come from "
+                         "host timers).\n") != NULL,
+              "%s", md);
+    cr_assert(strstr(md, "### GPU activity of point") == NULL, "no per-point GPU detail");
+    free(md);
+    json_decref(r);
+}
+
+/* Three points differing only in instruments (file order nvtx, off, cupti), a pair
+ * without "off", and a point alone in its configuration. */
+static json_t *make_overhead_results(void)
+{
+    static const struct {
+        int prompt;
+        const char *instr;
+        double decode, output;
+    } k_pts[] = {{128, "nvtx", 102, 50.5}, {128, "off", 100, 50}, {128, "cupti", 97, 49},
+                 {512, "nvtx", 200, 80},   {512, "cupti", 190, 80}, {1024, "off", 300, 90}};
+    json_t *r = make_results_swept(0, false);
+    json_array_append_new(json_object_get(json_object_get(r, "scenario"), "swept"), json_string("instruments"));
+    json_t *pts = json_object_get(r, "points");
+    for (int i = 0; i < 6; i++) {
+        json_t *pt = make_point(i, k_pts[i].prompt, NULL, 0.5);
+        json_object_set_new(json_object_get(pt, "params"), "instruments", json_string(k_pts[i].instr));
+        json_object_set_new(json_object_get(pt, "swept"), "instruments", json_string(k_pts[i].instr));
+        json_object_set_new(json_object_get(pt, "metrics"), "decode_tok_per_s", json_real(k_pts[i].decode));
+        json_object_set_new(json_object_get(pt, "metrics"), "output_tok_per_s", json_real(k_pts[i].output));
+        json_array_append_new(pts, pt);
+    }
+    return r;
+}
+
+Test(reports, markdown_instrumentation_overhead)
+{
+    json_t *r = make_overhead_results();
+    ibex_status st;
+    char *md = capture_md(r, NULL, &st);
+    cr_assert_eq(st, IBEX_OK);
+    cr_assert_eq(count_str(md, "## Instrumentation overhead\n"), 1, "%s", md);
+    cr_assert(strstr(md, "relative difference from the group's baseline, `instruments: off`") != NULL, "%s", md);
+    cr_assert(strstr(md, "| configuration | # | instruments | decode tok/s | vs baseline | output tok/s | vs baseline "
+                         "|\n|---|---:|---|---:|---:|---:|---:|\n"
+                         "| workload.prompt_tokens=128 | 1 | off | 100 | baseline | 50.0 | baseline |\n"
+                         "| workload.prompt_tokens=128 | 0 | nvtx | 102 | +2.0 % | 50.5 | +1.0 % |\n"
+                         "| workload.prompt_tokens=128 | 2 | cupti | 97.0 | −3.0 % | 49.0 | −2.0 % |\n"
+                         "| workload.prompt_tokens=512 | 3 | nvtx | 200 | baseline | 80.0 | baseline |\n"
+                         "| workload.prompt_tokens=512 | 4 | cupti | 190 | −5.0 % | 80.0 | 0.0 % |\n\n") != NULL,
+              "%s", md);
+    cr_assert(strstr(md, "| workload.prompt_tokens=1024 | 5 |") == NULL, "a point alone is no group");
+    cr_assert(strstr(md, "GPU activity") == NULL);
+    free(md);
+
+    /* Another difference besides instruments (here the seed) splits the group. */
+    json_object_set_new(json_object_get(json_array_get(json_object_get(r, "points"), 0), "params"), "seed",
+                        json_integer(2));
+    md = capture_md(r, NULL, &st);
+    cr_assert(strstr(md, "| workload.prompt_tokens=128 | 0 | nvtx |") == NULL, "%s", md);
+    cr_assert(strstr(md, "| workload.prompt_tokens=128 | 2 | cupti | 97.0 | −3.0 % |") != NULL, "%s", md);
+    free(md);
+    json_decref(r);
+}
+
+Test(reports, markdown_without_gpu_fields_is_unchanged)
+{
+    json_t *r = make_results_swept(N_PTS, true);
+    ibex_status st;
+    char *before = capture_md(r, NULL, &st);
+    cr_assert_eq(st, IBEX_OK);
+    cr_assert(strstr(before, "GPU") == NULL || strstr(before, "GPU activity") == NULL);
+    cr_assert(strstr(before, "CUPTI") == NULL, "%s", before);
+    cr_assert(strstr(before, "Instrumentation overhead") == NULL, "%s", before);
+    /* What a CPU run now also writes (one instruments level, backend_used) changes
+     * nothing. */
+    size_t i;
+    json_t *pt;
+    json_array_foreach(json_object_get(r, "points"), i, pt) {
+        json_object_set_new(json_object_get(pt, "params"), "instruments", json_string("nvtx"));
+        json_object_set_new(json_object_get(pt, "params"), "attention", json_string("auto"));
+        json_object_set_new(pt, "backend_used", json_string("cpu"));
+    }
+    char *after = capture_md(r, NULL, &st);
+    cr_assert_str_eq(after, before);
+    free(before);
+    free(after);
+    cr_assert_not(ibex_report_has_kernels(r));
+    json_decref(r);
+}
+
+Test(reports, kernels_csv_rows)
+{
+    json_t *r = make_gpu_results();
+    cr_assert(ibex_report_has_kernels(r));
+    ibex_status st;
+    char *text = capture(ibex_report_kernels_csv, r, &st);
+    cr_assert_eq(st, IBEX_OK);
+    const char *expect =
+        "index,label,kernel,op,calls,total_ns,mean_ns,min_ns,max_ns,share\n"
+        "1,workload.prompt_tokens=256,_ZN4ibex4cuda10attn_pagedILi128EfEEvPKT0_,attention,100,5000000,50000,40000,"
+        "90000,0.625\n"
+        "1,workload.prompt_tokens=256,gemv,matmul_qkv,200,2000000,10000,9000,12000,0.25\n"
+        "1,workload.prompt_tokens=256,_Z14rmsnorm_kernelPfPKfS1_if,-1,50,1000000,20000,19000,21000,0.125\n"
+        "3,workload.prompt_tokens=1024,_ZN4ibex4cuda10attn_pagedILi128EfEEvPKT0_,attention,100,5000000,50000,40000,"
+        "90000,0.625\n"
+        "3,workload.prompt_tokens=1024,gemv,matmul_qkv,200,2000000,10000,9000,12000,0.25\n"
+        "3,workload.prompt_tokens=1024,_Z14rmsnorm_kernelPfPKfS1_if,-1,50,1000000,20000,19000,21000,0.125\n"
+        "3,workload.prompt_tokens=1024,_Z6reduceIfEvPT_,rmsnorm,4,1000,250,200,300,0.000125\n"
+        "3,workload.prompt_tokens=1024,_Z6reduceIfEvPT_i,rmsnorm,4,800,200,150,250,0.0001\n"
+        "3,workload.prompt_tokens=1024,\"fused,\"\"odd\"\" kernel\",add,1,100,100,100,100,1.25e-05\n";
+    cr_assert(strncmp(text, expect, strlen(expect)) == 0, "%s", text);
+    const char *last = text + strlen(expect);
+    cr_assert_eq(strncmp(last, "3,workload.prompt_tokens=1024,xxx", 33), 0, "%s", last);
+    cr_assert_eq(strspn(last + 30, "x"), 3000);
+    cr_assert_str_eq(last + 3030, ",add,1,50,50,50,50,6.25e-06\n");
+    free(text);
+    /* No GPU: the header alone. */
+    json_t *cpu = make_results();
+    text = capture(ibex_report_kernels_csv, cpu, &st);
+    cr_assert_eq(st, IBEX_OK);
+    cr_assert_str_eq(text, "index,label,kernel,op,calls,total_ns,mean_ns,min_ns,max_ns,share\n");
+    free(text);
+    json_decref(cpu);
+    json_decref(r);
+}
+
+Test(reports, write_all_writes_kernels_csv_only_with_gpu_activity)
+{
+    setenv("IBEX_GNUPLOT", "none", 1);
+    char dir[4096], path[4200];
+    make_tmpdir(dir, sizeof dir);
+    json_t *r = make_results();
+    write_results(dir, r);
+    ibex_err e = {0};
+    cr_assert_eq(ibex_report_write_all(dir, &e), IBEX_OK, "%s", e.msg);
+    snprintf(path, sizeof path, "%s/kernels.csv", dir);
+    cr_assert_eq(access(path, F_OK), -1, "no kernels.csv for a CPU run");
+    json_decref(r);
+
+    r = make_gpu_results();
+    write_results(dir, r);
+    cr_assert_eq(ibex_report_write_all(dir, &e), IBEX_OK, "%s", e.msg);
+    char *disk = slurp(path, NULL);
+    cr_assert_not_null(disk);
+    ibex_status st;
+    char *mem = capture(ibex_report_kernels_csv, r, &st);
+    cr_assert_str_eq(disk, mem);
+    free(disk);
+    free(mem);
+    snprintf(path, sizeof path, "%s/report.md", dir);
+    char *md = slurp(path, NULL);
+    cr_assert(strstr(md, "## GPU activity (CUPTI)") != NULL);
+    free(md);
+    json_decref(r);
+    rm_tree(dir);
 }
