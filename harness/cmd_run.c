@@ -46,8 +46,9 @@ static int render(const char *dir) {
     }
     int rc = ibex_report_terminal(res, stdout, &err) ? 1 : 0;
     if (rc) fprintf(stderr, "ibex: %s\n", err.msg);
+    fprintf(stderr, "reports in %s/: results.json, results.csv, %sreport.md, plots/, trace.json\n", dir,
+            ibex_report_has_kernels(res) ? "kernels.csv, " : "");
     json_decref(res);
-    fprintf(stderr, "reports in %s/: results.json, results.csv, report.md, plots/\n", dir);
     return rc;
 }
 

@@ -208,6 +208,9 @@ bool ibex_report_gnuplot_find(char *path, size_t n, char *why, size_t why_n);
 ibex_status ibex_report_markdown(const json_t *results, const ibex_report_plots *plots, FILE *out,
                                  ibex_err *err);
 
+/* Bytes enough for any name ibex_report_kernel_short_name writes. */
+#define IBEX_KERNEL_NAME_BUF 256
+
 /* A CUPTI kernel name shortened for a table, written into buf (always terminated) and
  * returned: an Itanium-mangled C++ name ("_Z...") is demangled to its qualified name and
  * template arguments, without the parameter list, anonymous and nvcc _INTERNAL_
