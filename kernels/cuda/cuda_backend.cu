@@ -1,0 +1,528 @@
+/* cuda_backend.cu — the CUDA backend: its constructor, device memory tracked by kind, the
+ * weight cache, host<->device copies, sync with its sticky error, device_info and
+ * copy_bandwidth. Each op lives in its own cuda_<op>.cu.
+ *
+ * Design notes:
+ *  1. Ownership. The backend owns every device buffer it hands out: alloc'ed buffers until
+ *     dealloc (or the backend's free), weight copies and the op scratch until the backend's
+ *     free, plus one stream, one cuBLAS handle and its workspace. free() releases all of
+ *     them, so a caller that forgets a dealloc leaks nothing past the backend.
+ *  2. Stream. All work goes to one non-blocking stream (it never waits on the legacy
+ *     default stream). Ops only queue kernels and return; upload, download, weight and
+ *     sync wait for the stream. cuBLAS is bound to the same stream, so the order of ops is
+ *     the order of calls.
+ *  3. Error model. Ops return nothing, so a failing CUDA or cuBLAS call (or an unsupported
+ *     type or head_dim) is recorded as the backend's sticky error: the first one since the
+ *     last sync wins, with the statement, function, file, line and error string. sync()
+ *     returns it and clears it. Functions with an ibex_err (upload, download, weight,
+ *     alloc...) also fill it directly. A device that is full is not sticky: alloc returns
+ *     NULL with IBEX_ERR_NOMEM and the caller may retry smaller. Nothing here exits or
+ *     prints. After a device fault (illegal address) CUDA itself fails every later call,
+ *     so every sync keeps reporting it.
+ *  4. Memory accounting. Every cudaMalloc goes through ibex_cuda_buf_alloc, which records
+ *     (bytes asked, kind) in a hash map keyed by the device pointer; dealloc subtracts
+ *     exactly what alloc added, and the peak is the most bytes held at once. Weights count
+ *     as IBEX_BUF_WEIGHTS; the cuBLAS workspace, the op scratch and copy_bandwidth's
+ *     temporary buffers as IBEX_BUF_WORKSPACE. Not counted: the CUDA context and cuBLAS's
+ *     own handle state (mem_total − mem_free shows them).
+ *  5. Weights are cached by host pointer: the second weight() call with the same pointer
+ *     (tied embeddings) returns the same device copy without uploading again. So a host
+ *     tensor must outlive its use by the backend: another tensor later placed at the same
+ *     address would get the old copy (the runner opens one backend per point).
+ *  6. Why a hand-written matrix-vector kernel (cuda_matmul.cu): decode at batch 1 reads
+ *     every weight once per token, so it is bound by HBM bandwidth, not FLOPs. cuBLAS would
+ *     need x converted to F16/BF16 (losing precision the CPU keeps); the matvec kernel
+ *     streams F16/BF16 weight rows with 128-bit loads and keeps x and the sums in F32.
+ *     cuBLAS (tensor cores) takes T > 4, where reuse of each weight makes it compute bound.
+ *  7. Threads: a backend serves one host thread at a time; every entry point first makes
+ *     the backend's device current, so that thread may change between calls. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cuda/cuda_attention.cuh"
+#include "kernels/cuda/cuda_common.cuh"
+#include "kernels/cuda/cuda_elementwise.cuh"
+#include "kernels/cuda/cuda_embed.cuh"
+#include "kernels/cuda/cuda_kv.cuh"
+#include "kernels/cuda/cuda_matmul.cuh"
+#include "kernels/cuda/cuda_norm.cuh"
+#include "kernels/cuda/cuda_rope.cuh"
+
+/* cuBLAS workspace: NVIDIA's recommendation for Hopper is 32 MiB. */
+#define CUBLAS_WORKSPACE_BYTES ((size_t)32 << 20)
+/* copy_bandwidth: timed copies after the warm-up (odd, so the median is one sample). */
+#define BW_REPS 11
+
+/* ---- errors ---- */
+
+/* "kernels/cuda/x.cu" out of nvcc's absolute __FILE__. */
+static const char *short_file(const char *file) {
+    const char *k = strstr(file, "kernels/");
+    return k ? k : file;
+}
+
+ibex_status ibex_cuda_fail(ibex_cuda_ctx *ctx, ibex_err *err, ibex_status st, const char *stmt,
+                           const char *func, const char *file, int line, const char *why) {
+    (void)cudaGetLastError(); /* so the next launch check does not report this call again */
+    char msg[sizeof(((ibex_err *)0)->msg)];
+    snprintf(msg, sizeof msg, "CUDA: %.200s failed: %s (in %s, %s:%d)", stmt, why, func,
+             short_file(file), line);
+    if (ctx && ctx->err.status == IBEX_OK) ibex_err_set(&ctx->err, st, "%s", msg);
+    return ibex_err_set(err, st, "%s", msg);
+}
+
+void ibex_cuda_record(ibex_cuda_ctx *ctx, ibex_status st, const char *fmt, ...) {
+    if (ctx->err.status != IBEX_OK) return;
+    char msg[sizeof ctx->err.msg];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    ibex_err_set(&ctx->err, st, "%s", msg);
+}
+
+/* ---- pointer map ---- */
+
+static size_t map_slot(uintptr_t k, size_t mask) {
+    uint64_t z = (uint64_t)k;
+    z ^= z >> 33;
+    z *= 0xff51afd7ed558ccdull;
+    z ^= z >> 33;
+    return (size_t)z & mask;
+}
+
+static ibex_cuda_entry *map_find(const ibex_cuda_map *m, uintptr_t key) {
+    if (m->cap == 0 || key == 0) return NULL;
+    const size_t mask = m->cap - 1;
+    for (size_t i = map_slot(key, mask);; i = (i + 1) & mask) {
+        if (m->e[i].key == key) return &m->e[i];
+        if (m->e[i].key == 0) return NULL; /* load ≤ 1/2: an empty slot always exists */
+    }
+}
+
+/* Inserts en (its key must not be present). False on host allocation failure. */
+static bool map_put(ibex_cuda_map *m, const ibex_cuda_entry *en) {
+    if ((m->len + 1) * 2 > m->cap) {
+        const size_t ncap = m->cap ? m->cap * 2 : 64;
+        ibex_cuda_entry *ne = (ibex_cuda_entry *)calloc(ncap, sizeof *ne);
+        if (!ne) return false;
+        for (size_t i = 0; i < m->cap; i++) {
+            if (m->e[i].key == 0) continue;
+            size_t j = map_slot(m->e[i].key, ncap - 1);
+            while (ne[j].key != 0) j = (j + 1) & (ncap - 1);
+            ne[j] = m->e[i];
+        }
+        free(m->e);
+        m->e = ne;
+        m->cap = ncap;
+    }
+    const size_t mask = m->cap - 1;
+    size_t i = map_slot(en->key, mask);
+    while (m->e[i].key != 0) i = (i + 1) & mask;
+    m->e[i] = *en;
+    m->len++;
+    return true;
+}
+
+/* Removes the entry at slot (from map_find), shifting later members of its probe run back
+ * so that lookups never stop early at the hole. */
+static void map_del(ibex_cuda_map *m, ibex_cuda_entry *slot) {
+    const size_t mask = m->cap - 1;
+    size_t hole = (size_t)(slot - m->e), j = hole;
+    for (;;) {
+        j = (j + 1) & mask;
+        if (m->e[j].key == 0) break;
+        const size_t home = map_slot(m->e[j].key, mask);
+        /* entry j may move into the hole unless its home lies cyclically in (hole, j] */
+        const bool stays = hole <= j ? (hole < home && home <= j) : (hole < home || home <= j);
+        if (!stays) {
+            m->e[hole] = m->e[j];
+            hole = j;
+        }
+    }
+    memset(&m->e[hole], 0, sizeof m->e[hole]);
+    m->len--;
+}
+
+/* ---- tracked memory ---- */
+
+static const char *kind_name(int kind) {
+    static const char *const names[IBEX_BUF_KIND_COUNT] = {"weights", "KV cache", "activations",
+                                                           "workspace"};
+    return (unsigned)kind < IBEX_BUF_KIND_COUNT ? names[kind] : "?";
+}
+
+void *ibex_cuda_buf_alloc(ibex_cuda_ctx *ctx, size_t bytes, ibex_buf_kind kind, bool weight,
+                          ibex_err *err) {
+    const size_t n = bytes ? bytes : 1; /* a real, distinct pointer even for 0 bytes */
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, n);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        ibex_err_set(err, e == cudaErrorMemoryAllocation ? IBEX_ERR_NOMEM : IBEX_ERR_BACKEND,
+                     "CUDA: cudaMalloc of %zu bytes (%s) on device %d failed: %s "
+                     "(this backend holds %.1f MiB)",
+                     bytes, kind_name(kind), ctx->device, cudaGetErrorString(e),
+                     (double)ctx->held_total / 1048576.0);
+        return NULL;
+    }
+    if (IBEX_CUDA_TRY(ctx, err, cudaMemsetAsync(p, 0, n, ctx->stream)) != IBEX_OK) {
+        (void)cudaStreamSynchronize(ctx->stream);
+        (void)cudaFree(p);
+        (void)cudaGetLastError();
+        return NULL;
+    }
+    ibex_cuda_entry en;
+    memset(&en, 0, sizeof en);
+    en.key = (uintptr_t)p;
+    en.dev = p;
+    en.bytes = bytes;
+    en.kind = (int)kind;
+    en.weight = weight;
+    if (!map_put(&ctx->bufs, &en)) {
+        (void)cudaStreamSynchronize(ctx->stream);
+        (void)cudaFree(p);
+        ibex_err_set(err, IBEX_ERR_NOMEM, "CUDA: out of host memory for the buffer table");
+        return NULL;
+    }
+    ctx->held[kind] += (int64_t)bytes;
+    ctx->held_total += (int64_t)bytes;
+    if (ctx->held_total > ctx->peak) ctx->peak = ctx->held_total;
+    return p;
+}
+
+bool ibex_cuda_buf_free(ibex_cuda_ctx *ctx, void *p) {
+    ibex_cuda_entry *en = map_find(&ctx->bufs, (uintptr_t)p);
+    if (!en) return false;
+    ctx->held[en->kind] -= (int64_t)en->bytes;
+    ctx->held_total -= (int64_t)en->bytes;
+    map_del(&ctx->bufs, en);
+    /* queued kernels may still read p: let them finish first */
+    (void)IBEX_CUDA_TRY(ctx, NULL, cudaStreamSynchronize(ctx->stream));
+    (void)IBEX_CUDA_TRY(ctx, NULL, cudaFree(p));
+    return true;
+}
+
+void *ibex_cuda_scratch(ibex_cuda_ctx *ctx, size_t bytes) {
+    if (ctx->scratch && bytes <= ctx->scratch_bytes) return ctx->scratch;
+    /* grow by half again, in whole MiB, so a context that grows token by token does not
+     * reallocate at every step; fall back to the exact size when the device is tight */
+    const size_t mib = (size_t)1 << 20;
+    const size_t want = (bytes + bytes / 2 + mib - 1) & ~(mib - 1);
+    if (ctx->scratch) ibex_cuda_buf_free(ctx, ctx->scratch); /* waits for the stream */
+    ctx->scratch = NULL;
+    ctx->scratch_bytes = 0;
+    ibex_err e;
+    memset(&e, 0, sizeof e);
+    size_t got = want;
+    void *p = ibex_cuda_buf_alloc(ctx, want, IBEX_BUF_WORKSPACE, false, &e);
+    if (!p) {
+        got = bytes;
+        p = ibex_cuda_buf_alloc(ctx, bytes, IBEX_BUF_WORKSPACE, false, &e);
+    }
+    if (!p) {
+        ibex_cuda_record(ctx, e.status, "CUDA: op scratch of %zu bytes: %s", bytes, e.msg);
+        return NULL;
+    }
+    ctx->scratch = p;
+    ctx->scratch_bytes = got;
+    return p;
+}
+
+/* ---- the memory entry points ---- */
+
+static void *cuda_alloc(ibex_backend *be, size_t bytes, ibex_buf_kind kind, ibex_err *err) {
+    ibex_cuda_ctx *ctx = ibex_cuda_ctx_of(be);
+    if ((unsigned)kind >= IBEX_BUF_KIND_COUNT) {
+        ibex_err_set(err, IBEX_ERR_INVALID, "CUDA alloc: unknown buffer kind %d", (int)kind);
+        return NULL;
+    }
+    IBEX_CUDA_CHECK_RET(ctx, err, ibex_cuda_enter(ctx), NULL);
+    return ibex_cuda_buf_alloc(ctx, bytes, kind, false, err);
+}
+
+static void cuda_dealloc(ibex_backend *be, void *p) {
+    ibex_cuda_ctx *ctx = ibex_cuda_ctx_of(be);
+    if (!p) return;
+    const ibex_cuda_entry *en = map_find(&ctx->bufs, (uintptr_t)p);
+    if (!en) {
+        ibex_cuda_record(ctx, IBEX_ERR_INVALID,
+                         "CUDA dealloc: %p was not allocated by this backend (or is freed already)", p);
+        return;
+    }
+    if (en->weight) {
+        ibex_cuda_record(ctx, IBEX_ERR_INVALID,
+                         "CUDA dealloc: %p is a cached weight; weights are freed with the backend", p);
+        return;
+    }
+    if (ibex_cuda_enter(ctx) != cudaSuccess) (void)cudaGetLastError();
+    ibex_cuda_buf_free(ctx, p);
+}
+
+static const void *cuda_weight(ibex_backend *be, const void *host, size_t bytes, ibex_err *err) {
+    ibex_cuda_ctx *ctx = ibex_cuda_ctx_of(be);
+    if (!host) {
+        ibex_err_set(err, IBEX_ERR_INVALID, "CUDA weight: NULL host pointer");
+        return NULL;
+    }
+    const ibex_cuda_entry *en = map_find(&ctx->weights, (uintptr_t)host);
+    if (en) {
+        if (bytes > en->bytes) {
+            ibex_err_set(err, IBEX_ERR_INVALID,
+                         "CUDA weight: host tensor %p was uploaded with %zu bytes, now asked for %zu",
+                         host, en->bytes, bytes);
+            return NULL;
+        }
+        return en->dev;
+    }
+    IBEX_CUDA_CHECK_RET(ctx, err, ibex_cuda_enter(ctx), NULL);
+    void *d = ibex_cuda_buf_alloc(ctx, bytes, IBEX_BUF_WEIGHTS, true, err);
+    if (!d) return NULL;
+    if (bytes > 0 &&
+        (IBEX_CUDA_TRY(ctx, err, cudaMemcpyAsync(d, host, bytes, cudaMemcpyHostToDevice, ctx->stream)) != IBEX_OK ||
+         IBEX_CUDA_TRY(ctx, err, cudaStreamSynchronize(ctx->stream)) != IBEX_OK)) {
+        ibex_cuda_buf_free(ctx, d);
+        return NULL;
+    }
+    ibex_cuda_entry w;
+    memset(&w, 0, sizeof w);
+    w.key = (uintptr_t)host;
+    w.dev = d;
+    w.bytes = bytes;
+    w.kind = IBEX_BUF_WEIGHTS;
+    w.weight = true;
+    if (!map_put(&ctx->weights, &w)) {
+        ibex_cuda_buf_free(ctx, d);
+        ibex_err_set(err, IBEX_ERR_NOMEM, "CUDA weight: out of host memory for the weight cache");
+        return NULL;
+    }
+    return d;
+}
+
+/* Synchronizes so the caller may reuse src at once, whatever kind of host memory it is. */
+static ibex_status cuda_upload(ibex_backend *be, void *dst, const void *src, size_t bytes, ibex_err *err) {
+    ibex_cuda_ctx *ctx = ibex_cuda_ctx_of(be);
+    if (bytes == 0) return IBEX_OK;
+    IBEX_CUDA_CHECK(ctx, err, ibex_cuda_enter(ctx));
+    IBEX_CUDA_CHECK(ctx, err, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, ctx->stream));
+    IBEX_CUDA_CHECK(ctx, err, cudaStreamSynchronize(ctx->stream));
+    return IBEX_OK;
+}
+
+static ibex_status cuda_download(ibex_backend *be, void *dst, const void *src, size_t bytes, ibex_err *err) {
+    ibex_cuda_ctx *ctx = ibex_cuda_ctx_of(be);
+    if (bytes == 0) return IBEX_OK;
+    IBEX_CUDA_CHECK(ctx, err, ibex_cuda_enter(ctx));
+    IBEX_CUDA_CHECK(ctx, err, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, ctx->stream));
+    IBEX_CUDA_CHECK(ctx, err, cudaStreamSynchronize(ctx->stream));
+    return IBEX_OK;
+}
+
+static void cuda_copy(ibex_backend *be, void *dst, const void *src, size_t bytes) {
+    ibex_cuda_ctx *ctx = ibex_cuda_ctx_of(be);
+    if (bytes == 0) return;
+    IBEX_CUDA_CHECK_OP(ctx, ibex_cuda_enter(ctx));
+    IBEX_CUDA_CHECK_OP(ctx, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, ctx->stream));
+}
+
+static ibex_status cuda_sync(ibex_backend *be, ibex_err *err) {
+    ibex_cuda_ctx *ctx = ibex_cuda_ctx_of(be);
+    if (IBEX_CUDA_TRY(ctx, NULL, ibex_cuda_enter(ctx)) == IBEX_OK)
+        (void)IBEX_CUDA_TRY(ctx, NULL, cudaStreamSynchronize(ctx->stream));
+    const ibex_status st = ctx->err.status;
+    if (st == IBEX_OK) return IBEX_OK;
+    if (err) *err = ctx->err;
+    memset(&ctx->err, 0, sizeof ctx->err);
+    return st;
+}
+
+static ibex_status cuda_set_attention(ibex_backend *be, ibex_attn_impl impl, ibex_err *err) {
+    if ((unsigned)impl >= IBEX_ATTN_IMPL_COUNT)
+        return ibex_err_set(err, IBEX_ERR_INVALID, "CUDA: unknown attention implementation %d", (int)impl);
+    ibex_cuda_ctx_of(be)->attn = impl;
+    return IBEX_OK;
+}
+
+static void cuda_device_info(ibex_backend *be, ibex_device_info *out) {
+    ibex_cuda_ctx *ctx = ibex_cuda_ctx_of(be);
+    memset(out, 0, sizeof *out);
+    snprintf(out->name, sizeof out->name, "%s", ctx->name);
+    out->cc_major = ctx->cc_major;
+    out->cc_minor = ctx->cc_minor;
+    out->sm_count = ctx->sm_count;
+    for (int k = 0; k < IBEX_BUF_KIND_COUNT; k++) out->buf_bytes[k] = ctx->held[k];
+    out->buf_peak = ctx->peak;
+    size_t free_b = 0, total_b = 0;
+    IBEX_CUDA_CHECK_OP(ctx, ibex_cuda_enter(ctx));
+    IBEX_CUDA_CHECK_OP(ctx, cudaMemGetInfo(&free_b, &total_b));
+    out->mem_free = (int64_t)free_b;
+    out->mem_total = (int64_t)total_b;
+}
+
+static int cmp_float(const void *a, const void *b) {
+    const float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* A warm-up copy, then BW_REPS timed device-to-device copies of bytes, each between its
+ * own pair of events; bytes/s = 2·bytes / median time (each byte is read and written). */
+static double cuda_copy_bandwidth(ibex_backend *be, size_t bytes, ibex_err *err) {
+    ibex_cuda_ctx *ctx = ibex_cuda_ctx_of(be);
+    void *a = NULL, *b = NULL;
+    cudaEvent_t ev[2 * BW_REPS];
+    float ms[BW_REPS];
+    int n_ev = 0;
+    double result = 0.0;
+    if (bytes == 0) {
+        ibex_err_set(err, IBEX_ERR_INVALID, "CUDA copy_bandwidth: 0 bytes");
+        return 0.0;
+    }
+    IBEX_CUDA_CHECK_RET(ctx, err, ibex_cuda_enter(ctx), 0.0);
+    a = ibex_cuda_buf_alloc(ctx, bytes, IBEX_BUF_WORKSPACE, false, err);
+    if (a) b = ibex_cuda_buf_alloc(ctx, bytes, IBEX_BUF_WORKSPACE, false, err);
+    if (!a || !b) goto done;
+    for (; n_ev < 2 * BW_REPS; n_ev++)
+        if (IBEX_CUDA_TRY(ctx, err, cudaEventCreate(&ev[n_ev])) != IBEX_OK) goto done;
+    if (IBEX_CUDA_TRY(ctx, err, cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, ctx->stream)) != IBEX_OK)
+        goto done;
+    for (int r = 0; r < BW_REPS; r++) {
+        if (IBEX_CUDA_TRY(ctx, err, cudaEventRecord(ev[2 * r], ctx->stream)) != IBEX_OK ||
+            IBEX_CUDA_TRY(ctx, err, cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, ctx->stream)) != IBEX_OK ||
+            IBEX_CUDA_TRY(ctx, err, cudaEventRecord(ev[2 * r + 1], ctx->stream)) != IBEX_OK)
+            goto done;
+    }
+    if (IBEX_CUDA_TRY(ctx, err, cudaEventSynchronize(ev[2 * BW_REPS - 1])) != IBEX_OK) goto done;
+    for (int r = 0; r < BW_REPS; r++)
+        if (IBEX_CUDA_TRY(ctx, err, cudaEventElapsedTime(&ms[r], ev[2 * r], ev[2 * r + 1])) != IBEX_OK)
+            goto done;
+    qsort(ms, BW_REPS, sizeof ms[0], cmp_float);
+    if (ms[BW_REPS / 2] > 0.0f) {
+        result = 2.0 * (double)bytes / ((double)ms[BW_REPS / 2] * 1e-3);
+    } else {
+        ibex_err_set(err, IBEX_ERR_BACKEND, "CUDA copy_bandwidth: a copy of %zu bytes timed at 0 ms", bytes);
+    }
+done:
+    for (int i = 0; i < n_ev; i++) (void)cudaEventDestroy(ev[i]);
+    if (b) ibex_cuda_buf_free(ctx, b);
+    if (a) ibex_cuda_buf_free(ctx, a);
+    return result;
+}
+
+/* Releases everything ctx holds; safe on a partly built ctx. Never fails. */
+static void ctx_release(ibex_cuda_ctx *ctx) {
+    (void)ibex_cuda_enter(ctx);
+    if (ctx->stream) (void)cudaStreamSynchronize(ctx->stream);
+    if (ctx->cublas) (void)cublasDestroy(ctx->cublas);
+    for (size_t i = 0; i < ctx->bufs.cap; i++)
+        if (ctx->bufs.e[i].key) (void)cudaFree(ctx->bufs.e[i].dev);
+    free(ctx->bufs.e);
+    free(ctx->weights.e);
+    if (ctx->stream) (void)cudaStreamDestroy(ctx->stream);
+    (void)cudaGetLastError();
+    memset(ctx, 0, sizeof *ctx);
+}
+
+static void cuda_free(ibex_backend *be) {
+    ibex_cuda_ctx *ctx = ibex_cuda_ctx_of(be);
+    if (!ctx) return;
+    ctx_release(ctx);
+    free(ctx);
+    be->ctx = NULL;
+}
+
+/* ---- construction ---- */
+
+extern "C" int ibex_cuda_device_count(void) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return n > 0 ? n : 0;
+}
+
+extern "C" ibex_backend *ibex_backend_cuda_new(int device, ibex_err *err) {
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    ibex_backend *be = NULL;
+    ibex_cuda_ctx *ctx = NULL;
+    cudaDeviceProp prop;
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        ibex_err_set(err, IBEX_ERR_BACKEND, "no CUDA device: cudaGetDeviceCount: %s", cudaGetErrorString(e));
+        return NULL;
+    }
+    if (n <= 0) {
+        ibex_err_set(err, IBEX_ERR_BACKEND, "no CUDA device: cudaGetDeviceCount found none");
+        return NULL;
+    }
+    if (device < 0 || device >= n) {
+        ibex_err_set(err, IBEX_ERR_INVALID, "CUDA device %d does not exist (%d visible: 0..%d)", device, n, n - 1);
+        return NULL;
+    }
+    be = (ibex_backend *)calloc(1, sizeof *be);
+    ctx = (ibex_cuda_ctx *)calloc(1, sizeof *ctx);
+    if (!be || !ctx) {
+        free(be);
+        free(ctx);
+        ibex_err_set(err, IBEX_ERR_NOMEM, "CUDA backend: out of host memory");
+        return NULL;
+    }
+    ctx->device = device;
+    ctx->attn = IBEX_ATTN_AUTO;
+    memset(&prop, 0, sizeof prop);
+    if (IBEX_CUDA_TRY(ctx, err, cudaSetDevice(device)) != IBEX_OK ||
+        IBEX_CUDA_TRY(ctx, err, cudaGetDeviceProperties(&prop, device)) != IBEX_OK ||
+        IBEX_CUDA_TRY(ctx, err, cudaStreamCreateWithFlags(&ctx->stream, cudaStreamNonBlocking)) != IBEX_OK ||
+        IBEX_CUBLAS_TRY(ctx, err, cublasCreate(&ctx->cublas)) != IBEX_OK ||
+        IBEX_CUBLAS_TRY(ctx, err, cublasSetStream(ctx->cublas, ctx->stream)) != IBEX_OK)
+        goto fail;
+    snprintf(ctx->name, sizeof ctx->name, "%s", prop.name);
+    ctx->cc_major = prop.major;
+    ctx->cc_minor = prop.minor;
+    ctx->sm_count = prop.multiProcessorCount;
+    /* our own workspace, so its bytes are counted; set after cublasSetStream, which resets
+     * the handle to the default workspace pool */
+    ctx->cublas_ws = ibex_cuda_buf_alloc(ctx, CUBLAS_WORKSPACE_BYTES, IBEX_BUF_WORKSPACE, false, err);
+    if (!ctx->cublas_ws ||
+        IBEX_CUBLAS_TRY(ctx, err, cublasSetWorkspace(ctx->cublas, ctx->cublas_ws, CUBLAS_WORKSPACE_BYTES)) != IBEX_OK ||
+        /* default math allows tensor cores for F16/BF16 inputs; F32 GEMMs ask for
+         * CUBLAS_COMPUTE_32F_PEDANTIC per call (no TF32), see cuda_matmul.cu */
+        IBEX_CUBLAS_TRY(ctx, err, cublasSetMathMode(ctx->cublas, CUBLAS_DEFAULT_MATH)) != IBEX_OK)
+        goto fail;
+    memset(&ctx->err, 0, sizeof ctx->err);
+
+    be->name = "cuda";
+    be->ctx = ctx;
+    be->set_threads = NULL;
+    be->matmul = ibex_cuda_matmul;
+    be->rmsnorm = ibex_cuda_rmsnorm;
+    be->rope = ibex_cuda_rope;
+    be->softmax = ibex_cuda_softmax;
+    be->silu_mul = ibex_cuda_silu_mul;
+    be->add = ibex_cuda_add;
+    be->embed = ibex_cuda_embed;
+    be->kv_write = ibex_cuda_kv_write;
+    be->attention = ibex_cuda_attention;
+    be->alloc = cuda_alloc;
+    be->dealloc = cuda_dealloc;
+    be->weight = cuda_weight;
+    be->upload = cuda_upload;
+    be->download = cuda_download;
+    be->copy = cuda_copy;
+    be->sync = cuda_sync;
+    be->set_attention = cuda_set_attention;
+    be->device_info = cuda_device_info;
+    be->copy_bandwidth = cuda_copy_bandwidth;
+    be->free = cuda_free;
+    return be;
+
+fail:
+    ibex_err_prefix(err, "CUDA device %d", device);
+    ctx_release(ctx);
+    free(ctx);
+    free(be);
+    return NULL;
+}

@@ -1,0 +1,19 @@
+/* cuda_rope.cuh — the CUDA rotary-embedding op (cuda_rope.cu); plain C declarations. */
+#ifndef IBEX_CUDA_ROPE_CUH
+#define IBEX_CUDA_ROPE_CUH
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#include "kernels/backend.h"
+
+/* Contract of ibex_backend.rope; pos is a device array of T positions. */
+void ibex_cuda_rope(ibex_backend *be, float *x, const int32_t *pos, int T, int n_heads, int head_dim,
+                    int rope_dim, float freq_base);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

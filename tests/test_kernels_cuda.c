@@ -1,0 +1,680 @@
+/* test_kernels_cuda.c — the CUDA backend against the CPU backend (ibex_backend_cpu_new(1)),
+ * op by op, on fixed-seed random inputs, by normalized error sqrt(Σ(a−b)²/Σb²): F32 ops
+ * to 1e-6 (matmul 2e-6, attention 5e-6: long F32 sums in different orders), the F16/BF16
+ * matmul to the rounding of x that its cuBLAS path does (the matrix-vector path keeps x in
+ * F32 and must match to 1e-5). Device outputs are poisoned
+ * with NaN first, so an element an op forgot to write fails the comparison, and unused
+ * KV-cache slots are NaN so a kernel reading past the causal limit fails too. Also: both
+ * matmul paths, the three attention forms against each other through paged and contiguous
+ * layouts, kv_write layouts, memory accounting by kind, the weight cache, the sticky error
+ * and sync, copy and copy_bandwidth, and a bad device id.
+ *
+ * Every test needs a CUDA device and skips (reported as skipped, not passed) without one,
+ * or in builds without the CUDA backend. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/backend.h"
+#include "kernels/dtype.h"
+
+#if IBEX_HAVE_CUDA
+#include "kernels/cuda/cuda_attention.cuh"
+#include "kernels/cuda/cuda_matmul.cuh"
+#endif
+
+/* ---- helpers ---- */
+
+typedef struct rng {
+    uint64_t s;
+} rng;
+
+static uint64_t rng_next(rng *r) { /* splitmix64 */
+    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* uniform in [lo, hi) */
+static float rng_uniform(rng *r, float lo, float hi) {
+    return lo + (hi - lo) * (float)((rng_next(r) >> 40) * 0x1p-24);
+}
+
+static float *rand_vec(rng *r, int64_t n, float lo, float hi) {
+    float *v = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    cr_assert_not_null(v);
+    for (int64_t i = 0; i < n; i++) v[i] = rng_uniform(r, lo, hi);
+    return v;
+}
+
+static float *nan_vec(int64_t n) {
+    float *v = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    cr_assert_not_null(v);
+    for (int64_t i = 0; i < n; i++) v[i] = NAN;
+    return v;
+}
+
+/* sqrt(Σ(a−b)² / Σb²); NaN anywhere gives +inf so every threshold check fails. */
+static double nerr(const float *a, const float *b, int64_t n) {
+    double num = 0.0, den = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        if (isnan(a[i]) || isnan(b[i])) return INFINITY;
+        const double d = (double)a[i] - (double)b[i];
+        num += d * d;
+        den += (double)b[i] * b[i];
+    }
+    return den > 0.0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* The CUDA backend on device 0, or the test is skipped. */
+static ibex_backend *gpu_or_skip(void) {
+#if IBEX_HAVE_CUDA
+    if (ibex_cuda_device_count() > 0) {
+        ibex_err err = {0};
+        ibex_backend *be = ibex_backend_cuda_new(0, &err);
+        cr_assert_not_null(be, "ibex_backend_cuda_new(0): %s", err.msg);
+        return be;
+    }
+#endif
+    cr_skip_test("no CUDA device");
+    return NULL; /* not reached */
+}
+
+static ibex_backend *cpu_be(void) {
+    ibex_backend *be = ibex_backend_cpu_new(1);
+    cr_assert_not_null(be);
+    return be;
+}
+
+/* A device buffer of kind holding a copy of bytes of host memory. */
+static void *dup_kind(ibex_backend *be, const void *host, size_t bytes, ibex_buf_kind kind) {
+    ibex_err err = {0};
+    void *d = be->alloc(be, bytes, kind, &err);
+    cr_assert_not_null(d, "alloc of %zu bytes: %s", bytes, err.msg);
+    cr_assert_eq(be->upload(be, d, host, bytes, &err), IBEX_OK, "upload: %s", err.msg);
+    return d;
+}
+
+static void *dup_to(ibex_backend *be, const void *host, size_t bytes) {
+    return dup_kind(be, host, bytes, IBEX_BUF_ACTIVATIONS);
+}
+
+/* n device floats, all NaN. */
+static float *dev_nan(ibex_backend *be, int64_t n) {
+    float *h = nan_vec(n);
+    float *d = dup_to(be, h, (size_t)n * sizeof(float));
+    free(h);
+    return d;
+}
+
+/* A malloc'ed host copy of n device floats. */
+static float *fetch(ibex_backend *be, const float *d, int64_t n) {
+    float *h = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    cr_assert_not_null(h);
+    ibex_err err = {0};
+    cr_assert_eq(be->download(be, h, d, (size_t)n * sizeof(float), &err), IBEX_OK, "download: %s", err.msg);
+    return h;
+}
+
+static void expect_sync_ok(ibex_backend *be) {
+    ibex_err err = {0};
+    cr_assert_eq(be->sync(be, &err), IBEX_OK, "sync: %s", err.msg);
+}
+
+/* Whether the CUDA matmul takes its matrix-vector path for these arguments. */
+static bool uses_matvec(ibex_type t, int T, int n_in, const void *w, const float *x) {
+#if IBEX_HAVE_CUDA
+    return ibex_cuda_matmul_path(t, T, n_in, w, x) == IBEX_CUDA_MM_MATVEC;
+#else
+    (void)t, (void)T, (void)n_in, (void)w, (void)x;
+    return false;
+#endif
+}
+
+/* ---- backend object ---- */
+
+Test(kernels_cuda, constructor_fills_every_entry) {
+    ibex_backend *be = gpu_or_skip();
+    cr_assert_str_eq(be->name, "cuda");
+    cr_assert(be->matmul && be->rmsnorm && be->rope && be->softmax && be->silu_mul && be->add &&
+              be->embed && be->kv_write && be->attention && be->free);
+    cr_assert(be->alloc && be->dealloc && be->weight && be->upload && be->download && be->copy &&
+              be->sync && be->set_attention && be->device_info && be->copy_bandwidth);
+    ibex_device_info info;
+    be->device_info(be, &info);
+    cr_assert(info.name[0] != '\0');
+    cr_assert(info.cc_major > 0 && info.sm_count > 0, "cc %d.%d, %d SMs", info.cc_major, info.cc_minor,
+              info.sm_count);
+    cr_assert(info.mem_total > 0 && info.mem_free > 0 && info.mem_free <= info.mem_total);
+    /* the cuBLAS workspace is the only buffer of a fresh backend */
+    cr_assert_eq(info.buf_bytes[IBEX_BUF_WEIGHTS], 0);
+    cr_assert_eq(info.buf_bytes[IBEX_BUF_KV], 0);
+    cr_assert_eq(info.buf_bytes[IBEX_BUF_ACTIVATIONS], 0);
+    cr_assert(info.buf_bytes[IBEX_BUF_WORKSPACE] > 0);
+    ibex_err err = {0};
+    cr_assert_eq(be->set_attention(be, IBEX_ATTN_IMPL_COUNT, &err), IBEX_ERR_INVALID);
+    cr_assert_eq(be->set_attention(be, IBEX_ATTN_SPLIT_K, &err), IBEX_OK);
+    expect_sync_ok(be);
+    ibex_backend_free(be);
+}
+
+Test(kernels_cuda, bad_device_id_gives_null_and_message) {
+    ibex_backend *be = gpu_or_skip();
+    ibex_backend_free(be);
+#if IBEX_HAVE_CUDA
+    const int n = ibex_cuda_device_count();
+    const int bad[2] = {n, -1};
+    for (int i = 0; i < 2; i++) {
+        ibex_err err = {0};
+        cr_assert_null(ibex_backend_cuda_new(bad[i], &err), "device %d accepted", bad[i]);
+        cr_assert_neq(err.status, IBEX_OK);
+        cr_assert(strstr(err.msg, "does not exist") != NULL, "message: %s", err.msg);
+    }
+#endif
+}
+
+/* ---- memory ---- */
+
+Test(kernels_cuda, alloc_dealloc_accounting_is_exact_by_kind) {
+    ibex_backend *be = gpu_or_skip();
+    ibex_device_info i0, i1, i2, i3;
+    be->device_info(be, &i0);
+    ibex_err err = {0};
+    void *a = be->alloc(be, 1000, IBEX_BUF_KV, &err);
+    void *b = be->alloc(be, 4096, IBEX_BUF_ACTIVATIONS, &err);
+    void *c = be->alloc(be, 123, IBEX_BUF_WORKSPACE, &err);
+    cr_assert(a && b && c, "alloc: %s", err.msg);
+    be->device_info(be, &i1);
+    cr_assert_eq(i1.buf_bytes[IBEX_BUF_KV], i0.buf_bytes[IBEX_BUF_KV] + 1000);
+    cr_assert_eq(i1.buf_bytes[IBEX_BUF_ACTIVATIONS], i0.buf_bytes[IBEX_BUF_ACTIVATIONS] + 4096);
+    cr_assert_eq(i1.buf_bytes[IBEX_BUF_WORKSPACE], i0.buf_bytes[IBEX_BUF_WORKSPACE] + 123);
+    cr_assert_eq(i1.buf_bytes[IBEX_BUF_WEIGHTS], i0.buf_bytes[IBEX_BUF_WEIGHTS]);
+    int64_t held = 0;
+    for (int k = 0; k < IBEX_BUF_KIND_COUNT; k++) held += i1.buf_bytes[k];
+    cr_assert(i1.buf_peak >= held);
+
+    /* alloc zeroes */
+    unsigned char z[1000];
+    memset(z, 0xab, sizeof z);
+    cr_assert_eq(be->download(be, z, a, sizeof z, &err), IBEX_OK, "%s", err.msg);
+    for (size_t k = 0; k < sizeof z; k++) cr_assert_eq(z[k], 0, "byte %zu not zeroed", k);
+
+    be->dealloc(be, b);
+    be->device_info(be, &i2);
+    cr_assert_eq(i2.buf_bytes[IBEX_BUF_ACTIVATIONS], i0.buf_bytes[IBEX_BUF_ACTIVATIONS]);
+    cr_assert_eq(i2.buf_bytes[IBEX_BUF_KV], i1.buf_bytes[IBEX_BUF_KV]);
+    be->dealloc(be, a);
+    be->dealloc(be, c);
+    be->dealloc(be, NULL); /* no-op */
+    be->device_info(be, &i3);
+    for (int k = 0; k < IBEX_BUF_KIND_COUNT; k++) cr_assert_eq(i3.buf_bytes[k], i0.buf_bytes[k], "kind %d", k);
+    cr_assert_eq(i3.buf_peak, i1.buf_peak, "the peak does not go down");
+    expect_sync_ok(be);
+
+    /* dealloc of a pointer the backend does not own is a sticky error, then cleared */
+    int not_ours;
+    be->dealloc(be, &not_ours);
+    cr_assert_eq(be->sync(be, &err), IBEX_ERR_INVALID);
+    cr_assert(strstr(err.msg, "not allocated") != NULL, "%s", err.msg);
+    expect_sync_ok(be);
+    ibex_backend_free(be);
+}
+
+Test(kernels_cuda, weight_cache_returns_one_copy_per_host_pointer) {
+    ibex_backend *be = gpu_or_skip();
+    const size_t n = 2500;
+    rng r = {11};
+    float *h1 = rand_vec(&r, (int64_t)n, -1.0f, 1.0f), *h2 = rand_vec(&r, (int64_t)n, -1.0f, 1.0f);
+    ibex_device_info i0, i1;
+    be->device_info(be, &i0);
+    ibex_err err = {0};
+    const void *w1 = be->weight(be, h1, n * 4, &err);
+    cr_assert_not_null(w1, "%s", err.msg);
+    be->device_info(be, &i1);
+    cr_assert_eq(i1.buf_bytes[IBEX_BUF_WEIGHTS], i0.buf_bytes[IBEX_BUF_WEIGHTS] + (int64_t)(n * 4));
+    cr_assert_eq(be->weight(be, h1, n * 4, &err), w1, "second call must hit the cache");
+    cr_assert_eq(be->weight(be, h1, n * 2, &err), w1, "a prefix is the same tensor");
+    be->device_info(be, &i1);
+    cr_assert_eq(i1.buf_bytes[IBEX_BUF_WEIGHTS], i0.buf_bytes[IBEX_BUF_WEIGHTS] + (int64_t)(n * 4));
+    memset(&err, 0, sizeof err);
+    cr_assert_null(be->weight(be, h1, n * 8, &err), "larger than the cached copy");
+    cr_assert_neq(err.status, IBEX_OK);
+    const void *w2 = be->weight(be, h2, n * 4, &err);
+    cr_assert(w2 && w2 != w1);
+    float *back = fetch(be, w1, (int64_t)n);
+    cr_assert(memcmp(back, h1, n * 4) == 0, "weight contents");
+    free(back);
+    /* weights are not dealloc'able: sticky error, nothing freed */
+    be->dealloc(be, (void *)w1);
+    cr_assert_eq(be->sync(be, &err), IBEX_ERR_INVALID);
+    be->device_info(be, &i1);
+    cr_assert_eq(i1.buf_bytes[IBEX_BUF_WEIGHTS], i0.buf_bytes[IBEX_BUF_WEIGHTS] + (int64_t)(n * 8));
+    expect_sync_ok(be);
+    ibex_backend_free(be);
+    free(h1), free(h2);
+}
+
+Test(kernels_cuda, copy_and_copy_bandwidth) {
+    ibex_backend *be = gpu_or_skip();
+    const int64_t n = 100003;
+    rng r = {12};
+    float *x = rand_vec(&r, n, -1.0f, 1.0f);
+    float *a = dup_to(be, x, (size_t)n * 4), *b = dev_nan(be, n);
+    be->copy(be, b, a, (size_t)n * 4);
+    expect_sync_ok(be);
+    float *y = fetch(be, b, n);
+    cr_assert(memcmp(x, y, (size_t)n * 4) == 0);
+    ibex_device_info i0, i1;
+    be->device_info(be, &i0);
+    ibex_err err = {0};
+    const double bw = be->copy_bandwidth(be, (size_t)64 << 20, &err);
+    cr_assert(isfinite(bw) && bw > 1e9, "copy bandwidth %g B/s: %s", bw, err.msg);
+    be->device_info(be, &i1);
+    cr_assert_eq(i1.buf_bytes[IBEX_BUF_WORKSPACE], i0.buf_bytes[IBEX_BUF_WORKSPACE], "temporaries freed");
+    int64_t held = 0;
+    for (int k = 0; k < IBEX_BUF_KIND_COUNT; k++) held += i0.buf_bytes[k];
+    cr_assert(i1.buf_peak >= held + 2 * ((int64_t)64 << 20), "temporaries counted while held");
+    expect_sync_ok(be);
+    free(x), free(y);
+    ibex_backend_free(be);
+}
+
+Test(kernels_cuda, sticky_error_from_an_op_reaches_sync_once) {
+    ibex_backend *be = gpu_or_skip();
+    const int n_in = 64, n_out = 8;
+    uint8_t wq[8 * 2 * 34];
+    memset(wq, 0, sizeof wq);
+    float x[64];
+    for (int k = 0; k < n_in; k++) x[k] = 1.0f;
+    void *dw = dup_kind(be, wq, sizeof wq, IBEX_BUF_WEIGHTS);
+    float *dx = dup_to(be, x, sizeof x), *dy = dev_nan(be, n_out);
+    be->matmul(be, dy, dx, dw, IBEX_TYPE_Q8_0, 1, n_in, n_out);
+    ibex_err err = {0};
+    cr_assert_eq(be->sync(be, &err), IBEX_ERR_UNSUPPORTED);
+    cr_assert(strstr(err.msg, "Q8_0") != NULL, "%s", err.msg);
+    float *y = fetch(be, dy, n_out);
+    for (int k = 0; k < n_out; k++) cr_assert(isnan(y[k]), "unsupported matmul must leave NaN");
+    free(y);
+    expect_sync_ok(be); /* cleared */
+    ibex_backend_free(be);
+}
+
+/* ---- matmul ---- */
+
+/* Row-major [n_out][n_in] weights of type t from uniform values in [−1, 1). */
+static void *make_weights(rng *r, ibex_type t, int n_out, int n_in, size_t *bytes) {
+    float *src = rand_vec(r, (int64_t)n_out * n_in, -1.0f, 1.0f);
+    const size_t rb = ibex_type_row_bytes(t, n_in);
+    cr_assert(rb > 0);
+    void *w = malloc(rb * (size_t)n_out);
+    cr_assert_not_null(w);
+    for (int o = 0; o < n_out; o++)
+        cr_assert(ibex_row_from_f32((char *)w + rb * (size_t)o, src + (int64_t)o * n_in, t, n_in));
+    free(src);
+    *bytes = rb * (size_t)n_out;
+    return w;
+}
+
+/* One matmul on both backends. x_misalign shifts x by one float on the device, which
+ * must send F16/BF16 decode to cuBLAS (the matvec kernel needs 16-byte alignment). */
+static void check_matmul(ibex_backend *gpu, ibex_backend *cpu, ibex_type t, int T, int n_in, int n_out,
+                         bool x_misalign, uint64_t seed) {
+    rng r = {seed};
+    size_t wb;
+    void *w = make_weights(&r, t, n_out, n_in, &wb);
+    const int64_t nx = (int64_t)T * n_in, ny = (int64_t)T * n_out;
+    float *x = rand_vec(&r, nx, -1.0f, 1.0f);
+    float *ref = nan_vec(ny);
+    cpu->matmul(cpu, ref, x, w, t, T, n_in, n_out);
+
+    void *dw = dup_kind(gpu, w, wb, IBEX_BUF_WEIGHTS);
+    float *xbuf = dev_nan(gpu, nx + 1);
+    float *dx = xbuf + (x_misalign ? 1 : 0);
+    ibex_err err = {0};
+    cr_assert_eq(gpu->upload(gpu, dx, x, (size_t)nx * 4, &err), IBEX_OK, "%s", err.msg);
+    float *dy = dev_nan(gpu, ny);
+    const bool matvec = uses_matvec(t, T, n_in, dw, dx);
+    const bool want = t != IBEX_TYPE_F32 && T <= 4 && n_in % 8 == 0 && !x_misalign;
+    cr_assert_eq(matvec, want, "%s T=%d n_in=%d: path", ibex_type_name(t), T, n_in);
+    gpu->matmul(gpu, dy, dx, dw, t, T, n_in, n_out);
+    expect_sync_ok(gpu);
+    float *y = fetch(gpu, dy, ny);
+    /* cuBLAS rounds x to the weight type: F16 keeps 11 significant bits (rms relative error
+     * ~2e-4), BF16 8 bits (~1.6e-3); matvec and F32 only reorder F32 sums */
+    const double tol = t == IBEX_TYPE_F32 ? 2e-6 : matvec ? 1e-5 : t == IBEX_TYPE_F16 ? 1e-3 : 5e-3;
+    const double e = nerr(y, ref, ny);
+    cr_assert(e <= tol, "%s T=%d n_in=%d n_out=%d (%s%s): error %g > %g", ibex_type_name(t), T, n_in, n_out,
+              matvec ? "matvec" : "cublas", x_misalign ? ", misaligned x" : "", e, tol);
+    gpu->dealloc(gpu, dw);
+    gpu->dealloc(gpu, xbuf);
+    gpu->dealloc(gpu, dy);
+    free(w), free(x), free(ref), free(y);
+}
+
+static void check_matmul_type(ibex_type t, uint64_t seed) {
+    ibex_backend *gpu = gpu_or_skip(), *cpu = cpu_be();
+    const int Ts[] = {1, 2, 3, 4, 17, 64};
+    const int shapes[][2] = {{256, 96}, {100, 33}, {1000, 300}}; /* n_in, n_out; 100 % 8 != 0 */
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
+        for (size_t i = 0; i < sizeof Ts / sizeof *Ts; i++)
+            check_matmul(gpu, cpu, t, Ts[i], shapes[s][0], shapes[s][1], false, seed + 10 * s + i);
+    check_matmul(gpu, cpu, t, 1, 256, 40, true, seed + 99);
+    check_matmul(gpu, cpu, t, 3, 512, 40, true, seed + 98);
+    ibex_backend_free(gpu);
+    ibex_backend_free(cpu);
+}
+
+Test(kernels_cuda, matmul_f32) { check_matmul_type(IBEX_TYPE_F32, 100); }
+Test(kernels_cuda, matmul_f16) { check_matmul_type(IBEX_TYPE_F16, 200); }
+Test(kernels_cuda, matmul_bf16) { check_matmul_type(IBEX_TYPE_BF16, 300); }
+
+/* ---- row-wise and element-wise ops ---- */
+
+Test(kernels_cuda, rmsnorm) {
+    ibex_backend *gpu = gpu_or_skip(), *cpu = cpu_be();
+    const int shapes[][2] = {{5, 1000}, {3, 4096}, {2, 7}};
+    for (size_t s = 0; s < 3; s++) {
+        const int T = shapes[s][0], n = shapes[s][1];
+        const int64_t N = (int64_t)T * n;
+        rng r = {400 + s};
+        float *x = rand_vec(&r, N, -2.0f, 2.0f), *g = rand_vec(&r, n, 0.5f, 1.5f), *ref = nan_vec(N);
+        cpu->rmsnorm(cpu, ref, x, g, T, n, 1e-5f);
+        float *dx = dup_to(gpu, x, (size_t)N * 4), *dg = dup_to(gpu, g, (size_t)n * 4), *dy = dev_nan(gpu, N);
+        gpu->rmsnorm(gpu, dy, dx, dg, T, n, 1e-5f);
+        gpu->rmsnorm(gpu, dx, dx, dg, T, n, 1e-5f); /* in place */
+        expect_sync_ok(gpu);
+        float *y = fetch(gpu, dy, N), *yi = fetch(gpu, dx, N);
+        cr_assert(nerr(y, ref, N) <= 1e-6, "T=%d n=%d: %g", T, n, nerr(y, ref, N));
+        cr_assert(memcmp(y, yi, (size_t)N * 4) == 0, "in place differs");
+        free(x), free(g), free(ref), free(y), free(yi);
+    }
+    ibex_backend_free(gpu);
+    ibex_backend_free(cpu);
+}
+
+Test(kernels_cuda, rope) {
+    ibex_backend *gpu = gpu_or_skip(), *cpu = cpu_be();
+    const int T = 6;
+    const int32_t pos[6] = {0, 1, 17, 1000, 4095, 100000};
+    const struct {
+        int n_heads, head_dim, rope_dim;
+        float base;
+    } cases[] = {{4, 64, 64, 10000.0f}, {4, 64, 32, 10000.0f}, {3, 128, 128, 500000.0f}, {6, 48, 48, 10000.0f}};
+    int32_t *dpos = dup_to(gpu, pos, sizeof pos);
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        const int64_t N = (int64_t)T * cases[c].n_heads * cases[c].head_dim;
+        rng r = {500 + c};
+        float *x = rand_vec(&r, N, -1.0f, 1.0f);
+        float *dx = dup_to(gpu, x, (size_t)N * 4);
+        cpu->rope(cpu, x, pos, T, cases[c].n_heads, cases[c].head_dim, cases[c].rope_dim, cases[c].base);
+        gpu->rope(gpu, dx, dpos, T, cases[c].n_heads, cases[c].head_dim, cases[c].rope_dim, cases[c].base);
+        expect_sync_ok(gpu);
+        float *y = fetch(gpu, dx, N);
+        const double e = nerr(y, x, N);
+        cr_assert(e <= 1e-6, "case %zu: error %g", c, e);
+        gpu->dealloc(gpu, dx);
+        free(x), free(y);
+    }
+    ibex_backend_free(gpu);
+    ibex_backend_free(cpu);
+}
+
+Test(kernels_cuda, softmax) {
+    ibex_backend *gpu = gpu_or_skip(), *cpu = cpu_be();
+    const int shapes[][2] = {{7, 1000}, {3, 1}, {2, 5000}, {4, 33}};
+    for (size_t s = 0; s < 4; s++) {
+        const int T = shapes[s][0], n = shapes[s][1];
+        const int64_t N = (int64_t)T * n;
+        rng r = {600 + s};
+        float *x = rand_vec(&r, N, -20.0f, 20.0f);
+        float *dx = dup_to(gpu, x, (size_t)N * 4);
+        cpu->softmax(cpu, x, T, n);
+        gpu->softmax(gpu, dx, T, n);
+        expect_sync_ok(gpu);
+        float *y = fetch(gpu, dx, N);
+        cr_assert(nerr(y, x, N) <= 1e-6, "T=%d n=%d: %g", T, n, nerr(y, x, N));
+        free(x), free(y);
+    }
+    ibex_backend_free(gpu);
+    ibex_backend_free(cpu);
+}
+
+Test(kernels_cuda, silu_mul_and_add) {
+    ibex_backend *gpu = gpu_or_skip(), *cpu = cpu_be();
+    const int64_t n = 100003;
+    rng r = {700};
+    float *g = rand_vec(&r, n, -8.0f, 8.0f), *u = rand_vec(&r, n, -2.0f, 2.0f), *ref = nan_vec(n);
+    float *dg = dup_to(gpu, g, (size_t)n * 4), *du = dup_to(gpu, u, (size_t)n * 4), *dy = dev_nan(gpu, n);
+    cpu->silu_mul(cpu, ref, g, u, n);
+    gpu->silu_mul(gpu, dy, dg, du, n);
+    gpu->silu_mul(gpu, dg, dg, du, n); /* y == gate */
+    expect_sync_ok(gpu);
+    float *y = fetch(gpu, dy, n), *yi = fetch(gpu, dg, n);
+    cr_assert(nerr(y, ref, n) <= 1e-6, "silu_mul: %g", nerr(y, ref, n));
+    cr_assert(memcmp(y, yi, (size_t)n * 4) == 0, "in place differs");
+    /* add is one IEEE addition per element on both: from the same inputs, the same bits */
+    float *dref = dup_to(gpu, ref, (size_t)n * 4);
+    cpu->add(cpu, ref, u, n);
+    gpu->add(gpu, dref, du, n);
+    expect_sync_ok(gpu);
+    free(y);
+    y = fetch(gpu, dref, n);
+    cr_assert(memcmp(y, ref, (size_t)n * 4) == 0, "add differs");
+    free(g), free(u), free(ref), free(y), free(yi);
+    ibex_backend_free(gpu);
+    ibex_backend_free(cpu);
+}
+
+Test(kernels_cuda, embed_f32_f16_bf16) {
+    ibex_backend *gpu = gpu_or_skip(), *cpu = cpu_be();
+    const int vocab = 50, dim = 300, T = 6;
+    const int32_t tok[6] = {0, 49, 7, 7, 23, 1};
+    int32_t *dtok = dup_to(gpu, tok, sizeof tok);
+    const ibex_type types[3] = {IBEX_TYPE_F32, IBEX_TYPE_F16, IBEX_TYPE_BF16};
+    for (int ti = 0; ti < 3; ti++) {
+        rng r = {800 + (uint64_t)ti};
+        size_t tb;
+        void *table = make_weights(&r, types[ti], vocab, dim, &tb);
+        float *ref = nan_vec((int64_t)T * dim);
+        cpu->embed(cpu, ref, table, types[ti], tok, T, dim);
+        void *dt = dup_kind(gpu, table, tb, IBEX_BUF_WEIGHTS);
+        float *dy = dev_nan(gpu, (int64_t)T * dim);
+        gpu->embed(gpu, dy, dt, types[ti], dtok, T, dim);
+        expect_sync_ok(gpu);
+        float *y = fetch(gpu, dy, (int64_t)T * dim);
+        /* widening F16/BF16 to F32 is exact on both */
+        cr_assert(memcmp(y, ref, (size_t)T * dim * 4) == 0, "%s rows differ", ibex_type_name(types[ti]));
+        free(table), free(ref), free(y);
+    }
+    ibex_backend_free(gpu);
+    ibex_backend_free(cpu);
+}
+
+/* ---- KV cache and attention ---- */
+
+/* A random permutation of 0..n−1. */
+static int32_t *shuffled(int n, uint64_t seed) {
+    int32_t *p = malloc((size_t)n * sizeof(int32_t));
+    cr_assert_not_null(p);
+    for (int i = 0; i < n; i++) p[i] = i;
+    rng r = {seed};
+    for (int i = n - 1; i > 0; i--) { /* Fisher–Yates */
+        const int j = (int)(rng_next(&r) % (uint64_t)(i + 1));
+        const int32_t t = p[i];
+        p[i] = p[j];
+        p[j] = t;
+    }
+    return p;
+}
+
+/* kv_write through a shuffled table and through a contiguous run writes the same slots
+ * as the CPU's kv_write (which always reads the table, consistent with the run). */
+Test(kernels_cuda, kv_write_paged_and_contiguous) {
+    ibex_backend *gpu = gpu_or_skip(), *cpu = cpu_be();
+    const int bs = 16, n_kv = 2, hd = 64, n_pool = 12, T = 20, pos0 = 5;
+    const int64_t row = (int64_t)n_kv * hd, pool = (int64_t)n_pool * bs * row;
+    rng r = {900};
+    float *k = rand_vec(&r, T * row, -1.0f, 1.0f), *v = rand_vec(&r, T * row, -1.0f, 1.0f);
+    float *kp0 = rand_vec(&r, pool, -1.0f, 1.0f), *vp0 = rand_vec(&r, pool, -1.0f, 1.0f);
+    int32_t *perm = shuffled(n_pool, 901);
+    int32_t run[12];
+    for (int b = 0; b < n_pool; b++) run[b] = b < 3 ? 3 + b : 0; /* blocks 3, 4, 5 */
+    float *dk = dup_to(gpu, k, (size_t)(T * row) * 4), *dv = dup_to(gpu, v, (size_t)(T * row) * 4);
+    for (int layout = 0; layout < 2; layout++) {
+        const int32_t *table = layout == 0 ? perm : run;
+        float *kp = malloc((size_t)pool * 4), *vp = malloc((size_t)pool * 4);
+        memcpy(kp, kp0, (size_t)pool * 4);
+        memcpy(vp, vp0, (size_t)pool * 4);
+        ibex_kv_view hv = {.k = kp, .v = vp, .block_table = table, .block_size = bs, .n_kv_heads = n_kv,
+                           .head_dim = hd, .contiguous = layout == 1, .first_block = 3};
+        cpu->kv_write(cpu, &hv, k, v, T, pos0);
+        float *dkp = dup_kind(gpu, kp0, (size_t)pool * 4, IBEX_BUF_KV);
+        float *dvp = dup_kind(gpu, vp0, (size_t)pool * 4, IBEX_BUF_KV);
+        int32_t *dt = dup_to(gpu, table, (size_t)n_pool * 4);
+        ibex_kv_view dvw = hv;
+        dvw.k = dkp, dvw.v = dvp, dvw.block_table = dt;
+        gpu->kv_write(gpu, &dvw, dk, dv, T, pos0);
+        expect_sync_ok(gpu);
+        float *gk = fetch(gpu, dkp, pool), *gv = fetch(gpu, dvp, pool);
+        cr_assert(memcmp(gk, kp, (size_t)pool * 4) == 0, "K pool differs (%s)", layout ? "contiguous" : "paged");
+        cr_assert(memcmp(gv, vp, (size_t)pool * 4) == 0, "V pool differs (%s)", layout ? "contiguous" : "paged");
+        gpu->dealloc(gpu, dkp), gpu->dealloc(gpu, dvp), gpu->dealloc(gpu, dt);
+        free(kp), free(vp), free(gk), free(gv);
+    }
+    free(k), free(v), free(kp0), free(vp0), free(perm);
+    ibex_backend_free(gpu);
+    ibex_backend_free(cpu);
+}
+
+/* Host pools holding tokens 0..n_tok−1 of K/V ([n_tok][n_kv·hd]) at the slots table gives;
+ * every other slot NaN. */
+static void fill_pool(float *kp, float *vp, const float *K, const float *V, const int32_t *table, int n_tok,
+                      int bs, int64_t row, int64_t pool) {
+    for (int64_t e = 0; e < pool; e++) kp[e] = vp[e] = NAN;
+    for (int t = 0; t < n_tok; t++) {
+        const int64_t slot = (int64_t)table[t / bs] * bs + t % bs;
+        memcpy(kp + slot * row, K + (int64_t)t * row, (size_t)row * 4);
+        memcpy(vp + slot * row, V + (int64_t)t * row, (size_t)row * 4);
+    }
+}
+
+static const ibex_attn_impl k_forms[4] = {IBEX_ATTN_MATERIALIZED, IBEX_ATTN_PAGED, IBEX_ATTN_SPLIT_K,
+                                          IBEX_ATTN_AUTO};
+
+/* T queries at pos0.. with GQA (n_heads 8, n_kv_heads 2): every form, through a shuffled
+ * table and through a contiguous run, against the CPU and against each other. */
+static void check_attention(ibex_backend *gpu, ibex_backend *cpu, int T, int pos0, int hd, uint64_t seed) {
+    const int n_heads = 8, n_kv = 2, bs = 16;
+    const int n_tok = pos0 + T, n_blocks = (n_tok + bs - 1) / bs, n_pool = n_blocks + 3, first = 2;
+    const int64_t row = (int64_t)n_kv * hd, pool = (int64_t)n_pool * bs * row;
+    const int64_t nq = (int64_t)T * n_heads * hd;
+    const float scale = 1.0f / sqrtf((float)hd);
+    rng r = {seed};
+    float *K = rand_vec(&r, n_tok * row, -1.0f, 1.0f), *V = rand_vec(&r, n_tok * row, -1.0f, 1.0f);
+    /* large-ish queries: a peaked softmax, so the online rescaling matters */
+    float *q = rand_vec(&r, nq, -3.0f, 3.0f);
+    int32_t *perm = shuffled(n_pool, seed + 1);
+    int32_t *run = malloc((size_t)n_pool * sizeof(int32_t));
+    for (int b = 0; b < n_pool; b++) run[b] = b < n_blocks ? first + b : 0;
+    float *kp = malloc((size_t)pool * 4), *vp = malloc((size_t)pool * 4);
+    cr_assert(run && kp && vp);
+
+    /* the CPU reference, through the shuffled table */
+    fill_pool(kp, vp, K, V, perm, n_tok, bs, row, pool);
+    ibex_kv_view hv = {.k = kp, .v = vp, .block_table = perm, .block_size = bs, .n_kv_heads = n_kv, .head_dim = hd};
+    float *ref = nan_vec(nq);
+    cpu->attention(cpu, ref, q, &hv, T, pos0, n_heads, scale);
+
+    float *dq = dup_to(gpu, q, (size_t)nq * 4);
+    float *outs[2][4];
+    for (int layout = 0; layout < 2; layout++) {
+        const int32_t *table = layout == 0 ? perm : run;
+        fill_pool(kp, vp, K, V, table, n_tok, bs, row, pool);
+        float *dkp = dup_kind(gpu, kp, (size_t)pool * 4, IBEX_BUF_KV), *dvp = dup_kind(gpu, vp, (size_t)pool * 4, IBEX_BUF_KV);
+        int32_t *dt = dup_to(gpu, table, (size_t)n_pool * 4);
+        ibex_kv_view dv = {.k = dkp, .v = dvp, .block_table = dt, .block_size = bs, .n_kv_heads = n_kv,
+                           .head_dim = hd, .contiguous = layout == 1, .first_block = layout == 1 ? first : 0};
+        for (int f = 0; f < 4; f++) {
+            ibex_err err = {0};
+            cr_assert_eq(gpu->set_attention(gpu, k_forms[f], &err), IBEX_OK);
+            float *dout = dev_nan(gpu, nq);
+            gpu->attention(gpu, dout, dq, &dv, T, pos0, n_heads, scale);
+            expect_sync_ok(gpu);
+            outs[layout][f] = fetch(gpu, dout, nq);
+            gpu->dealloc(gpu, dout);
+            /* 5e-6: both backends sum up to 1501 weighted V rows one key after another in
+             * F32 (~1e-6 apart at 1500 keys); a wrong mask, mapping or rescale is > 1e-2 */
+            const double e = nerr(outs[layout][f], ref, nq);
+            cr_assert(e <= 5e-6, "%s (%s) T=%d pos0=%d hd=%d: error %g vs the CPU", ibex_attn_impl_name(k_forms[f]),
+                      layout ? "contiguous" : "paged", T, pos0, hd, e);
+        }
+        for (int f = 0; f < 4; f++) { /* the forms against each other (the paged one) */
+            const double ef = nerr(outs[layout][f], outs[layout][1], nq);
+            cr_assert(ef <= 5e-6, "%s vs paged T=%d pos0=%d hd=%d: %g", ibex_attn_impl_name(k_forms[f]), T, pos0, hd, ef);
+        }
+        gpu->dealloc(gpu, dkp), gpu->dealloc(gpu, dvp), gpu->dealloc(gpu, dt);
+    }
+    /* the arithmetic depends on logical positions only: both layouts give the same bits */
+    for (int f = 0; f < 4; f++) {
+        cr_assert(memcmp(outs[0][f], outs[1][f], (size_t)nq * 4) == 0, "%s: paged and contiguous layouts differ",
+                  ibex_attn_impl_name(k_forms[f]));
+        free(outs[0][f]), free(outs[1][f]);
+    }
+    cr_assert_eq(gpu->set_attention(gpu, IBEX_ATTN_AUTO, NULL), IBEX_OK);
+    gpu->dealloc(gpu, dq);
+    free(K), free(V), free(q), free(perm), free(run), free(kp), free(vp), free(ref);
+}
+
+Test(kernels_cuda, attention_prefill_forms_layouts_gqa) {
+    ibex_backend *gpu = gpu_or_skip(), *cpu = cpu_be();
+    const int hds[] = {64, 128};
+    for (int h = 0; h < 2; h++) {
+        check_attention(gpu, cpu, 7, 0, hds[h], 1000 + h);
+        check_attention(gpu, cpu, 7, 37, hds[h], 1010 + h);
+    }
+    /* head_dims that are not multiples of 32 (stories15M: 48) or of 4 (scalar K loads) */
+    check_attention(gpu, cpu, 5, 20, 48, 1020);
+    check_attention(gpu, cpu, 3, 40, 20, 1021);
+    ibex_backend_free(gpu);
+    ibex_backend_free(cpu);
+}
+
+Test(kernels_cuda, attention_decode_long_context_splits) {
+    ibex_backend *gpu = gpu_or_skip(), *cpu = cpu_be();
+#if IBEX_HAVE_CUDA
+    ibex_device_info info;
+    gpu->device_info(gpu, &info);
+    int chunk = 0;
+    const int n_splits = ibex_cuda_attention_splits(info.sm_count, 1, 1500, 8, &chunk);
+    cr_assert(n_splits > 1 && chunk % 32 == 0 && (int64_t)n_splits * chunk >= 1501 &&
+                  (int64_t)(n_splits - 1) * chunk < 1501,
+              "1501 keys in %d splits of %d", n_splits, chunk);
+    cr_assert_eq(ibex_cuda_attention_pick(IBEX_ATTN_AUTO, 1, 1500), IBEX_ATTN_SPLIT_K);
+    cr_assert_eq(ibex_cuda_attention_pick(IBEX_ATTN_AUTO, 7, 37), IBEX_ATTN_PAGED);
+    cr_assert_eq(ibex_cuda_attention_pick(IBEX_ATTN_MATERIALIZED, 1, 1500), IBEX_ATTN_MATERIALIZED);
+#endif
+    check_attention(gpu, cpu, 1, 1500, 64, 1100);
+    check_attention(gpu, cpu, 1, 1500, 128, 1101);
+    check_attention(gpu, cpu, 3, 700, 128, 1102); /* several decode rows, each its own split count */
+    ibex_backend_free(gpu);
+    ibex_backend_free(cpu);
+}
+
+Test(kernels_cuda, attention_unsupported_head_dim_is_a_sticky_error) {
+    ibex_backend *gpu = gpu_or_skip();
+    const int hd = 320, n_heads = 2;
+    float *dq = dev_nan(gpu, n_heads * hd), *dout = dev_nan(gpu, n_heads * hd);
+    float *dk = dev_nan(gpu, 16 * hd), *dvv = dev_nan(gpu, 16 * hd);
+    const int32_t t0 = 0;
+    int32_t *dt = dup_to(gpu, &t0, sizeof t0);
+    ibex_kv_view kv = {.k = dk, .v = dvv, .block_table = dt, .block_size = 16, .n_kv_heads = 1, .head_dim = hd};
+    gpu->attention(gpu, dout, dq, &kv, 1, 0, n_heads, 0.1f);
+    ibex_err err = {0};
+    cr_assert_eq(gpu->sync(gpu, &err), IBEX_ERR_UNSUPPORTED);
+    cr_assert(strstr(err.msg, "head_dim 320") != NULL, "%s", err.msg);
+    expect_sync_ok(gpu);
+    ibex_backend_free(gpu);
+}
