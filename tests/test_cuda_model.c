@@ -123,9 +123,11 @@ static toks greedy(ibex_backend *be, const ibex_model *m, ibex_kv_policy pol) {
 Test(cuda_model, paged_and_contiguous_give_identical_tokens_on_the_gpu) {
     ibex_backend *gpu = cuda_or_skip();
     ibex_model *m = load("synthetic:tiny", IBEX_TYPE_F16);
-    toks a = greedy(gpu, m, IBEX_KV_PAGED), b = greedy(gpu, m, IBEX_KV_CONTIGUOUS), c = greedy(gpu, m, IBEX_KV_NONE);
+    /* Same shapes every step, so the same kernels in the same order: identical bits. (The
+     * `none` policy recomputes with T > 4, where cuBLAS replaces the F32-exact matvec and
+     * rounds x to F16, so it is compared with the CPU elsewhere, not bit for bit here.) */
+    toks a = greedy(gpu, m, IBEX_KV_PAGED), b = greedy(gpu, m, IBEX_KV_CONTIGUOUS);
     cr_assert(!memcmp(&a, &b, sizeof a), "paged and contiguous differ on the GPU");
-    cr_assert(!memcmp(&a, &c, sizeof a), "paged and none (recompute) differ on the GPU");
     ibex_model_free(m);
     ibex_backend_free(gpu);
 }
