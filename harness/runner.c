@@ -758,27 +758,13 @@ static json_t *run_point(const ibex_scenario *s, int32_t idx, model_cache *mc, c
     ibex_err err = {0};
     workload w = {0};
     ibex_backend *be = NULL;
-    ibex_model *m = get_model(mc, pt, &err);
+    ibex_model *m = NULL;
     const char *status = "ok";
     json_t *reps = json_array();
     json_t *raw_ttft = json_array(), *raw_tpot = json_array(), *raw_itl = json_array(), *raw_e2e = json_array();
     json_t *kv_steps = NULL;
-    if (!m) goto fail;
-    json_object_set_new(P, "model",
-                        json_pack("{s:s,s:I,s:I,s:I,s:i,s:i,s:i}", "name", m->name, "n_params", (json_int_t)m->n_params,
-                                  "weight_bytes", (json_int_t)m->weight_bytes, "kv_bytes_per_token",
-                                  (json_int_t)ibex_model_kv_bytes_per_token(&m->cfg, pt->engine.kv.elem_bytes),
-                                  "n_layers", m->cfg.n_layers, "dim", m->cfg.dim, "ctx_len", m->cfg.ctx_len));
-    {   /* weight bytes of the same shape in every storage type (norms F32), for the quantization claims */
-        json_t *by = json_object();
-        static const ibex_type types[] = {IBEX_TYPE_F32, IBEX_TYPE_F16, IBEX_TYPE_BF16, IBEX_TYPE_Q8_0, IBEX_TYPE_Q4_0};
-        for (size_t t = 0; t < sizeof types / sizeof types[0]; t++)
-            json_object_set_new(by, ibex_type_name(types[t]),
-                                json_integer((json_int_t)ibex_model_config_weight_bytes(&m->cfg, m->tied_output, types[t])));
-        json_object_set_new(json_object_get(P, "model"), "weight_bytes_by_type", by);
-        json_object_set_new(json_object_get(P, "model"), "kv_bytes_per_token_f16",
-                            json_integer((json_int_t)ibex_model_kv_bytes_per_token(&m->cfg, 2)));
-    }
+    /* the backend before the model: a missing GPU fails the point before gigabytes of
+     * synthetic weights are generated for it */
     if (pt->engine.compute) {
         const char *note = "";
         if (!(be = ibex_backend_open(pt->backend, pt->threads, &note, &err))) goto fail;
@@ -799,6 +785,22 @@ static json_t *run_point(const ibex_scenario *s, int32_t idx, model_cache *mc, c
                                                        "mem_total", (json_int_t)di.mem_total, "mem_free_at_start",
                                                        (json_int_t)di.mem_free));
         }
+    }
+    if (!(m = get_model(mc, pt, &err))) goto fail;
+    json_object_set_new(P, "model",
+                        json_pack("{s:s,s:I,s:I,s:I,s:i,s:i,s:i}", "name", m->name, "n_params", (json_int_t)m->n_params,
+                                  "weight_bytes", (json_int_t)m->weight_bytes, "kv_bytes_per_token",
+                                  (json_int_t)ibex_model_kv_bytes_per_token(&m->cfg, pt->engine.kv.elem_bytes),
+                                  "n_layers", m->cfg.n_layers, "dim", m->cfg.dim, "ctx_len", m->cfg.ctx_len));
+    {   /* weight bytes of the same shape in every storage type (norms F32), for the quantization claims */
+        json_t *by = json_object();
+        static const ibex_type types[] = {IBEX_TYPE_F32, IBEX_TYPE_F16, IBEX_TYPE_BF16, IBEX_TYPE_Q8_0, IBEX_TYPE_Q4_0};
+        for (size_t t = 0; t < sizeof types / sizeof types[0]; t++)
+            json_object_set_new(by, ibex_type_name(types[t]),
+                                json_integer((json_int_t)ibex_model_config_weight_bytes(&m->cfg, m->tied_output, types[t])));
+        json_object_set_new(json_object_get(P, "model"), "weight_bytes_by_type", by);
+        json_object_set_new(json_object_get(P, "model"), "kv_bytes_per_token_f16",
+                            json_integer((json_int_t)ibex_model_kv_bytes_per_token(&m->cfg, 2)));
     }
     if (make_workload(pt, m, &w, &err)) goto fail;
     ibex_mem_reset_peaks();

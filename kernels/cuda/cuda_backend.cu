@@ -451,7 +451,11 @@ extern "C" ibex_backend *ibex_backend_cuda_new(int device, ibex_err *err) {
     cudaDeviceProp prop;
     if (e != cudaSuccess) {
         (void)cudaGetLastError();
-        ibex_err_set(err, IBEX_ERR_BACKEND, "no CUDA device: cudaGetDeviceCount: %s", cudaGetErrorString(e));
+        /* With no NVIDIA driver at all the runtime says "driver version is insufficient". */
+        ibex_err_set(err, IBEX_ERR_BACKEND, "no CUDA device: cudaGetDeviceCount: %s%s", cudaGetErrorString(e),
+                     e == cudaErrorInsufficientDriver || e == cudaErrorNoDevice
+                         ? " (is an NVIDIA GPU with a CUDA 13 driver installed? nvidia-smi tells)"
+                         : "");
         return NULL;
     }
     if (n <= 0) {
