@@ -60,7 +60,8 @@ static inline __nv_bfloat16 __float2bfloat16_rn(float f) { __nv_bfloat16 h; h.b 
 /* runtime */
 typedef int cudaError_t;
 enum { cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2, cudaErrorInvalidDevice = 101,
-       cudaErrorInvalidConfiguration = 9, cudaErrorInvalidResourceHandle = 400 };
+       cudaErrorInvalidConfiguration = 9, cudaErrorInvalidResourceHandle = 400, cudaErrorInsufficientDriver = 35,
+       cudaErrorNoDevice = 100 };
 typedef struct emu_stream *cudaStream_t;
 typedef struct emu_event *cudaEvent_t;
 enum { cudaStreamNonBlocking = 1 };
