@@ -11,42 +11,13 @@
 
 #include "kernels/backend.h"
 #include "kernels/dtype.h"
+#include "tests/test_rand.h"
 
 #ifndef IBEX_TEST_TMPDIR
 #define IBEX_TEST_TMPDIR "/tmp"
 #endif
 
 /* ---- helpers ---- */
-
-typedef struct rng {
-    uint64_t s;
-} rng;
-
-static uint64_t rng_next(rng *r) { /* splitmix64 */
-    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* uniform in [lo, hi) */
-static float rng_uniform(rng *r, float lo, float hi) {
-    return lo + (hi - lo) * (float)((rng_next(r) >> 40) * 0x1p-24);
-}
-
-static float *rand_vec(rng *r, int64_t n, float lo, float hi) {
-    float *v = malloc((size_t)n * sizeof(float));
-    cr_assert_not_null(v);
-    for (int64_t i = 0; i < n; i++) v[i] = rng_uniform(r, lo, hi);
-    return v;
-}
-
-static float *nan_vec(int64_t n) {
-    float *v = malloc((size_t)n * sizeof(float));
-    cr_assert_not_null(v);
-    for (int64_t i = 0; i < n; i++) v[i] = NAN;
-    return v;
-}
 
 /* sum (a−b)² / sum b²; NaN anywhere gives +inf so every threshold check fails. */
 static double nmse(const float *a, const double *b, int64_t n) {

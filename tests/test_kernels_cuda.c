@@ -19,6 +19,7 @@
 
 #include "kernels/backend.h"
 #include "kernels/dtype.h"
+#include "tests/test_rand.h"
 
 #if IBEX_HAVE_CUDA
 #include "kernels/cuda/cuda_attention.cuh"
@@ -26,36 +27,6 @@
 #endif
 
 /* ---- helpers ---- */
-
-typedef struct rng {
-    uint64_t s;
-} rng;
-
-static uint64_t rng_next(rng *r) { /* splitmix64 */
-    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* uniform in [lo, hi) */
-static float rng_uniform(rng *r, float lo, float hi) {
-    return lo + (hi - lo) * (float)((rng_next(r) >> 40) * 0x1p-24);
-}
-
-static float *rand_vec(rng *r, int64_t n, float lo, float hi) {
-    float *v = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
-    cr_assert_not_null(v);
-    for (int64_t i = 0; i < n; i++) v[i] = rng_uniform(r, lo, hi);
-    return v;
-}
-
-static float *nan_vec(int64_t n) {
-    float *v = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
-    cr_assert_not_null(v);
-    for (int64_t i = 0; i < n; i++) v[i] = NAN;
-    return v;
-}
 
 /* sqrt(Σ(a−b)² / Σb²); NaN anywhere gives +inf so every threshold check fails. */
 static double nerr(const float *a, const float *b, int64_t n) {
