@@ -371,13 +371,7 @@ int ibex_cmd_opbench(int argc, char **argv) {
         return 2;
     }
     ibex_type t;
-    if (!strcmp(dtype, "f16"))
-        t = IBEX_TYPE_F16;
-    else if (!strcmp(dtype, "bf16"))
-        t = IBEX_TYPE_BF16;
-    else if (!strcmp(dtype, "f32"))
-        t = IBEX_TYPE_F32;
-    else {
+    if (!ibex_type_from_name(dtype, &t) || !ibex_type_traits_get(t)->compute) {
         fprintf(stderr, "ibex opbench: --dtype: unknown type '%s' (expected f16, bf16, f32)\n", dtype);
         return 2;
     }
