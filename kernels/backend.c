@@ -17,3 +17,8 @@ int ibex_attn_impl_from_name(const char *s, ibex_attn_impl *out) {
         }
     return 0;
 }
+
+int ibex_backend_threads(const ibex_backend *be) {
+    int n = be && be->get_threads ? be->get_threads(be) : 1;
+    return n > 0 ? n : 1;
+}

@@ -86,6 +86,8 @@ struct ibex_backend {
 
     /* Number of worker threads for subsequent ops (CPU); (optional). */
     void (*set_threads)(ibex_backend *be, int n_threads);
+    /* The resolved worker-thread count ops use now, never 0 (optional: NULL means 1). */
+    int (*get_threads)(const ibex_backend *be);
 
     /* y[T][n_out] = x[T][n_in] · Wᵀ, W of type wtype (F32, F16, BF16). */
     void (*matmul)(ibex_backend *be, float *y, const float *x, const void *w, ibex_type wtype,
@@ -158,6 +160,9 @@ struct ibex_backend {
 /* The CPU backend; n_threads <= 0 means all cores. Returns NULL only on allocation failure. */
 ibex_backend *ibex_backend_cpu_new(int n_threads);
 void ibex_backend_free(ibex_backend *be);
+/* Worker threads be's ops run on (get_threads, or 1 when the backend has none); what
+ * results.json records as the thread count actually used. This function can't fail. */
+int ibex_backend_threads(const ibex_backend *be);
 
 /* The CUDA backend on device `device` (kernels/cuda; only in builds with IBEX_HAVE_CUDA).
  * NULL with err set when there is no usable device or the driver is too old. */

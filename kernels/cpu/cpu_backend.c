@@ -25,6 +25,11 @@ static void cpu_set_threads(ibex_backend *be, int n_threads) {
     if (ctx->n_threads < 1) ctx->n_threads = 1;
 }
 
+static int cpu_get_threads(const ibex_backend *be) {
+    const ibex_cpu_ctx *ctx = be->ctx;
+    return ctx->n_threads;
+}
+
 /* Sum of squares of x[n] in a fixed order (8 lanes, then a fixed tree). */
 static float sum_squares(const float *x, int n) {
     int k = 0;
@@ -208,6 +213,7 @@ ibex_backend *ibex_backend_cpu_new(int n_threads) {
         .name = "cpu",
         .ctx = ctx,
         .set_threads = cpu_set_threads,
+        .get_threads = cpu_get_threads,
         .matmul = ibex_cpu_matmul,
         .rmsnorm = cpu_rmsnorm,
         .rope = cpu_rope,
