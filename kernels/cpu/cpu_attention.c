@@ -3,7 +3,9 @@
  *
  * Design notes:
  *  1. One work item per (query token, head); items are independent, so they run in any
- *     order on any thread with identical results.
+ *     order on any thread with identical results. Items go to the backend's worker pool,
+ *     whose chunks are claimed one at a time, so the causal imbalance (later tokens see
+ *     more keys) evens out.
  *  2. Keys are visited in chunks of ATT_CHUNK logical positions with a streaming
  *     ("online") softmax: the chunk's scores go to a stack buffer, the running max M and
  *     sum S are updated, and the accumulator (the output row itself) is rescaled by
@@ -12,10 +14,6 @@
  *     a paged cache gives bit-for-bit the result of a contiguous one holding the same data.
  *  4. out must not alias q: the output row is the accumulator while q is still read. */
 #include "kernels/cpu/cpu_internal.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #define ATT_CHUNK 64
 
@@ -153,19 +151,33 @@ static void attend_one(float *o, const float *q, const ibex_kv_view *kv, int kvh
     for (int d = 0; d < hd; d++) o[d] *= inv;
 }
 
+struct att_job {
+    float *out;
+    const float *q;
+    const ibex_kv_view *kv;
+    int T, pos0, n_heads, group;
+    float scale;
+};
+
+/* Items [it0, it1). Item it is head it % n_heads of token T − 1 − it / n_heads: the
+ * costliest (latest) tokens are handed out first, so the cheap ones even out the end. */
+static void attend_items(void *arg, int64_t it0, int64_t it1, int tid) {
+    const struct att_job *j = arg;
+    const int hd = j->kv->head_dim;
+    for (int64_t it = it0; it < it1; it++) {
+        const int i = j->T - 1 - (int)(it / j->n_heads), h = (int)(it % j->n_heads);
+        const int64_t off = ((int64_t)i * j->n_heads + h) * hd;
+        attend_one(j->out + off, j->q + off, j->kv, h / j->group, j->pos0 + i + 1, j->scale);
+    }
+}
+
 void ibex_cpu_attention(ibex_backend *be, float *out, const float *q, const ibex_kv_view *kv,
                         int T, int pos0, int n_heads, float scale) {
     if (T <= 0 || n_heads <= 0) return;
-    const int nt = ibex_cpu_threads(be);
     const int hd = kv->head_dim;
     const int group = kv->n_kv_heads > 0 && n_heads >= kv->n_kv_heads ? n_heads / kv->n_kv_heads : 1;
-    const int n_items = T * n_heads;
     /* keys visited in total: n_heads · Σ_i (pos0 + i + 1) */
     const double work = (double)n_heads * hd * ((double)T * (pos0 + 1) + 0.5 * (double)T * (T - 1));
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1 && work >= IBEX_CPU_PAR_MIN_WORK)
-    for (int it = 0; it < n_items; it++) {
-        const int i = it / n_heads, h = it % n_heads;
-        const int64_t off = ((int64_t)i * n_heads + h) * hd;
-        attend_one(out + off, q + off, kv, h / group, pos0 + i + 1, scale);
-    }
+    struct att_job j = {out, q, kv, T, pos0, n_heads, group, scale};
+    ibex_cpu_parallel(be, attend_items, &j, (int64_t)T * n_heads, work);
 }

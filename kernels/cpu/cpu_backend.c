@@ -1,28 +1,31 @@
 /* cpu_backend.c — the CPU backend: its constructor and the element-wise and row-wise ops
  * (rmsnorm, rope, softmax, silu_mul, add, embed, kv_write). matmul lives in cpu_matmul.c,
- * attention in cpu_attention.c. Parallel with OpenMP where the work is large enough to pay
- * for waking the team; every op gives the same bits for any thread count. */
+ * attention in cpu_attention.c. Ops run on the backend's worker pool (cpu_pool.c) where
+ * the work is large enough to pay for the hand-off; every op gives the same bits for any
+ * thread count. */
+#include <sched.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "kernels/cpu/cpu_internal.h"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
+/* Cores this process may run on (its affinity mask, as taskset sets it). */
 static int default_threads(void) {
-#ifdef _OPENMP
-    return omp_get_num_procs();
-#else
-    return 1;
-#endif
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+    const long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
 }
 
-/* n_threads <= 0 means all cores. Never fails. */
+/* n_threads <= 0 means all cores. Replaces the pool when the count changes (not during an
+ * op). Never fails: if threads cannot be created, fewer run, and get_threads says so. */
 static void cpu_set_threads(ibex_backend *be, int n_threads) {
     ibex_cpu_ctx *ctx = be->ctx;
-    ctx->n_threads = n_threads > 0 ? n_threads : default_threads();
-    if (ctx->n_threads < 1) ctx->n_threads = 1;
+    const int want = n_threads > 0 ? n_threads : default_threads();
+    if (want == ctx->n_threads) return;
+    ibex_cpu_pool_free(ctx->pool);
+    ctx->pool = ibex_cpu_pool_new(want); /* NULL for one thread: no workers at all */
+    ctx->n_threads = ibex_cpu_pool_threads(ctx->pool);
 }
 
 static int cpu_get_threads(const ibex_backend *be) {
@@ -51,32 +54,50 @@ static float sum_squares(const float *x, int n) {
     return s;
 }
 
+struct rmsnorm_job {
+    float *y;
+    const float *x, *g;
+    int n;
+    float eps;
+};
+
+/* Rows [i0, i1). */
+static void rmsnorm_rows(void *arg, int64_t i0, int64_t i1, int tid) {
+    const struct rmsnorm_job *j = arg;
+    const int n = j->n;
+    for (int64_t i = i0; i < i1; i++) {
+        const float *xi = j->x + i * n;
+        float *yi = j->y + i * n;
+        const float inv = 1.0f / sqrtf(sum_squares(xi, n) / (float)n + j->eps);
+        for (int k = 0; k < n; k++) yi[k] = xi[k] * inv * j->g[k];
+    }
+}
+
 static void cpu_rmsnorm(ibex_backend *be, float *y, const float *x, const float *g, int T, int n,
                         float eps) {
-    const int nt = ibex_cpu_threads(be);
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && (int64_t)T * n >= IBEX_CPU_PAR_MIN_WORK)
-    for (int i = 0; i < T; i++) {
-        const float *xi = x + (int64_t)i * n;
-        float *yi = y + (int64_t)i * n;
-        const float inv = 1.0f / sqrtf(sum_squares(xi, n) / (float)n + eps);
-        for (int k = 0; k < n; k++) yi[k] = xi[k] * inv * g[k];
-    }
+    struct rmsnorm_job j = {y, x, g, n, eps};
+    ibex_cpu_parallel(be, rmsnorm_rows, &j, T, (double)T * n);
 }
 
 /* Pairs per stack chunk of cos/sin values. */
 #define ROPE_CHUNK 64
 
-static void cpu_rope(ibex_backend *be, float *x, const int32_t *pos, int T, int n_heads,
-                     int head_dim, int rope_dim, float freq_base) {
-    const int nt = ibex_cpu_threads(be);
-    const int n_pairs = (rope_dim < head_dim ? rope_dim : head_dim) / 2;
-    if (n_pairs <= 0) return;
-    /* θ = pos · base^(−2i/rope_dim) = pos · e^(−2i/rope_dim · ln base), in double so large
-     * positions keep their angle to float precision */
-    const double log_base = log((double)freq_base);
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && (int64_t)T * n_heads * n_pairs >= IBEX_CPU_PAR_MIN_WORK)
-    for (int i = 0; i < T; i++) {
-        float *xi = x + (int64_t)i * n_heads * head_dim;
+struct rope_job {
+    float *x;
+    const int32_t *pos;
+    int n_heads, head_dim, rope_dim, n_pairs;
+    double log_base;
+};
+
+/* Tokens [i0, i1). */
+static void rope_rows(void *arg, int64_t i0, int64_t i1, int tid) {
+    const struct rope_job *jb = arg;
+    float *x = jb->x;
+    const int n_heads = jb->n_heads, head_dim = jb->head_dim, rope_dim = jb->rope_dim, n_pairs = jb->n_pairs;
+    const double log_base = jb->log_base;
+    for (int64_t i = i0; i < i1; i++) {
+        float *xi = x + i * n_heads * head_dim;
+        const int32_t *pos = jb->pos;
         const double p = (double)pos[i];
         for (int c0 = 0; c0 < n_pairs; c0 += ROPE_CHUNK) {
             const int m = n_pairs - c0 < ROPE_CHUNK ? n_pairs - c0 : ROPE_CHUNK;
@@ -96,6 +117,16 @@ static void cpu_rope(ibex_backend *be, float *x, const int32_t *pos, int T, int 
             }
         }
     }
+}
+
+static void cpu_rope(ibex_backend *be, float *x, const int32_t *pos, int T, int n_heads,
+                     int head_dim, int rope_dim, float freq_base) {
+    const int n_pairs = (rope_dim < head_dim ? rope_dim : head_dim) / 2;
+    if (n_pairs <= 0) return;
+    /* θ = pos · base^(−2i/rope_dim) = pos · e^(−2i/rope_dim · ln base), in double so large
+     * positions keep their angle to float precision */
+    struct rope_job j = {x, pos, n_heads, head_dim, rope_dim, n_pairs, log((double)freq_base)};
+    ibex_cpu_parallel(be, rope_rows, &j, T, (double)T * n_heads * n_pairs);
 }
 
 static void softmax_row(float *x, int n) {
@@ -130,10 +161,19 @@ static void softmax_row(float *x, int n) {
     for (k = 0; k < n; k++) x[k] *= inv;
 }
 
+struct rows_job {
+    float *x;
+    int n;
+};
+
+static void softmax_rows(void *arg, int64_t i0, int64_t i1, int tid) {
+    const struct rows_job *j = arg;
+    for (int64_t i = i0; i < i1; i++) softmax_row(j->x + i * j->n, j->n);
+}
+
 static void cpu_softmax(ibex_backend *be, float *x, int T, int n) {
-    const int nt = ibex_cpu_threads(be);
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && (int64_t)T * n >= IBEX_CPU_PAR_MIN_WORK)
-    for (int i = 0; i < T; i++) softmax_row(x + (int64_t)i * n, n);
+    struct rows_job j = {x, n};
+    ibex_cpu_parallel(be, softmax_rows, &j, T, (double)T * n);
 }
 
 /* y[i] = g/(1+e^−g)·u over [i0, i1). */
@@ -157,20 +197,36 @@ static void silu_mul_range(float *y, const float *gate, const float *up, int64_t
 /* Element-wise ops split into fixed 4096-element chunks when large. */
 #define EW_CHUNK 4096
 
-static void cpu_silu_mul(ibex_backend *be, float *y, const float *gate, const float *up, int64_t n) {
-    const int nt = ibex_cpu_threads(be);
-    const int64_t n_chunks = (n + EW_CHUNK - 1) / EW_CHUNK;
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && n >= IBEX_CPU_PAR_MIN_WORK)
-    for (int64_t c = 0; c < n_chunks; c++) {
-        const int64_t i0 = c * EW_CHUNK, i1 = i0 + EW_CHUNK < n ? i0 + EW_CHUNK : n;
-        silu_mul_range(y, gate, up, i0, i1);
-    }
+struct ew_job {
+    float *y;
+    const float *a, *b;
+    int64_t n;
+};
+
+/* Chunks [c0, c1) of EW_CHUNK elements. */
+static void silu_mul_chunks(void *arg, int64_t c0, int64_t c1, int tid) {
+    const struct ew_job *j = arg;
+    const int64_t i1 = c1 * EW_CHUNK < j->n ? c1 * EW_CHUNK : j->n;
+    silu_mul_range(j->y, j->a, j->b, c0 * EW_CHUNK, i1);
 }
 
+static void cpu_silu_mul(ibex_backend *be, float *y, const float *gate, const float *up, int64_t n) {
+    struct ew_job j = {y, gate, up, n};
+    ibex_cpu_parallel(be, silu_mul_chunks, &j, (n + EW_CHUNK - 1) / EW_CHUNK, (double)n);
+}
+
+static void add_chunks(void *arg, int64_t c0, int64_t c1, int tid) {
+    const struct ew_job *j = arg;
+    const int64_t i1 = c1 * EW_CHUNK < j->n ? c1 * EW_CHUNK : j->n;
+    float *y = j->y;
+    const float *x = j->a;
+    for (int64_t i = c0 * EW_CHUNK; i < i1; i++) y[i] += x[i];
+}
+
+/* A pass over 3 floats per element: only worth threads when large. */
 static void cpu_add(ibex_backend *be, float *y, const float *x, int64_t n) {
-    const int nt = ibex_cpu_threads(be);
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && n >= 4 * IBEX_CPU_PAR_MIN_WORK)
-    for (int64_t i = 0; i < n; i++) y[i] += x[i];
+    struct ew_job j = {y, x, NULL, n};
+    ibex_cpu_parallel(be, add_chunks, &j, (n + EW_CHUNK - 1) / EW_CHUNK, (double)n / 4);
 }
 
 static void cpu_embed(ibex_backend *be, float *y, const void *table, ibex_type etype,
@@ -197,13 +253,15 @@ static void cpu_kv_write(ibex_backend *be, const ibex_kv_view *kv, const float *
 }
 
 static void cpu_free(ibex_backend *be) {
+    ibex_cpu_ctx *ctx = be->ctx;
+    if (ctx) ibex_cpu_pool_free(ctx->pool);
     free(be->ctx);
     be->ctx = NULL;
 }
 
 ibex_backend *ibex_backend_cpu_new(int n_threads) {
     ibex_backend *be = malloc(sizeof *be);
-    ibex_cpu_ctx *ctx = malloc(sizeof *ctx);
+    ibex_cpu_ctx *ctx = calloc(1, sizeof *ctx); /* n_threads 0: set_threads below builds the pool */
     if (!be || !ctx) {
         free(be);
         free(ctx);

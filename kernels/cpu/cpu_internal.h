@@ -25,15 +25,49 @@
 #define IBEX_CPU_INLINE static inline __attribute__((always_inline))
 
 /* Work (in multiply-adds or elements) below which an op stays on the calling thread:
- * waking a team costs a few microseconds, more than e.g. one 768-wide rmsnorm. */
+ * handing work to the pool costs about a microsecond (a few more when the workers are
+ * asleep), more than e.g. one 768-wide rmsnorm. */
 #define IBEX_CPU_PAR_MIN_WORK (1 << 15)
 
+/* ---- the worker pool (cpu_pool.c) ---- */
+
+/* One piece of a parallel job: items [i0, i1) of it, on thread tid (0 = the caller,
+ * 1..threads−1 the workers; tid only indexes per-thread scratch). An item's result must
+ * not depend on which thread runs it or on how [0, n) was cut. */
+typedef void (*ibex_cpu_task)(void *arg, int64_t i0, int64_t i1, int tid);
+
+typedef struct ibex_cpu_pool ibex_cpu_pool;
+
+/* A pool of n_threads − 1 workers (the caller is the n-th thread). Returns NULL for
+ * n_threads < 2, and when no thread could be created; may start fewer workers than asked
+ * when the system refuses more (ibex_cpu_pool_threads says how many). */
+ibex_cpu_pool *ibex_cpu_pool_new(int n_threads);
+/* Stops and joins the workers (asleep or not); NULL is a no-op. Not during a job. */
+void ibex_cpu_pool_free(ibex_cpu_pool *p);
+/* Threads a job runs on, the caller included; 1 for NULL. */
+int ibex_cpu_pool_threads(const ibex_cpu_pool *p);
+/* Runs fn over [0, n) on the pool and the calling thread; returns when every item is
+ * done. Runs inline (fn(arg, 0, n, 0)) when p is NULL, n is 1, or the pool is already
+ * running a job (a nested or concurrent call), so it never deadlocks. */
+void ibex_cpu_pool_run(ibex_cpu_pool *p, ibex_cpu_task fn, void *arg, int64_t n);
+
 typedef struct ibex_cpu_ctx {
-    int n_threads; /* >= 1 */
+    int n_threads;       /* >= 1, what the pool really has */
+    ibex_cpu_pool *pool; /* NULL when n_threads == 1: one thread creates no workers */
 } ibex_cpu_ctx;
 
 static inline int ibex_cpu_threads(const ibex_backend *be) {
     return ((const ibex_cpu_ctx *)be->ctx)->n_threads;
+}
+
+/* fn over [0, n): on the pool when work (multiply-adds or elements) pays for it, else on
+ * the calling thread in one piece. */
+static inline void ibex_cpu_parallel(ibex_backend *be, ibex_cpu_task fn, void *arg, int64_t n,
+                                     double work) {
+    ibex_cpu_ctx *ctx = be->ctx;
+    if (n <= 0) return;
+    if (ctx->pool && work >= IBEX_CPU_PAR_MIN_WORK) ibex_cpu_pool_run(ctx->pool, fn, arg, n);
+    else fn(arg, 0, n, 0);
 }
 
 /* Ops defined outside cpu_backend.c; contracts are those of struct ibex_backend. */

@@ -2,7 +2,8 @@
  * weight rows (and, slowly, any type ibex_row_to_f32 can dequantize).
  *
  * Design notes:
- *  1. Work is split over groups of MM_GROUP weight rows; each group is one OpenMP item.
+ *  1. Work is split over groups of MM_GROUP weight rows; each group is one item of a job on
+ *     the backend's worker pool (cpu_pool.c), which hands out contiguous runs of groups.
  *  2. Inside a group, tokens are taken in blocks of MM_TBLK (so the block of x stays in L2)
  *     and each block is covered by register tiles: 4 rows × 3 tokens (prefill), 8 rows ×
  *     1 token (decode, enough FMA chains to stay memory-bound), then 4×1 and 1×1 tails.
@@ -12,14 +13,12 @@
  *     in order. So y does not depend on T, on the tiling or on the thread count (decode ==
  *     prefill bit for bit); it does depend on the build (AVX-512, AVX2 or portable).
  *  4. The portable build converts one weight row to F32 into a per-thread buffer and runs
- *     plain 8-lane dot products against every token (gcc vectorises those loops). */
+ *     plain 8-lane dot products against every token (gcc vectorises those loops).
+ *  5. A weight type's kernel is a "rows" function (mm_rows_fn) computing rows [r0, r1) for
+ *     every token; the job calls it once per group, so adding a type is one table entry. */
 #include <stdlib.h>
 
 #include "kernels/cpu/cpu_internal.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #define MM_GROUP 16 /* weight rows per parallel item (multiple of 8) */
 #define MM_TBLK 48  /* tokens per cache block (multiple of 3) */
@@ -220,6 +219,46 @@ static void mm_rows_buffered(float *y, const float *x, const char *w, size_t row
     }
 }
 
+/* Rows [r0, r1) of y for tokens [0, T) from weight rows of row_bytes bytes (design note 5). */
+typedef void (*mm_rows_fn)(float *y, const float *x, const char *w, size_t row_bytes, int T, int n_in,
+                           int n_out, int r0, int r1);
+
+struct mm_job {
+    float *y;
+    const float *x;
+    const char *w;
+    size_t row_bytes;
+    ibex_type wtype;
+    int T, n_in, n_out;
+    mm_rows_fn fast;
+    float *bufs; /* generic path: one n_in-float row buffer per thread, NULL if none */
+};
+
+/* Groups [g0, g1) of MM_GROUP rows, through the type's rows function. */
+static void mm_groups_fast(void *arg, int64_t g0, int64_t g1, int tid) {
+    const struct mm_job *j = arg;
+    for (int64_t g = g0; g < g1; g++) {
+        const int r0 = (int)g * MM_GROUP, r1 = r0 + MM_GROUP < j->n_out ? r0 + MM_GROUP : j->n_out;
+        j->fast(j->y, j->x, j->w, j->row_bytes, j->T, j->n_in, j->n_out, r0, r1);
+    }
+}
+
+/* Groups [g0, g1) by converting rows into thread tid's buffer (design note 4). */
+static void mm_groups_buffered(void *arg, int64_t g0, int64_t g1, int tid) {
+    const struct mm_job *j = arg;
+    const int T = j->T, n_out = j->n_out;
+    for (int64_t g = g0; g < g1; g++) {
+        const int r0 = (int)g * MM_GROUP, r1 = r0 + MM_GROUP < n_out ? r0 + MM_GROUP : n_out;
+        if (!j->bufs) {
+            for (int t = 0; t < T; t++)
+                for (int r = r0; r < r1; r++) j->y[(int64_t)t * n_out + r] = NAN;
+            continue;
+        }
+        mm_rows_buffered(j->y, j->x, j->w, j->row_bytes, j->wtype, T, j->n_in, n_out, r0, r1,
+                         j->bufs + (size_t)tid * (size_t)(j->n_in > 0 ? j->n_in : 1));
+    }
+}
+
 void ibex_cpu_matmul(ibex_backend *be, float *y, const float *x, const void *w, ibex_type wtype,
                      int T, int n_in, int n_out) {
     if (T <= 0 || n_out <= 0) return;
@@ -228,10 +267,9 @@ void ibex_cpu_matmul(ibex_backend *be, float *y, const float *x, const void *w, 
         fill_nan(y, (int64_t)T * n_out);
         return;
     }
-    const int nt = ibex_cpu_threads(be);
     const int n_groups = (n_out + MM_GROUP - 1) / MM_GROUP;
     const double work = (double)T * n_in * n_out;
-    const char *wb = w;
+    struct mm_job j = {y, x, w, row_bytes, wtype, T, n_in, n_out, NULL, NULL};
 #if IBEX_CPU_AVX2
     void (*fast)(float *, const float *, const char *, size_t, int, int, int, int, int) =
         wtype == IBEX_TYPE_F32    ? mm_rows_f32
@@ -239,27 +277,12 @@ void ibex_cpu_matmul(ibex_backend *be, float *y, const float *x, const void *w, 
         : wtype == IBEX_TYPE_BF16 ? mm_rows_bf16
                                   : NULL;
     if (fast) {
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && work >= IBEX_CPU_PAR_MIN_WORK)
-        for (int g = 0; g < n_groups; g++) {
-            const int r0 = g * MM_GROUP, r1 = r0 + MM_GROUP < n_out ? r0 + MM_GROUP : n_out;
-            fast(y, x, wb, row_bytes, T, n_in, n_out, r0, r1);
-        }
+        j.fast = fast;
+        ibex_cpu_parallel(be, mm_groups_fast, &j, n_groups, work);
         return;
     }
 #endif
-#pragma omp parallel num_threads(nt) if (nt > 1 && work >= IBEX_CPU_PAR_MIN_WORK)
-    {
-        float *buf = malloc((size_t)(n_in > 0 ? n_in : 1) * sizeof(float));
-#pragma omp for schedule(static)
-        for (int g = 0; g < n_groups; g++) {
-            const int r0 = g * MM_GROUP, r1 = r0 + MM_GROUP < n_out ? r0 + MM_GROUP : n_out;
-            if (!buf) {
-                for (int j = 0; j < T; j++)
-                    for (int r = r0; r < r1; r++) y[(int64_t)j * n_out + r] = NAN;
-                continue;
-            }
-            mm_rows_buffered(y, x, wb, row_bytes, wtype, T, n_in, n_out, r0, r1, buf);
-        }
-        free(buf);
-    }
+    j.bufs = malloc((size_t)ibex_cpu_threads(be) * (size_t)(n_in > 0 ? n_in : 1) * sizeof(float));
+    ibex_cpu_parallel(be, mm_groups_buffered, &j, n_groups, work);
+    free(j.bufs);
 }
