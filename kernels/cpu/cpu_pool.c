@@ -19,7 +19,7 @@
  *  3. The caller returns when done == chunk count. It never waits for a worker that has
  *     not claimed anything, only for chunks in progress.
  *  4. Waiting, both for a new job (workers) and for the last chunks (caller), spins for at
- *     most POOL_SPIN_NS with a pause instruction, then sleeps on a futex (a condition
+ *     most spin_ns with a pause instruction, then sleeps on a futex (a condition
  *     variable off Linux). Sleep and wake follow the Dekker pattern with sequentially
  *     consistent atomics: the sleeper announces itself (sleepers++ / caller_waiting = 1)
  *     before re-checking the word it sleeps on, the waker changes that word before
@@ -44,13 +44,12 @@
 
 #include "kernels/cpu/cpu_internal.h"
 
-/* Spin budget before sleeping. Long enough that workers stay awake across the short
- * serial stretches between two parallel ops of one forward pass (a norm, a rope: a few
- * microseconds), short enough that a machine full of other work loses at most this much
- * per wait; a futex wake costs a few microseconds more than a spinning hand-off. */
-#ifndef IBEX_CPU_POOL_SPIN_NS
-#define IBEX_CPU_POOL_SPIN_NS 50000
-#endif
+/* Default spin budget before sleeping (IBEX_CPU_SPIN_US overrides it, 0 = sleep at once).
+ * Long enough that workers stay awake across the short serial stretches between two
+ * parallel ops of one forward pass (a norm, a rope: a few microseconds), short enough
+ * that a machine full of other work loses at most this much per wait; a futex wake costs
+ * a few microseconds more than a spinning hand-off. */
+#define POOL_SPIN_NS_DEFAULT 50000
 
 /* Chunks per thread: enough that a descheduled thread's share is spread over the others
  * in pieces, few enough that claiming (one CAS) stays negligible. */
@@ -58,7 +57,8 @@
 #define POOL_MAX_CHUNKS 0xffff
 
 struct ibex_cpu_pool {
-    int n_threads; /* caller + workers */
+    int n_threads;    /* caller + workers */
+    uint64_t spin_ns; /* spin budget of every wait */
     pthread_t *tids;
     struct pool_worker *workers;
 
@@ -106,15 +106,16 @@ static inline uint64_t now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Spins until *w != v or the budget is spent; true if it changed. */
-static bool spin_while_eq(_Atomic uint32_t *w, uint32_t v) {
+/* Spins until *w != v or spin_ns is spent; true if it changed. */
+static bool spin_while_eq(_Atomic uint32_t *w, uint32_t v, uint64_t spin_ns) {
+    if (spin_ns == 0) return atomic_load_explicit(w, memory_order_acquire) != v;
     uint64_t deadline = 0;
     for (unsigned i = 0;; i++) {
         if (atomic_load_explicit(w, memory_order_acquire) != v) return true;
         cpu_relax();
         if ((i & 31) == 31) { /* the clock costs ~20 ns: read it every 32 pauses */
             const uint64_t t = now_ns();
-            if (!deadline) deadline = t + IBEX_CPU_POOL_SPIN_NS;
+            if (!deadline) deadline = t + spin_ns;
             else if (t >= deadline) return false;
         }
     }
@@ -184,7 +185,7 @@ static void *worker_main(void *arg) {
             help(p, wk->tid);
             continue;
         }
-        if (spin_while_eq(&p->wake, seen)) continue;
+        if (spin_while_eq(&p->wake, seen, p->spin_ns)) continue;
         atomic_fetch_add_explicit(&p->sleepers, 1, memory_order_seq_cst);
         if (atomic_load_explicit(&p->wake, memory_order_seq_cst) == seen) sleep_while_eq(p, &p->wake, seen);
         atomic_fetch_sub_explicit(&p->sleepers, 1, memory_order_seq_cst);
@@ -220,7 +221,7 @@ void ibex_cpu_pool_run(ibex_cpu_pool *p, ibex_cpu_task fn, void *arg, int64_t n)
     for (;;) {
         uint32_t d = atomic_load_explicit(&p->done, memory_order_acquire);
         if (d == nch) break;
-        if (spin_while_eq(&p->done, d)) continue;
+        if (spin_while_eq(&p->done, d, p->spin_ns)) continue;
         /* a worker holds a chunk and is slow or descheduled: sleep rather than spin */
         atomic_store_explicit(&p->caller_waiting, 1, memory_order_seq_cst);
         while ((d = atomic_load_explicit(&p->done, memory_order_seq_cst)) != nch) sleep_while_eq(p, &p->done, d);
@@ -249,6 +250,13 @@ ibex_cpu_pool *ibex_cpu_pool_new(int n_threads) {
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
 #endif
+    p->spin_ns = POOL_SPIN_NS_DEFAULT;
+    const char *env = getenv("IBEX_CPU_SPIN_US");
+    if (env && *env) {
+        char *end;
+        const double us = strtod(env, &end);
+        if (*end == '\0' && us >= 0.0 && us <= 1e6) p->spin_ns = (uint64_t)(us * 1e3);
+    }
     p->n_threads = 1;
     for (int i = 0; i < nw; i++) {
         p->workers[i] = (struct pool_worker){.pool = p, .tid = i + 1};
