@@ -552,3 +552,72 @@ Test(kernels_cpu, elementwise_thread_invariant) {
     cr_assert(memcmp(a[0], a[1], (size_t)N * 4 * 4) == 0, "1 vs 2 threads differ");
     free(a[0]), free(a[1]), free(x), free(g), free(u);
 }
+
+/* Every op at sizes that go to the worker pool, with 1 to 8 threads (more than this
+ * machine's cores) and with one backend resized in place: the same bits each time. The
+ * Q8_0 matmul takes the generic path with its per-thread row buffers. */
+#define ALL_OPS_OUT(T_, n_, mm_out_, att_out_) ((int64_t)(T_) * (n_) * 5 + (mm_out_) * 2 + (att_out_))
+static void all_ops(ibex_backend *be, float *out) {
+    enum { T = 160, N = 1000, MT = 33, MIN = 256, MOUT = 300, AT = 9, APOS = 100, NH = 8, NKV = 2, HD = 64 };
+    rng r = {4242};
+    const int64_t TN = (int64_t)T * N;
+    float *x = rand_vec(&r, TN, -5.0f, 5.0f), *g = rand_vec(&r, N, 0.5f, 1.5f), *u = rand_vec(&r, TN, -1.0f, 1.0f);
+    float *o = out;
+    int32_t pos[T];
+    for (int i = 0; i < T; i++) pos[i] = 7 * i + 3;
+    be->rmsnorm(be, o, x, g, T, N, 1e-6f);
+    o += TN;
+    memcpy(o, x, (size_t)TN * 4);
+    be->silu_mul(be, o, o, u, TN);
+    o += TN;
+    memcpy(o, x, (size_t)TN * 4);
+    be->softmax(be, o, T, N);
+    o += TN;
+    memcpy(o, x, (size_t)TN * 4);
+    be->rope(be, o, pos, T, 10, 100, 64, 10000.0f);
+    o += TN;
+    memcpy(o, x, (size_t)TN * 4);
+    be->add(be, o, u, TN); /* 160000 elements: above add's higher threshold */
+    o += TN;
+    const ibex_type mt[2] = {IBEX_TYPE_F16, IBEX_TYPE_Q8_0};
+    float *xm = rand_vec(&r, (int64_t)MT * MIN, -1.0f, 1.0f);
+    for (int k = 0; k < 2; k++) {
+        float *wd;
+        void *w = make_weights(&r, mt[k], MOUT, MIN, &wd);
+        be->matmul(be, o, xm, w, mt[k], MT, MIN, MOUT);
+        o += (int64_t)MT * MOUT;
+        free(w), free(wd);
+    }
+    const int n_tok = APOS + AT, row = NKV * HD;
+    float *K = rand_vec(&r, (int64_t)n_tok * row, -1.0f, 1.0f), *V = rand_vec(&r, (int64_t)n_tok * row, -1.0f, 1.0f);
+    float *q = rand_vec(&r, (int64_t)AT * NH * HD, -3.0f, 3.0f);
+    kv_cache c;
+    kv_cache_init(&c, be, K, V, n_tok, 16, NKV, HD, APOS, 99);
+    be->attention(be, o, q, &c.view, AT, APOS, NH, 0.125f);
+    kv_cache_free(&c);
+    free(x), free(g), free(u), free(xm), free(K), free(V), free(q);
+}
+
+Test(kernels_cpu, every_op_identical_for_1_to_8_threads) {
+    const int64_t n_out = ALL_OPS_OUT(160, 1000, (int64_t)33 * 300, (int64_t)9 * 8 * 64);
+    float *ref = nan_vec(n_out), *got = nan_vec(n_out);
+    ibex_backend *be1 = new_be(1);
+    all_ops(be1, ref);
+    ibex_backend_free(be1);
+    for (int64_t i = 0; i < n_out; i++) cr_assert(!isnan(ref[i]), "element %lld not written", (long long)i);
+    ibex_backend *resized = new_be(1);
+    for (int nt = 2; nt <= 8; nt++) {
+        ibex_backend *be = new_be(nt);
+        cr_assert_eq(ibex_backend_threads(be), nt);
+        for (int64_t i = 0; i < n_out; i++) got[i] = NAN;
+        all_ops(be, got);
+        cr_assert(memcmp(ref, got, (size_t)n_out * 4) == 0, "%d threads differ from 1", nt);
+        ibex_backend_free(be);
+        resized->set_threads(resized, nt);
+        for (int64_t i = 0; i < n_out; i++) got[i] = NAN;
+        all_ops(resized, got);
+        cr_assert(memcmp(ref, got, (size_t)n_out * 4) == 0, "resized to %d threads differs from 1", nt);
+    }
+    ibex_backend_free(resized);
+    free(ref), free(got);
+}
