@@ -28,11 +28,15 @@
  *     or the caller, or concurrently by another thread) runs inline on the submitting
  *     thread with tid 0, so nesting cannot deadlock.
  *  6. Free: only between jobs. It raises `quit`, bumps the wake word, wakes every sleeper
- *     and joins; a spinning or sleeping worker sees the new word and exits. */
+ *     and joins; a spinning or sleeping worker sees the new word and exits.
+ *  7. Workers block every signal (so the program's handlers run on its own threads) and
+ *     are named "ibex-cpu-N" for top, perf and debuggers. */
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -176,6 +180,9 @@ static void help(ibex_cpu_pool *p, int tid) {
 static void *worker_main(void *arg) {
     struct pool_worker *wk = arg;
     ibex_cpu_pool *p = wk->pool;
+    char name[16];
+    snprintf(name, sizeof name, "ibex-cpu-%d", wk->tid);
+    pthread_setname_np(pthread_self(), name);
     uint32_t seen = 0; /* `wake` starts at 0 before any worker exists */
     for (;;) {
         const uint32_t w = atomic_load_explicit(&p->wake, memory_order_acquire);
@@ -258,11 +265,15 @@ ibex_cpu_pool *ibex_cpu_pool_new(int n_threads) {
         if (*end == '\0' && us >= 0.0 && us <= 1e6) p->spin_ns = (uint64_t)(us * 1e3);
     }
     p->n_threads = 1;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old); /* inherited by the workers (design note 7) */
     for (int i = 0; i < nw; i++) {
         p->workers[i] = (struct pool_worker){.pool = p, .tid = i + 1};
         if (pthread_create(&p->tids[i], NULL, worker_main, &p->workers[i]) != 0) break;
         p->n_threads++; /* fewer threads than asked if the system refuses more */
     }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (p->n_threads < 2) {
         ibex_cpu_pool_free(p);
         return NULL;
