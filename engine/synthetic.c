@@ -188,7 +188,7 @@ ibex_status ibex_synthetic_build(ibex_model *m, const ibex_synthetic_preset *pr,
     if (p->ctx_len > 0) c->ctx_len = p->ctx_len;
     const ibex_type_traits *tr = ibex_type_traits_get(p->wtype);
     if (!tr || !tr->compute)
-        return ibex_err_set(err, IBEX_ERR_UNSUPPORTED, "synthetic weights of type %s are not supported (F32, F16, BF16)",
+        return ibex_err_set(err, IBEX_ERR_UNSUPPORTED, "synthetic weights of type %s are not supported (F32, F16, BF16, Q8_0, Q4_0)",
                             ibex_type_name(p->wtype));
     snprintf(m->name, sizeof m->name, "synthetic:%s", pr->name);
     m->wtype = p->wtype;

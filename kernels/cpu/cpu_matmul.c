@@ -237,6 +237,8 @@ void ibex_cpu_matmul(ibex_backend *be, float *y, const float *x, const void *w, 
         wtype == IBEX_TYPE_F32    ? mm_rows_f32
         : wtype == IBEX_TYPE_F16  ? mm_rows_f16
         : wtype == IBEX_TYPE_BF16 ? mm_rows_bf16
+        : wtype == IBEX_TYPE_Q8_0 ? ibex_cpu_mm_rows_q8_0
+        : wtype == IBEX_TYPE_Q4_0 ? ibex_cpu_mm_rows_q4_0
                                   : NULL;
     if (fast) {
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && work >= IBEX_CPU_PAR_MIN_WORK)
@@ -253,6 +255,10 @@ void ibex_cpu_matmul(ibex_backend *be, float *y, const float *x, const void *w, 
 #pragma omp for schedule(static)
         for (int g = 0; g < n_groups; g++) {
             const int r0 = g * MM_GROUP, r1 = r0 + MM_GROUP < n_out ? r0 + MM_GROUP : n_out;
+            if (wtype == IBEX_TYPE_Q8_0 || wtype == IBEX_TYPE_Q4_0) { /* cpu_matmul_q.c */
+                ibex_cpu_mm_rows_q(wtype, y, x, wb, row_bytes, T, n_in, n_out, r0, r1);
+                continue;
+            }
             if (!buf) {
                 for (int j = 0; j < T; j++)
                     for (int r = r0; r < r1; r++) y[(int64_t)j * n_out + r] = NAN;
