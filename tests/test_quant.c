@@ -200,6 +200,14 @@ static void check_all(ibex_type t) {
 Test(quant, matmul_q8_0_against_reference) { check_all(IBEX_TYPE_Q8_0); }
 Test(quant, matmul_q4_0_against_reference) { check_all(IBEX_TYPE_Q4_0); }
 
+/* T·n_in above the per-thread activation cache (Q_CACHE_MAX = 2^20 elements): the
+ * chunk-by-chunk quantization path, which must give the same bits as the cached one
+ * (check_q_matmul's decode == prefill comparison runs T = 1 through the cache). */
+Test(quant, matmul_uncached_activations) {
+    check_q_matmul(IBEX_TYPE_Q8_0, 17, 65536, 5, 77);
+    check_q_matmul(IBEX_TYPE_Q4_0, 17, 65536, 3, 78);
+}
+
 /* A row-group call writes rows [r0, r1) of every token and nothing else. */
 Test(quant, row_group_writes_only_its_rows) {
     const ibex_type types[2] = {IBEX_TYPE_Q8_0, IBEX_TYPE_Q4_0};
