@@ -12,6 +12,9 @@
  *   gate, up    σ = 1/√dim;  down σ = 1/√ffn_dim
  *   output      σ = 1.5/√dim         → logits σ ≈ 1.5 over the vocabulary
  *   norm gains  1 ± 0.1
+ * With --dtype q8_0 / q4_0 each matrix row is drawn in F32 exactly as above and then
+ * quantized with ggml's round-to-nearest formulas (ibex_row_from_f32), so a quantized
+ * synthetic model is the F32 one run through `llama-quantize --pure`; norms stay F32.
  *
  * Vocabulary: a SentencePiece-style table that round-trips any byte string:
  *   0 <unk>, 1 <s>, 2 </s>, 3..258 <0x00>..<0xFF> (byte fallback), then "▁" and the
