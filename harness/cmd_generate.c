@@ -32,7 +32,7 @@ static void usage(FILE *f) {
             "      --no-warmup        skip the untimed warm-up pass\n"
             "      --logits-out FILE  write each step's logits as little-endian float32,\n"
             "                         vocab floats per step, the prompt's last position first\n"
-            "      --dtype TYPE       synthetic weight type: f32, f16 (default), bf16\n"
+            "      --dtype TYPE       synthetic weight type: f32, f16 (default), bf16, q8_0, q4_0\n"
             "      --weight-seed N    synthetic weight seed\n"
             "decoding:\n"
             "      --decoding D       greedy (default) | sample | beam\n"

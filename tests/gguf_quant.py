@@ -12,7 +12,9 @@ Checks:
      generate`, whose logits stay within 3 % of the logit scale of a float64 reference
      run on the exactly dequantized weights, with the same greedy ids (ibex also rounds
      the activations to 8 bits, as llama.cpp does, hence not 2e-4 as for F16);
-  3. a type ibex does not compute (Q4_1) is refused with the tensor and the type named.
+  3. a type ibex does not compute (Q4_1) is refused with the tensor and the type named;
+  4. quality: logits NMSE and top-1 agreement of the quantized files against the F16 file
+     they were made from, over a fixed prompt set (printed, with loose bounds checked).
 
 Reuses tests/gguf_compat.py (dependency loading, the reference Llama, the small model).
 Run by ctest; exit status 0 only when every check passes.
@@ -198,6 +200,44 @@ def check_unsupported(chk, ibex, workdir):
            f"exit {r.returncode}: {r.stderr.strip()[-300:]}")
 
 
+# ---- 4. quality against F16 ----------------------------------------------------------------
+
+def check_quality(chk, ibex, workdir, outs):
+    """Logits of the quantized files (made from the same F16 file by ibex model quantize)
+    against the F16 file's, at the last position of a fixed set of prompts: NMSE
+    (Σ(q−f)²/Σf²) and top-1 agreement. The weights are synthetic (uniform random), so
+    these numbers show the kernels' and formats' error, not a trained model's quality."""
+    np = gc.np
+    rng = np.random.default_rng(2024)
+    prompts = [[1] + [int(t) for t in rng.integers(259, 32000, size=int(rng.integers(8, 40)))] for _ in range(12)]
+    src = os.path.join(workdir, "tiny-f16.gguf")
+    files = {"f16": src, **outs}
+    rows = {k: [] for k in files}
+    for i, pr in enumerate(prompts):
+        for k, path in files.items():
+            rc, _, lg, err = gc.ibex_generate_ids(ibex, path, pr, 1, os.path.join(workdir, f"quality-{k}.logits"),
+                                                  32000)
+            if rc != 0 or lg is None:
+                chk.ok(f"quality: ibex generate on {k}", False, (err or "").strip()[-300:])
+                return None
+            rows[k].append(lg[0])
+    f = np.stack(rows["f16"])
+    res = {}
+    for k in outs:
+        q = np.stack(rows[k])
+        nmse = float(np.sum((q - f) ** 2) / np.sum(f ** 2))
+        top1 = float(np.mean(np.argmax(q, axis=1) == np.argmax(f, axis=1)))
+        res[k] = (nmse, top1)
+        print(f"  {k}: logits NMSE vs F16 {nmse:.2e}, top-1 agreement {top1 * 100:.0f}% over {len(prompts)} prompts")
+    if "q8_0" in res and "q4_0" in res:
+        # Loose bounds that a wrong scale, nibble order or sign would break by orders of
+        # magnitude; and 8-bit weights must beat 4-bit ones.
+        chk.ok("quality: Q8_0 logits NMSE vs F16 < 2e-3", res["q8_0"][0] < 2e-3, f"{res['q8_0'][0]:.2e}")
+        chk.ok("quality: Q4_0 logits NMSE vs F16 < 1e-1", res["q4_0"][0] < 1e-1, f"{res['q4_0'][0]:.2e}")
+        chk.ok("quality: Q8_0 closer to F16 than Q4_0", res["q8_0"][0] < res["q4_0"][0])
+    return res
+
+
 def main():
     a = parse_args()
     gc.load_deps(a.pydeps)
@@ -205,11 +245,13 @@ def main():
     os.makedirs(a.workdir, exist_ok=True)
     chk = gc.Checks()
     print("1. ibex model quantize vs gguf.quants.quantize (synthetic:tiny, F16 source)")
-    check_quantize(chk, ibex, a.workdir)
+    outs = check_quantize(chk, ibex, a.workdir) or {}
     print("2. gguf.GGUFWriter Q8_0 / Q4_0 / mixed files -> ibex generate vs float64 reference")
     worst = check_load(chk, ibex, a.workdir)
     print("3. unsupported block type")
     check_unsupported(chk, ibex, a.workdir)
+    print("4. quality against F16 (synthetic:tiny quantized from F16; last-position logits of 12 prompts)")
+    check_quality(chk, ibex, a.workdir, outs)
     print("summary: max rel logits diff vs the dequantized reference: " +
           ", ".join(f"{k} {v:.2e}" for k, v in worst.items()) + f" (tol {QTOL:.0e})")
     if chk.failed:
