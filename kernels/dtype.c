@@ -179,18 +179,29 @@ bool ibex_row_from_f32(void *dst, const float *src, ibex_type t, int64_t n) {
     }
 }
 
-/* Q8_0: d = max|x| / 127, q = roundf(x / d) (half away from zero, as C's roundf). */
+/* roundf (halves away from zero) without the libm call, exact for every finite x:
+ * x − truncf(x) is exact, so comparing it with 0.5 decides as roundf does. */
+static inline float round_half_away(float x) {
+    const float r = truncf(x);
+    return fabsf(x - r) >= 0.5f ? r + copysignf(1.0f, x) : r;
+}
+
+/* Q8_0: d = max|x| / 127, q = roundf(x / d) (half away from zero, as C's roundf). The
+ * maximum is ggml's MAX(a, b) = a > b ? a : b, which differs from fmaxf only for NaN. */
 bool ibex_quantize_q8_0(void *dst, const float *src, int64_t n) {
     if (n % 32) return false;
     uint8_t *b = dst;
     for (int64_t i = 0; i < n; i += 32, b += 34) {
         float amax = 0.0f;
-        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(src[i + j]));
+        for (int j = 0; j < 32; j++) {
+            const float a = fabsf(src[i + j]);
+            amax = amax > a ? amax : a;
+        }
         const float d = amax / 127.0f;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         uint16_t dh = ibex_f32_to_f16(d);
         memcpy(b, &dh, 2);
-        for (int j = 0; j < 32; j++) b[2 + j] = (uint8_t)(int8_t)roundf(src[i + j] * id);
+        for (int j = 0; j < 32; j++) b[2 + j] = (uint8_t)(int8_t)round_half_away(src[i + j] * id);
     }
     return true;
 }
