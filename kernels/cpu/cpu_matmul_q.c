@@ -7,14 +7,23 @@
  *  1. The activations are quantized too, as llama.cpp's CPU backend does: each token's
  *     row of x is cut into blocks of 32, d_x = max|x| / 127 (kept in F32, where llama.cpp
  *     rounds it to F16), q_x = nearest-even(x / d_x). Each block product is then an exact
- *     int32 Σ q_w·q_x, scaled by d_w·d_x into F32 accumulators. Why: decode must stream
- *     weight bytes at memory speed, and the float route (dequantize each block, FMA with
- *     F32 x) costs as many instructions per weight as F16 does (convert + FMA per 8
- *     weights), so on one core it is no faster than F16 although it reads half the bytes;
- *     the integer route does 32 weights in ~6 instructions (pmaddubsw/pmaddwd, or one
- *     vpdpbusd on VNNI machines). The price is the activation rounding: relative error
- *     ≤ 1/254 of the block's largest |x| per element, which the tests bound explicitly
- *     (tests/test_quant.c) and which moves logits by well under 1 % (tests/gguf_quant.py).
+ *     int32 Σ q_w·q_x, scaled by d_w·d_x into F32 accumulators. Why: decode at batch 1 is
+ *     one multiply-add per weight byte or two, so the kernel must stay below memory speed
+ *     in instructions per weight. Per 32 weights and row: the integer route is ~11
+ *     instructions with VNNI (unpack, vpdpbusd with an offset correction, convert, scale,
+ *     FMA; the F16 scale through F16C), ~14 with AVX2's sign/pmaddubsw/pmaddwd; the float
+ *     route (sign-extend, convert, FMA against F32 x, scale; counted, not benchmarked) is
+ *     ~12 with AVX-512 and ~16 with AVX2. So the integer route is no worse for decode and
+ *     better on AVX2-only machines. Measured here (one core, per-thread CPU time, L2-resident
+ *     768×2048 weights): F16 ~14 GMAC/s, Q8_0 ~22, Q4_0 ~21 — Q4_0 is compute-bound, not
+ *     bandwidth-bound. The price of the route is the activation rounding: error ≤ 1/254 of
+ *     the block's largest |x| per element, which the tests bound explicitly
+ *     (tests/test_quant.c) and which moves logits by ~1.5 % of their scale on the tests'
+ *     small model (tests/gguf_quant.py). For prefill the float route would reuse each
+ *     dequantized weight for several tokens (as cpu_matmul.c's F16 tiles do) while this
+ *     one pays convert/scale/FMA per block and token: quantized prefill runs at ~0.6–0.75×
+ *     of F16 here. A float-route prefill tile is the known next step (it would end
+ *     decode == prefill bit-exactness, note 2).
  *  2. Every y[t][r] is computed the same way whatever the tile, T or thread count: 8 int32
  *     lanes per block (lane k sums elements 4k..4k+3), each lane accumulated in F32 by an
  *     FMA with d_w·d_x in block order, then ibex_cpu_hsum8's fixed horizontal sum. So
