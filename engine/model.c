@@ -88,7 +88,8 @@ static ibex_status load_matrix(ibex_model *m, const char *name, int64_t n_in, in
     if (!tr->compute)
         return ibex_err_set(err, IBEX_ERR_UNSUPPORTED,
                             "%s: tensor '%s' has type %s, which ibex cannot compute with yet "
-                            "(supported: F32, F16, BF16)",
+                            "(supported: F32, F16, BF16, Q8_0, Q4_0; requantize with "
+                            "`ibex model quantize IN OUT q8_0|q4_0` from an F16/F32 file)",
                             ibex_gguf_path(m->gguf), name, tr->name);
     *w = (ibex_weight){.data = t->data, .type = t->type, .n_in = n_in, .n_out = n_out};
     return IBEX_OK;
@@ -290,9 +291,12 @@ static ibex_status load_gguf(ibex_model *m, const char *path, ibex_err *err) {
     int64_t d = c->dim, q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
     const ibex_gguf_tensor *t;
     if ((s = find_tensor(m, "token_embd.weight", d, c->vocab_size, true, &t, err))) return s;
-    if (!(t->type == IBEX_TYPE_F32 || t->type == IBEX_TYPE_F16 || t->type == IBEX_TYPE_BF16 ||
-                               t->type == IBEX_TYPE_Q8_0 || t->type == IBEX_TYPE_Q4_0))
-        return ibex_err_set(err, IBEX_ERR_UNSUPPORTED, "%s: token_embd.weight has type %s, which ibex cannot read",
+    /* The embedding lookup dequantizes one row per token (ibex_row_to_f32), so the table
+     * may be any type ibex computes with, quantized ones included. */
+    if (!ibex_type_traits_get(t->type)->compute)
+        return ibex_err_set(err, IBEX_ERR_UNSUPPORTED,
+                            "%s: tensor 'token_embd.weight' has type %s, which ibex cannot read "
+                            "(supported: F32, F16, BF16, Q8_0, Q4_0)",
                             path, ibex_type_name(t->type));
     m->tok_embd = (ibex_weight){.data = t->data, .type = t->type, .n_in = d, .n_out = c->vocab_size};
     m->wtype = t->type;
@@ -300,9 +304,6 @@ static ibex_status load_gguf(ibex_model *m, const char *path, ibex_err *err) {
     if (ibex_gguf_find_tensor(g, "output.weight")) {
         if ((s = load_matrix(m, "output.weight", d, c->vocab_size, &m->output, err))) return s;
     } else {
-        if (!ibex_type_traits_get(m->tok_embd.type)->compute)
-            return ibex_err_set(err, IBEX_ERR_UNSUPPORTED, "%s: tied output needs token_embd.weight in F32/F16/BF16",
-                                path);
         m->tied_output = true;
         m->output = m->tok_embd;
     }
@@ -457,5 +458,145 @@ ibex_status ibex_model_write_gguf(const ibex_model *m, const char *path, ibex_er
 done:
     free(pieces), free(scores), free(types);
     ibex_gguf_writer_free(w);
+    return s;
+}
+
+/* ---- quantizing a GGUF file (`ibex model quantize`) ---- */
+
+/* Should tensor t become type qt? llama-quantize's --pure rule: every matrix named
+ * "*.weight" (token_embd and output included) whose rows are whole blocks; vectors
+ * (norm gains) never. */
+static bool quantize_this(const ibex_gguf_tensor *t, ibex_type qt) {
+    const size_t n = strlen(t->name);
+    if (t->n_dims < 2 || n < 7 || strcmp(t->name + n - 7, ".weight") != 0) return false;
+    if (t->ne[0] % ibex_type_traits_get(qt)->block_size != 0) return false;
+    return t->type != qt;
+}
+
+/* Copies metadata pair i of g into w verbatim. */
+static ibex_status copy_kv(const ibex_gguf *g, int64_t i, ibex_gguf_writer *w, ibex_err *err) {
+    const char *key = ibex_gguf_key_at(g, i);
+    const ibex_gguf_value *v = ibex_gguf_value_at(g, i);
+    switch (v->type) {
+    case IBEX_GGUF_U8: ibex_gguf_writer_set_u8(w, key, (uint8_t)v->u); break;
+    case IBEX_GGUF_I8: ibex_gguf_writer_set_i8(w, key, (int8_t)v->i); break;
+    case IBEX_GGUF_U16: ibex_gguf_writer_set_u16(w, key, (uint16_t)v->u); break;
+    case IBEX_GGUF_I16: ibex_gguf_writer_set_i16(w, key, (int16_t)v->i); break;
+    case IBEX_GGUF_U32: ibex_gguf_writer_set_u32(w, key, (uint32_t)v->u); break;
+    case IBEX_GGUF_I32: ibex_gguf_writer_set_i32(w, key, (int32_t)v->i); break;
+    case IBEX_GGUF_U64: ibex_gguf_writer_set_u64(w, key, v->u); break;
+    case IBEX_GGUF_I64: ibex_gguf_writer_set_i64(w, key, v->i); break;
+    case IBEX_GGUF_F32: ibex_gguf_writer_set_f32(w, key, (float)v->f); break;
+    case IBEX_GGUF_F64: ibex_gguf_writer_set_f64(w, key, v->f); break;
+    case IBEX_GGUF_BOOL: ibex_gguf_writer_set_bool(w, key, v->u != 0); break;
+    case IBEX_GGUF_STRING: {
+        char *s = malloc(v->s.len + 1);
+        if (!s) return ibex_err_set(err, IBEX_ERR_NOMEM, "out of memory copying key '%s'", key);
+        memcpy(s, v->s.data, v->s.len);
+        s[v->s.len] = 0;
+        ibex_gguf_writer_set_str(w, key, s);
+        free(s);
+        break;
+    }
+    case IBEX_GGUF_ARRAY:
+        if (v->arr.type == IBEX_GGUF_STRING) {
+            char **strs = calloc(v->arr.n ? v->arr.n : 1, sizeof *strs);
+            ibex_status s = strs ? IBEX_OK : IBEX_ERR_NOMEM;
+            for (uint64_t k = 0; k < v->arr.n && !s; k++) {
+                if (!(strs[k] = malloc(v->arr.strs[k].len + 1))) {
+                    s = IBEX_ERR_NOMEM;
+                    break;
+                }
+                memcpy(strs[k], v->arr.strs[k].data, v->arr.strs[k].len);
+                strs[k][v->arr.strs[k].len] = 0;
+            }
+            if (!s) ibex_gguf_writer_set_arr_str(w, key, (const char *const *)strs, v->arr.n);
+            for (uint64_t k = 0; strs && k < v->arr.n; k++) free(strs[k]);
+            free(strs);
+            if (s) return ibex_err_set(err, s, "out of memory copying key '%s'", key);
+        } else if (v->arr.type == IBEX_GGUF_ARRAY) {
+            return ibex_err_set(err, IBEX_ERR_UNSUPPORTED, "%s: key '%s' is an array of arrays, which ibex cannot copy",
+                                ibex_gguf_path(g), key);
+        } else {
+            ibex_gguf_writer_set_arr(w, key, v->arr.type, v->arr.data, v->arr.n);
+        }
+        break;
+    default:
+        return ibex_err_set(err, IBEX_ERR_FORMAT, "%s: key '%s' has value type %d", ibex_gguf_path(g), key,
+                            (int)v->type);
+    }
+    return IBEX_OK;
+}
+
+/* Quantizes the rows of t into dst (rows of ibex_type_row_bytes(qt, ne0) bytes). */
+static bool quantize_tensor(void *dst, const ibex_gguf_tensor *t, ibex_type qt) {
+    const int64_t n_in = t->ne[0], rows = t->ne[1] * t->ne[2] * t->ne[3];
+    const size_t rb_in = ibex_type_row_bytes(t->type, n_in), rb_out = ibex_type_row_bytes(qt, n_in);
+    bool ok = true;
+#pragma omp parallel reduction(&& : ok) if (rows * n_in > 65536)
+    {
+        float *buf = malloc((size_t)n_in * sizeof *buf);
+        if (!buf) ok = false;
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < rows; r++) {
+            if (!buf) continue;
+            ok = ok && ibex_row_to_f32(buf, (const char *)t->data + (size_t)r * rb_in, t->type, n_in) &&
+                 ibex_row_from_f32((char *)dst + (size_t)r * rb_out, buf, qt, n_in);
+        }
+        free(buf);
+    }
+    return ok;
+}
+
+ibex_status ibex_model_quantize_gguf(const char *in, const char *out, ibex_type qt, ibex_quantize_stats *st,
+                                     ibex_err *err) {
+    if (qt != IBEX_TYPE_Q8_0 && qt != IBEX_TYPE_Q4_0)
+        return ibex_err_set(err, IBEX_ERR_INVALID, "cannot quantize to %s (ibex quantizes to Q8_0 or Q4_0)",
+                            ibex_type_name(qt));
+    ibex_gguf *g = ibex_gguf_open(in, err);
+    if (!g) return err ? err->status : IBEX_ERR_IO;
+    ibex_gguf_writer *w = ibex_gguf_writer_new();
+    const int64_t nt = ibex_gguf_n_tensors(g);
+    void **bufs = calloc((size_t)(nt > 0 ? nt : 1), sizeof *bufs);
+    ibex_quantize_stats s0 = {0};
+    ibex_status s = IBEX_OK;
+    if (!w || !bufs) {
+        s = ibex_err_set(err, IBEX_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    for (int64_t i = 0; i < ibex_gguf_n_kv(g) && !s; i++) s = copy_kv(g, i, w, err);
+    if (s) goto done;
+    ibex_gguf_writer_set_u32(w, "general.file_type", file_type_of(qt));
+    ibex_gguf_writer_set_u32(w, "general.quantization_version", 2); /* ggml's GGML_QNT_VERSION */
+    for (int64_t i = 0; i < nt; i++) {
+        const ibex_gguf_tensor *t = ibex_gguf_tensor_at(g, i);
+        s0.bytes_in += (int64_t)t->nbytes;
+        if (!quantize_this(t, qt)) {
+            ibex_gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data);
+            s0.n_kept++;
+            s0.bytes_out += (int64_t)t->nbytes;
+            continue;
+        }
+        const size_t bytes = ibex_type_row_bytes(qt, t->ne[0]) * (size_t)(t->ne[1] * t->ne[2] * t->ne[3]);
+        if (!(bufs[i] = malloc(bytes))) {
+            s = ibex_err_set(err, IBEX_ERR_NOMEM, "out of memory quantizing '%s' (%zu bytes)", t->name, bytes);
+            goto done;
+        }
+        if (!quantize_tensor(bufs[i], t, qt)) {
+            s = ibex_err_set(err, IBEX_ERR_UNSUPPORTED, "%s: tensor '%s' has type %s, which ibex cannot dequantize",
+                             in, t->name, ibex_type_name(t->type));
+            goto done;
+        }
+        ibex_gguf_writer_add_tensor(w, t->name, qt, t->n_dims, t->ne, bufs[i]);
+        s0.n_quantized++;
+        s0.bytes_out += (int64_t)bytes;
+    }
+    s = ibex_gguf_writer_write(w, out, err);
+done:
+    if (st) *st = s0;
+    for (int64_t i = 0; bufs && i < nt; i++) free(bufs[i]);
+    free(bufs);
+    ibex_gguf_writer_free(w);
+    ibex_gguf_close(g);
     return s;
 }

@@ -77,7 +77,7 @@ struct ibex_model {
 };
 
 typedef struct ibex_model_params {
-    ibex_type wtype;  /* synthetic: matrix weight type (F32, F16, BF16); default F16 */
+    ibex_type wtype;  /* synthetic: matrix weight type (F32, F16, BF16, Q8_0, Q4_0); default F16 */
     uint64_t seed;    /* synthetic: weight seed; default 0x1bec5eed */
     int32_t ctx_len;  /* synthetic: override the preset's context length if > 0 */
     int n_threads;    /* threads for generating synthetic weights (<= 0: all cores) */
@@ -93,6 +93,23 @@ void ibex_model_free(ibex_model *m);
 
 /* Writes m as a GGUF v3 file (llama architecture, tokenizer included). */
 ibex_status ibex_model_write_gguf(const ibex_model *m, const char *path, ibex_err *err);
+
+/* What ibex_model_quantize_gguf did. */
+typedef struct ibex_quantize_stats {
+    int n_quantized;   /* tensors converted */
+    int n_kept;        /* tensors copied as they were (vectors, rows not whole blocks, already the type) */
+    int64_t bytes_in;  /* tensor data bytes read */
+    int64_t bytes_out; /* tensor data bytes written */
+} ibex_quantize_stats;
+
+/* Writes a copy of the GGUF file in to out with every matrix named "*.weight" whose rows
+ * are whole 32-element blocks quantized to qt (Q8_0 or Q4_0) by ggml's round-to-nearest
+ * formulas, as `llama-quantize --pure` does: token_embd and output included, 1-D tensors
+ * (norm gains) kept in their type. Every metadata pair is copied; general.file_type
+ * and general.quantization_version (2) are set. Source matrices may be F32, F16, BF16 or
+ * the other block type. st (optional) receives counts. On error out is not created. */
+ibex_status ibex_model_quantize_gguf(const char *in, const char *out, ibex_type qt, ibex_quantize_stats *st,
+                                     ibex_err *err);
 
 /* KV-cache bytes per token for element size elem_bytes:
  * 2 (K and V) · n_layers · n_kv_heads · head_dim · elem_bytes. */

@@ -12,6 +12,9 @@
  *   gate, up    σ = 1/√dim;  down σ = 1/√ffn_dim
  *   output      σ = 1.5/√dim         → logits σ ≈ 1.5 over the vocabulary
  *   norm gains  1 ± 0.1
+ * With --dtype q8_0 / q4_0 each matrix row is drawn in F32 exactly as above and then
+ * quantized with ggml's round-to-nearest formulas (ibex_row_from_f32), so a quantized
+ * synthetic model is the F32 one run through `llama-quantize --pure`; norms stay F32.
  *
  * Vocabulary: a SentencePiece-style table that round-trips any byte string:
  *   0 <unk>, 1 <s>, 2 </s>, 3..258 <0x00>..<0xFF> (byte fallback), then "▁" and the
@@ -188,7 +191,7 @@ ibex_status ibex_synthetic_build(ibex_model *m, const ibex_synthetic_preset *pr,
     if (p->ctx_len > 0) c->ctx_len = p->ctx_len;
     const ibex_type_traits *tr = ibex_type_traits_get(p->wtype);
     if (!tr || !tr->compute)
-        return ibex_err_set(err, IBEX_ERR_UNSUPPORTED, "synthetic weights of type %s are not supported (F32, F16, BF16)",
+        return ibex_err_set(err, IBEX_ERR_UNSUPPORTED, "synthetic weights of type %s are not supported (F32, F16, BF16, Q8_0, Q4_0)",
                             ibex_type_name(p->wtype));
     snprintf(m->name, sizeof m->name, "synthetic:%s", pr->name);
     m->wtype = p->wtype;

@@ -32,7 +32,7 @@ static void usage(FILE *f) {
             "      --no-warmup        skip the untimed warm-up pass\n"
             "      --logits-out FILE  write each step's logits as little-endian float32,\n"
             "                         vocab floats per step, the prompt's last position first\n"
-            "      --dtype TYPE       synthetic weight type: f32, f16 (default), bf16\n"
+            "      --dtype TYPE       synthetic weight type: f32, f16 (default), bf16, q8_0, q4_0\n"
             "      --weight-seed N    synthetic weight seed\n"
             "decoding:\n"
             "      --decoding D       greedy (default) | sample | beam\n"
@@ -262,7 +262,7 @@ int ibex_cmd_generate(int argc, char **argv) {
             logits_path = val, i++;
         } else if (!strcmp(a, "--dtype") && val) {
             if (!ibex_type_from_name(val, &mp.wtype) || !ibex_type_traits_get(mp.wtype)->compute) {
-                fprintf(stderr, "ibex generate: --dtype: '%s' is not a weight type ibex computes with (f32, f16, bf16)\n", val);
+                fprintf(stderr, "ibex generate: --dtype: '%s' is not a weight type ibex computes with (f32, f16, bf16, q8_0, q4_0)\n", val);
                 return 2;
             }
             i++;

@@ -1,5 +1,6 @@
-/* cmd_model.c — `ibex model info|write|list`: a model's shape, parameter count,
- * weight bytes per dtype and KV bytes per token; saving a synthetic model as GGUF. */
+/* cmd_model.c — `ibex model info|write|list|quantize`: a model's shape, parameter count,
+ * weight bytes per dtype and KV bytes per token; saving a synthetic model as GGUF;
+ * quantizing a GGUF file to Q8_0/Q4_0. */
 #include <stdio.h>
 #include <string.h>
 
@@ -9,8 +10,9 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: ibex model info MODEL\n"
-            "       ibex model write MODEL OUT.gguf [--dtype f32|f16|bf16] [--seed N]\n"
+            "       ibex model write MODEL OUT.gguf [--dtype f32|f16|bf16|q8_0|q4_0] [--seed N]\n"
             "       ibex model list\n"
+            "       ibex model quantize IN.gguf OUT.gguf q8_0|q4_0\n"
             "MODEL is a GGUF file or synthetic:NAME.\n");
 }
 
@@ -102,7 +104,7 @@ int ibex_cmd_model(int argc, char **argv) {
         for (int i = 4; i < argc; i++) {
             if (!strcmp(argv[i], "--dtype") && i + 1 < argc) {
                 if (!ibex_type_from_name(argv[++i], &mp.wtype) || !ibex_type_traits_get(mp.wtype)->compute) {
-                    fprintf(stderr, "ibex model write: --dtype: '%s' is not f32, f16 or bf16\n", argv[i]);
+                    fprintf(stderr, "ibex model write: --dtype: '%s' is not f32, f16, bf16, q8_0 or q4_0\n", argv[i]);
                     return 2;
                 }
             } else if (!strcmp(argv[i], "--seed") && i + 1 < argc) {
@@ -131,7 +133,31 @@ int ibex_cmd_model(int argc, char **argv) {
         ibex_model_free(m);
         return s ? 1 : 0;
     }
-    static const char *const subs[] = {"info", "write", "list", NULL};
+    if (!strcmp(sub, "quantize")) {
+        /* llama-quantize --pure's choices: every matrix (embedding and output included),
+         * ggml's round-to-nearest formulas; norms stay F32 (ibex_model_quantize_gguf). */
+        ibex_type qt;
+        if (argc != 5) {
+            usage(stderr);
+            return 2;
+        }
+        if (!ibex_type_from_name(argv[4], &qt) || (qt != IBEX_TYPE_Q8_0 && qt != IBEX_TYPE_Q4_0)) {
+            fprintf(stderr, "ibex model quantize: type '%s' is not q8_0 or q4_0\n", argv[4]);
+            return 2;
+        }
+        ibex_err err = {0};
+        ibex_quantize_stats st;
+        if (ibex_model_quantize_gguf(argv[2], argv[3], qt, &st, &err)) {
+            fprintf(stderr, "ibex model quantize: %s\n", err.msg);
+            return 1;
+        }
+        char b1[32], b2[32];
+        fprintf(stderr, "wrote %s: %d tensors quantized to %s, %d kept; tensor data %s -> %s\n", argv[3],
+                st.n_quantized, ibex_type_name(qt), st.n_kept, ibex_cli_bytes(st.bytes_in, b1, sizeof b1),
+                ibex_cli_bytes(st.bytes_out, b2, sizeof b2));
+        return 0;
+    }
+    static const char *const subs[] = {"info", "write", "list", "quantize", NULL};
     const char *s = ibex_cli_suggest(sub, subs);
     fprintf(stderr, "ibex model: unknown subcommand '%s'%s%s%s\n", sub, s ? " (did you mean '" : "", s ? s : "",
             s ? "'?)" : "");

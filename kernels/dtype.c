@@ -1,5 +1,12 @@
-/* dtype.c — the type table (ggml ids, block sizes, bytes per block) and scalar
- * F16/BF16 conversions used by the GGUF code, the synthetic generator and the kernels. */
+/* dtype.c — the type table (ggml ids, block sizes, bytes per block), scalar F16/BF16
+ * conversions, and the Q8_0/Q4_0 block (de)quantizers, used by the GGUF code, the
+ * synthetic generator, `ibex model quantize` and the kernels.
+ *
+ * The quantizers are ggml's reference round-to-nearest formulas (quantize_row_q8_0_ref
+ * and quantize_row_q4_0_ref in ggml-quants.c, mirrored by the `gguf` Python package's
+ * quants.py), so a tensor quantized here has the bytes llama-quantize --pure writes for
+ * the same F32 input: the scale d is computed in F32, the quants with the unrounded
+ * 1/d, and only then is d rounded to F16 (nearest even) for storage. */
 #include "kernels/dtype.h"
 
 #include <math.h>
@@ -11,11 +18,11 @@
 static const ibex_type_traits k_traits[IBEX_TYPE_COUNT] = {
     [IBEX_TYPE_F32] = {"F32", 1, 4, true},
     [IBEX_TYPE_F16] = {"F16", 1, 2, true},
-    [IBEX_TYPE_Q4_0] = {"Q4_0", 32, 18, false},
+    [IBEX_TYPE_Q4_0] = {"Q4_0", 32, 18, true},
     [IBEX_TYPE_Q4_1] = {"Q4_1", 32, 20, false},
     [IBEX_TYPE_Q5_0] = {"Q5_0", 32, 22, false},
     [IBEX_TYPE_Q5_1] = {"Q5_1", 32, 24, false},
-    [IBEX_TYPE_Q8_0] = {"Q8_0", 32, 34, false},
+    [IBEX_TYPE_Q8_0] = {"Q8_0", 32, 34, true},
     [IBEX_TYPE_Q8_1] = {"Q8_1", 32, 36, false},
     [IBEX_TYPE_Q2_K] = {"Q2_K", 256, 84, false},
     [IBEX_TYPE_Q3_K] = {"Q3_K", 256, 110, false},
@@ -166,6 +173,65 @@ bool ibex_row_from_f32(void *dst, const float *src, ibex_type t, int64_t n) {
         for (int64_t i = 0; i < n; i++) d[i] = ibex_f32_to_bf16(src[i]);
         return true;
     }
+    case IBEX_TYPE_Q8_0: return ibex_quantize_q8_0(dst, src, n);
+    case IBEX_TYPE_Q4_0: return ibex_quantize_q4_0(dst, src, n);
     default: return false;
     }
+}
+
+/* roundf (halves away from zero) without the libm call, exact for every finite x:
+ * x − truncf(x) is exact, so comparing it with 0.5 decides as roundf does. */
+static inline float round_half_away(float x) {
+    const float r = truncf(x);
+    return fabsf(x - r) >= 0.5f ? r + copysignf(1.0f, x) : r;
+}
+
+/* Q8_0: d = max|x| / 127, q = roundf(x / d) (half away from zero, as C's roundf). The
+ * maximum is ggml's MAX(a, b) = a > b ? a : b, which differs from fmaxf only for NaN. */
+bool ibex_quantize_q8_0(void *dst, const float *src, int64_t n) {
+    if (n % 32) return false;
+    uint8_t *b = dst;
+    for (int64_t i = 0; i < n; i += 32, b += 34) {
+        float amax = 0.0f;
+        for (int j = 0; j < 32; j++) {
+            const float a = fabsf(src[i + j]);
+            amax = amax > a ? amax : a;
+        }
+        const float d = amax / 127.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        uint16_t dh = ibex_f32_to_f16(d);
+        memcpy(b, &dh, 2);
+        for (int j = 0; j < 32; j++) b[2 + j] = (uint8_t)(int8_t)round_half_away(src[i + j] * id);
+    }
+    return true;
+}
+
+/* Q4_0: m = the element of largest magnitude, with its sign (the first one on a tie);
+ * d = m / −8, q = min(15, (int8)(x/d + 8.5)). The sign makes the extreme element map to
+ * quant 0 exactly (−8·d = m), so the asymmetric range [−8, 7] loses nothing at the end
+ * that matters most. */
+bool ibex_quantize_q4_0(void *dst, const float *src, int64_t n) {
+    if (n % 32) return false;
+    uint8_t *b = dst;
+    for (int64_t i = 0; i < n; i += 32, b += 18) {
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < 32; j++) {
+            const float v = src[i + j];
+            if (amax < fabsf(v)) {
+                amax = fabsf(v);
+                max = v;
+            }
+        }
+        const float d = max / -8.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        uint16_t dh = ibex_f32_to_f16(d);
+        memcpy(b, &dh, 2);
+        for (int j = 0; j < 16; j++) {
+            const float x0 = src[i + j] * id, x1 = src[i + j + 16] * id;
+            const int8_t q0 = (int8_t)(x0 + 8.5f), q1 = (int8_t)(x1 + 8.5f);
+            const uint8_t u0 = (uint8_t)(q0 < 15 ? q0 : 15), u1 = (uint8_t)(q1 < 15 ? q1 : 15);
+            b[2 + j] = (uint8_t)(u0 | (u1 << 4));
+        }
+    }
+    return true;
 }

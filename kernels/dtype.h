@@ -40,7 +40,7 @@ typedef struct ibex_type_traits {
     const char *name;   /* "F32", "Q8_0", ... as llama.cpp prints them */
     int block_size;     /* elements per block (1 for plain types) */
     size_t type_size;   /* bytes per block */
-    bool compute;       /* ibex's kernels can use it as a weight type */
+    bool compute;       /* ibex's kernels can use it as a weight type (F32, F16, BF16, Q8_0, Q4_0) */
 } ibex_type_traits;
 
 /* Traits of GGUF type id t, or NULL if t names no type ibex knows. Never fails otherwise. */
@@ -67,7 +67,14 @@ uint16_t ibex_f32_to_bf16(float f);
  * F32. Returns false if t has no dequantizer. */
 bool ibex_row_to_f32(float *dst, const void *src, ibex_type t, int64_t n);
 
-/* Converts n F32 values into a row of type t (F32, F16, BF16). Returns false otherwise. */
+/* Converts n F32 values into a row of type t (F32, F16, BF16, Q8_0, Q4_0; the block
+ * types need n a multiple of 32). Returns false otherwise. */
 bool ibex_row_from_f32(void *dst, const float *src, ibex_type t, int64_t n);
+
+/* ggml's round-to-nearest block quantizers (see dtype.c): n F32 values, n a multiple of
+ * 32, into n/32 blocks of 34 (Q8_0) or 18 (Q4_0) bytes, byte-identical to ggml's
+ * quantize_row_q8_0_ref / quantize_row_q4_0_ref. Return false when n % 32 != 0. */
+bool ibex_quantize_q8_0(void *dst, const float *src, int64_t n);
+bool ibex_quantize_q4_0(void *dst, const float *src, int64_t n);
 
 #endif

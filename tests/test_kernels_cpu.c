@@ -135,9 +135,11 @@ Test(kernels_cpu, matmul_f32) { check_matmul_all(IBEX_TYPE_F32, 1e-10); }
 /* the reference uses the same dequantized weights, so only the summation order differs */
 Test(kernels_cpu, matmul_f16) { check_matmul_all(IBEX_TYPE_F16, 1e-10); }
 Test(kernels_cpu, matmul_bf16) { check_matmul_all(IBEX_TYPE_BF16, 1e-10); }
+/* Q8_0 rows go through cpu_matmul_q.c, which also rounds the activations to 8 bits
+ * (relative error ~1/254 per block): nmse ~1e-5 here; tests/test_quant.c bounds it exactly. */
 Test(kernels_cpu, matmul_q8_0_generic_path) {
-    check_matmul(IBEX_TYPE_Q8_0, 3, 288, 67, 1e-10, 7);
-    check_matmul(IBEX_TYPE_Q8_0, 1, 64, 300, 1e-10, 8);
+    check_matmul(IBEX_TYPE_Q8_0, 3, 288, 67, 1e-4, 7);
+    check_matmul(IBEX_TYPE_Q8_0, 1, 64, 300, 1e-4, 8);
 }
 
 Test(kernels_cpu, matmul_larger_shapes) {

@@ -165,7 +165,7 @@ static void write_llama(const char *path, breakage br) {
 #define ADD(suffix, type, nd, ne, data)                                                                                \
     snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, suffix), ibex_gguf_writer_add_tensor(w, nm, type, nd, ne, data)
         ADD("attn_norm", IBEX_TYPE_F32, 1, vec, buf);
-        ADD("attn_q", br == BREAK_QUANT ? IBEX_TYPE_Q8_0 : IBEX_TYPE_F32, 2, q, br == BREAK_QUANT ? (void *)q8 : buf);
+        ADD("attn_q", br == BREAK_QUANT ? IBEX_TYPE_Q4_1 : IBEX_TYPE_F32, 2, q, br == BREAK_QUANT ? (void *)q8 : buf);
         ADD("attn_k", IBEX_TYPE_F32, 2, kv, buf);
         ADD("attn_v", IBEX_TYPE_F32, 2, kv, buf);
         ADD("attn_output", IBEX_TYPE_F32, 2, q, buf);
@@ -224,7 +224,7 @@ Test(model_gguf, bad_files_get_clear_errors) {
     expect_failure(BREAK_MISSING_KEY, IBEX_ERR_NOT_FOUND, "'llama.block_count' is missing");
     expect_failure(BREAK_SHAPE, IBEX_ERR_FORMAT, "'blk.1.attn_k.weight' has shape [64, 64");
     expect_failure(BREAK_MISSING_TENSOR, IBEX_ERR_NOT_FOUND, "'blk.1.ffn_up.weight' is missing");
-    expect_failure(BREAK_QUANT, IBEX_ERR_UNSUPPORTED, "type Q8_0");
+    expect_failure(BREAK_QUANT, IBEX_ERR_UNSUPPORTED, "type Q4_1");
     expect_failure(BREAK_HEADS, IBEX_ERR_FORMAT, "not a multiple of head_count_kv");
     expect_failure(BREAK_KEY_TYPE, IBEX_ERR_FORMAT, "llama.attention.head_count");
 }

@@ -76,6 +76,21 @@ void ibex_cpu_matmul(ibex_backend *be, float *y, const float *x, const void *w, 
 void ibex_cpu_attention(ibex_backend *be, float *out, const float *q, const ibex_kv_view *kv,
                         int T, int pos0, int n_heads, float scale);
 
+/* Quantized matmul (cpu_matmul_q.c): rows [r0, r1) of y[T][n_out] = x[T][n_in] · Wᵀ for
+ * Q8_0 / Q4_0 weight rows of rb bytes, the row-group contract of cpu_matmul.c's `fast`
+ * table. The activations are quantized to 8-bit blocks (see the file's numerics notes).
+ * A shape that is not whole blocks, or an allocation failure, leaves those rows NaN.
+ * ibex_cpu_mm_rows_q takes the type as an argument; the _portable twin runs the plain C
+ * path in every build (the tests compare the two). */
+void ibex_cpu_mm_rows_q8_0(float *y, const float *x, const char *w, size_t rb, int T, int n_in, int n_out,
+                           int r0, int r1);
+void ibex_cpu_mm_rows_q4_0(float *y, const float *x, const char *w, size_t rb, int T, int n_in, int n_out,
+                           int r0, int r1);
+void ibex_cpu_mm_rows_q(ibex_type t, float *y, const float *x, const char *w, size_t rb, int T, int n_in,
+                        int n_out, int r0, int r1);
+void ibex_cpu_mm_rows_q_portable(ibex_type t, float *y, const float *x, const char *w, size_t rb, int T,
+                                 int n_in, int n_out, int r0, int r1);
+
 /* e^x with about 2 ulp error (Cephes expf polynomial); exactly 0 below −87.33 (where the
  * true value is subnormal) and +inf above 88.72. The vector twin below computes the
  * same formula. */

@@ -249,6 +249,10 @@ static void mm_groups_buffered(void *arg, int64_t g0, int64_t g1, int tid) {
     const int T = j->T, n_out = j->n_out;
     for (int64_t g = g0; g < g1; g++) {
         const int r0 = (int)g * MM_GROUP, r1 = r0 + MM_GROUP < n_out ? r0 + MM_GROUP : n_out;
+        if (j->wtype == IBEX_TYPE_Q8_0 || j->wtype == IBEX_TYPE_Q4_0) { /* cpu_matmul_q.c */
+            ibex_cpu_mm_rows_q(j->wtype, j->y, j->x, j->w, j->row_bytes, T, j->n_in, n_out, r0, r1);
+            continue;
+        }
         if (!j->bufs) {
             for (int t = 0; t < T; t++)
                 for (int r = r0; r < r1; r++) j->y[(int64_t)t * n_out + r] = NAN;
@@ -275,6 +279,8 @@ void ibex_cpu_matmul(ibex_backend *be, float *y, const float *x, const void *w, 
         wtype == IBEX_TYPE_F32    ? mm_rows_f32
         : wtype == IBEX_TYPE_F16  ? mm_rows_f16
         : wtype == IBEX_TYPE_BF16 ? mm_rows_bf16
+        : wtype == IBEX_TYPE_Q8_0 ? ibex_cpu_mm_rows_q8_0
+        : wtype == IBEX_TYPE_Q4_0 ? ibex_cpu_mm_rows_q4_0
                                   : NULL;
     if (fast) {
         j.fast = fast;

@@ -1,0 +1,470 @@
+/* cpu_matmul_q.c — the CPU matmul y[T][n_out] = x[T][n_in] · Wᵀ for GGUF's Q8_0 and Q4_0
+ * weight rows (ggml's block formats: 32 weights per block, an F16 scale d and 8-bit or
+ * 4-bit quants). ibex_cpu_matmul (cpu_matmul.c) calls the row-group functions below from
+ * its `fast` table, for decode (T = 1) and prefill (T > 1) alike.
+ *
+ * Numerics (chosen, not inherited):
+ *  1. The activations are quantized too, as llama.cpp's CPU backend does: each token's
+ *     row of x is cut into blocks of 32, d_x = max|x| / 127 (kept in F32, where llama.cpp
+ *     rounds it to F16), q_x = nearest-even(x / d_x). Each block product is then an exact
+ *     int32 Σ q_w·q_x, scaled by d_w·d_x into F32 accumulators. Why: decode at batch 1 is
+ *     one multiply-add per weight byte or two, so the kernel must stay below memory speed
+ *     in instructions per weight. Per 32 weights and row: the integer route is ~11
+ *     instructions with VNNI (unpack, vpdpbusd with an offset correction, convert, scale,
+ *     FMA; the F16 scale through F16C), ~14 with AVX2's sign/pmaddubsw/pmaddwd; the float
+ *     route (sign-extend, convert, FMA against F32 x, scale; counted, not benchmarked) is
+ *     ~12 with AVX-512 and ~16 with AVX2. So the integer route is no worse for decode and
+ *     better on AVX2-only machines. Measured here (one core, per-thread CPU time, L2-resident
+ *     768×2048 weights): F16 ~14 GMAC/s, Q8_0 ~22, Q4_0 ~21 — Q4_0 is compute-bound, not
+ *     bandwidth-bound. The price of the route is the activation rounding: error ≤ 1/254 of
+ *     the block's largest |x| per element, which the tests bound explicitly
+ *     (tests/test_quant.c) and which moves logits by ~1.5 % of their scale on the tests'
+ *     small model (tests/gguf_quant.py). For prefill the float route would reuse each
+ *     dequantized weight for several tokens (as cpu_matmul.c's F16 tiles do) while this
+ *     one pays convert/scale/FMA per block and token: quantized prefill runs at ~0.6–0.75×
+ *     of F16 here. A float-route prefill tile is the known next step (it would end
+ *     decode == prefill bit-exactness, note 2).
+ *  2. Every y[t][r] is computed the same way whatever the tile, T or thread count: 8 int32
+ *     lanes per block (lane k sums elements 4k..4k+3), each lane accumulated in F32 by an
+ *     FMA with d_w·d_x in block order, then ibex_cpu_hsum8's fixed horizontal sum. So
+ *     decode == prefill bit for bit, and the portable path below computes exactly the
+ *     same numbers as the AVX2 one where the compiler has FMA (the tests check both).
+ *  3. A row-group function only sees the F32 x, and quantizing it costs about one
+ *     instruction per element: redone for every group of 16 rows that is a third to a half
+ *     of the dot products' work. So each thread caches the last x it quantized and reuses
+ *     the quants while the next group's x is byte-identical (memcmp, a few times cheaper
+ *     than quantizing, and exact: a caller reusing its buffers can never see stale
+ *     quants). Activations above Q_CACHE_MAX elements are quantized per chunk instead.
+ *  4. Tiles: 4 rows × 1 token for decode (4 independent accumulator chains), 4 rows ×
+ *     2 tokens for prefill (each weight block is unpacked once for both tokens), and
+ *     1-row / 1-token tails; tokens are quantized in chunks of Q_TCHUNK so the chunk's
+ *     quants stay in L1/L2 while the group's rows are streamed. */
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+
+#include "kernels/cpu/cpu_internal.h"
+
+#define Q_BLK 32              /* elements per block, both formats */
+#define Q_TCHUNK 16           /* tokens per pass over a row group */
+#define Q_CACHE_MAX (1 << 20) /* activation elements (T·n_in) a thread caches: 4 MiB of F32 */
+
+/* Quantized activations of tokens 0.. of a chunk: token j's quants at q + j·n_in, its
+ * block scales at d + j·nb, and its negated lane sums at s + j·nb·8 (s[8b + k] =
+ * −Σ q over elements 32b+4k .. 32b+4k+3; the VNNI path's offset correction). */
+typedef struct q_act {
+    const int8_t *q;
+    const float *d;
+    const int32_t *s;
+    int n_in, nb;
+} q_act;
+
+/* Bytes per weight block of t. */
+IBEX_CPU_INLINE int q_block_bytes(ibex_type t) { return t == IBEX_TYPE_Q8_0 ? 34 : 18; }
+
+IBEX_CPU_INLINE float q_scale(const uint8_t *blk) {
+    uint16_t h;
+    memcpy(&h, blk, 2);
+    return ibex_cpu_f16_to_f32(h);
+}
+
+/* ---- activation quantization (numerics note 1): identical results in both paths ---- */
+
+static void quantize_x_portable(int8_t *q, float *d, int32_t *s, const float *x, int n) {
+    for (int b = 0; b < n / Q_BLK; b++) {
+        const float *xb = x + b * Q_BLK;
+        float amax = 0.0f;
+        for (int i = 0; i < Q_BLK; i++) amax = fmaxf(amax, fabsf(xb[i]));
+        const float db = amax / 127.0f;
+        const float id = db != 0.0f ? 1.0f / db : 0.0f;
+        d[b] = db;
+        for (int i = 0; i < Q_BLK; i++) q[b * Q_BLK + i] = (int8_t)nearbyintf(xb[i] * id);
+        for (int k = 0; k < 8; k++) {
+            const int8_t *qk = q + b * Q_BLK + 4 * k;
+            s[8 * b + k] = -((int32_t)qk[0] + qk[1] + qk[2] + qk[3]);
+        }
+    }
+}
+
+/* Lane k of a block's int32 dot product sums elements 4k..4k+3 (numerics note 2). */
+static inline void lanes_dot(int32_t s[8], const int8_t *w, const int8_t *x) {
+    for (int k = 0; k < 8; k++) {
+        int32_t a = 0;
+        for (int i = 4 * k; i < 4 * k + 4; i++) a += (int32_t)w[i] * x[i];
+        s[k] = a;
+    }
+}
+
+/* One weight block as 32 signed quants in element order. */
+static inline void unpack_block(int8_t wq[Q_BLK], const uint8_t *blk, ibex_type t) {
+    if (t == IBEX_TYPE_Q8_0) {
+        memcpy(wq, blk + 2, Q_BLK);
+    } else {
+        for (int j = 0; j < 16; j++) {
+            wq[j] = (int8_t)((blk[2 + j] & 0x0f) - 8);
+            wq[j + 16] = (int8_t)((blk[2 + j] >> 4) - 8);
+        }
+    }
+}
+
+static inline float lane_fma(float dd, int32_t s, float acc) {
+#ifdef __FMA__
+    return fmaf(dd, (float)s, acc); /* the AVX2 path's vfmadd, so both paths agree bit for bit */
+#else
+    return acc + dd * (float)s;
+#endif
+}
+
+/* The portable path: rows [r0, r1) of tc tokens (y offset to the chunk's first token),
+ * one row × one token at a time. */
+static void rows_portable(float *y, const char *w, size_t rb, ibex_type t, int tc, int n_out, int r0, int r1,
+                          const q_act *a) {
+    const int bs = q_block_bytes(t);
+    for (int r = r0; r < r1; r++) {
+        const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
+        for (int j = 0; j < tc; j++) {
+            float acc[8] = {0};
+            for (int b = 0; b < a->nb; b++) {
+                int8_t wq[Q_BLK];
+                int32_t s[8];
+                unpack_block(wq, row + (size_t)b * bs, t);
+                lanes_dot(s, wq, a->q + (int64_t)j * a->n_in + b * Q_BLK);
+                const float dd = q_scale(row + (size_t)b * bs) * a->d[(int64_t)j * a->nb + b];
+                for (int k = 0; k < 8; k++) acc[k] = lane_fma(dd, s[k], acc[k]);
+            }
+            /* ibex_cpu_hsum8's order */
+            y[(int64_t)j * n_out + r] =
+                ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+        }
+    }
+}
+
+#if IBEX_CPU_AVX2
+
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#define Q_VNNI 1
+#define Q_DPBUSD(acc, u, s) _mm256_dpbusd_epi32((acc), (u), (s))
+#elif defined(__AVXVNNI__)
+#define Q_VNNI 1
+#define Q_DPBUSD(acc, u, s) _mm256_dpbusd_avx_epi32((acc), (u), (s))
+#else
+#define Q_VNNI 0
+#endif
+
+static void quantize_x_avx2(int8_t *q, float *d, int32_t *s, const float *x, int n) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int b = 0; b < n / Q_BLK; b++) {
+        const float *xb = x + b * Q_BLK;
+        __m256 v0 = _mm256_loadu_ps(xb), v1 = _mm256_loadu_ps(xb + 8), v2 = _mm256_loadu_ps(xb + 16),
+               v3 = _mm256_loadu_ps(xb + 24);
+        __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
+                                 _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        const float amax = _mm_cvtss_f32(h);
+        const float db = amax / 127.0f;
+        const float id = db != 0.0f ? 1.0f / db : 0.0f;
+        d[b] = db;
+        const __m256 vid = _mm256_set1_ps(id);
+        /* cvtps rounds to nearest even under the default MXCSR, as nearbyintf does */
+        __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, vid)), i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, vid)),
+                i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, vid)), i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, vid));
+        /* packs work per 128-bit lane: the final permute restores element order */
+        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)(q + b * Q_BLK), p);
+        const __m256i sums = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), p), _mm256_set1_epi16(1));
+        _mm256_storeu_si256((__m256i *)(s + 8 * b), _mm256_sub_epi32(_mm256_setzero_si256(), sums));
+    }
+}
+
+/* The block's scale as 8 lanes (F16C). */
+IBEX_CPU_INLINE __m256 q_dvec(const uint8_t *blk) {
+    uint16_t h;
+    memcpy(&h, blk, 2);
+    return _mm256_cvtph_ps(_mm_set1_epi16((short)h));
+}
+
+#if Q_VNNI
+/* The block's quants as unsigned bytes w + c (c = 128 for Q8_0 by flipping the sign bit,
+ * 8 for Q4_0: the raw nibbles), for vpdpbusd's unsigned operand; the activation side's
+ * lane sums then remove c·Σx exactly: Σ (w + c)·x − c·Σx = Σ w·x. */
+IBEX_CPU_INLINE __m256i q_loadw_u(const uint8_t *blk, ibex_type t) {
+    if (t == IBEX_TYPE_Q8_0)
+        return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(blk + 2)), _mm256_set1_epi8((char)0x80));
+    /* one 256-bit AND after the insert: 4 instructions for 32 weights */
+    const __m128i v = _mm_loadu_si128((const __m128i *)(blk + 2));
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), _mm256_set1_epi8(0x0f));
+}
+#else
+/* 32 signed weight quants of a block, in element order. */
+IBEX_CPU_INLINE __m256i q_loadw(const uint8_t *blk, ibex_type t) {
+    if (t == IBEX_TYPE_Q8_0) return _mm256_loadu_si256((const __m256i *)(blk + 2));
+    const __m128i v = _mm_loadu_si128((const __m128i *)(blk + 2));
+    const __m128i lo = _mm_and_si128(v, _mm_set1_epi8(0x0f));
+    const __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(0x0f));
+    return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
+}
+#endif
+
+/* R rows × TB tokens over the blocks; y[j][r] at y + j·ldy + r. R, TB and t are
+ * constants after inlining, so acc[][] stays in registers. Per block and pair: one
+ * vpdpbusd (VNNI) or sign/sign/pmaddubsw/pmaddwd (AVX2), a convert, a scale, an FMA. */
+IBEX_CPU_INLINE void qtile(float *y, int64_t ldy, const q_act *a, int j0, const uint8_t *const *w, ibex_type t,
+                           const int R, const int TB) {
+    const int bs = q_block_bytes(t), nb = a->nb;
+    const int8_t *xq[2];
+    const float *xd[2];
+    const int32_t *xs[2];
+    __m256 acc[4][2];
+#pragma GCC unroll 2
+    for (int j = 0; j < TB; j++) {
+        xq[j] = a->q + (int64_t)(j0 + j) * a->n_in;
+        xd[j] = a->d + (int64_t)(j0 + j) * nb;
+        xs[j] = a->s + (int64_t)(j0 + j) * nb * 8;
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 2
+        for (int j = 0; j < TB; j++) acc[r][j] = _mm256_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        __m256i xv[2];
+        __m256 dx[2];
+#if Q_VNNI
+        __m256i corr[2];
+#endif
+#pragma GCC unroll 2
+        for (int j = 0; j < TB; j++) {
+            xv[j] = _mm256_loadu_si256((const __m256i *)(xq[j] + b * Q_BLK));
+            dx[j] = _mm256_broadcast_ss(xd[j] + b);
+#if Q_VNNI
+            const __m256i sx = _mm256_loadu_si256((const __m256i *)(xs[j] + 8 * b));
+            corr[j] = t == IBEX_TYPE_Q8_0 ? _mm256_slli_epi32(sx, 7) : _mm256_slli_epi32(sx, 3);
+#endif
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const uint8_t *blk = w[r] + (size_t)b * bs;
+            const __m256 dw = q_dvec(blk);
+#if Q_VNNI
+            const __m256i wu = q_loadw_u(blk, t);
+#else
+            const __m256i wv = q_loadw(blk, t);
+            const __m256i aw = _mm256_sign_epi8(wv, wv);
+#endif
+#pragma GCC unroll 2
+            for (int j = 0; j < TB; j++) {
+#if Q_VNNI
+                const __m256i p = Q_DPBUSD(corr[j], wu, xv[j]);
+#else
+                /* |w| ≤ 128 and |x| ≤ 127 keep pmaddubsw's int16 pairs from saturating */
+                const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(xv[j], wv)),
+                                                    _mm256_set1_epi16(1));
+#endif
+                acc[r][j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx[j]), _mm256_cvtepi32_ps(p), acc[r][j]);
+            }
+        }
+    }
+    (void)xs;
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 2
+        for (int j = 0; j < TB; j++) y[j * ldy + r] = ibex_cpu_hsum8(acc[r][j]);
+}
+
+/* rows_portable's contract with 4×2 / 4×1 / 1×1 tiles (numerics note 4); t is passed
+ * as a constant to each tile so the format's branches fold away. */
+static void rows_avx2(float *y, const char *w, size_t rb, ibex_type t, int tc, int n_out, int r0, int r1,
+                      const q_act *a) {
+#define Q_TILE(R, TB)                                                                                                  \
+    (t == IBEX_TYPE_Q8_0 ? qtile(y + (int64_t)j * n_out + r, n_out, a, j, wr, IBEX_TYPE_Q8_0, R, TB)                   \
+                         : qtile(y + (int64_t)j * n_out + r, n_out, a, j, wr, IBEX_TYPE_Q4_0, R, TB))
+    int r = r0;
+    for (; r + 4 <= r1; r += 4) {
+        const uint8_t *wr[4];
+        for (int i = 0; i < 4; i++) wr[i] = (const uint8_t *)w + (size_t)(r + i) * rb;
+        int j = 0;
+        for (; j + 2 <= tc; j += 2) Q_TILE(4, 2);
+        for (; j < tc; j++) Q_TILE(4, 1);
+    }
+    for (; r < r1; r++) {
+        const uint8_t *wr[1] = {(const uint8_t *)w + (size_t)r * rb};
+        for (int j = 0; j < tc; j++) Q_TILE(1, 1);
+    }
+#undef Q_TILE
+}
+
+#endif /* IBEX_CPU_AVX2 */
+
+static void quantize_x(int8_t *q, float *d, int32_t *s, const float *x, int n, bool portable) {
+#if IBEX_CPU_AVX2
+    if (!portable) {
+        quantize_x_avx2(q, d, s, x, n);
+        return;
+    }
+#endif
+    (void)portable;
+    quantize_x_portable(q, d, s, x, n);
+}
+
+static void rows(float *y, const char *w, size_t rb, ibex_type t, int tc, int n_out, int r0, int r1, const q_act *a,
+                 bool portable) {
+#if IBEX_CPU_AVX2
+    if (!portable) {
+        rows_avx2(y, w, rb, t, tc, n_out, r0, r1, a);
+        return;
+    }
+#endif
+    (void)portable;
+    rows_portable(y, w, rb, t, tc, n_out, r0, r1, a);
+}
+
+/* Quantized activation buffers for n elements (n a multiple of 32). */
+typedef struct q_buf {
+    int8_t *q;
+    float *d;
+    int32_t *s;
+    size_t cap; /* elements */
+} q_buf;
+
+static bool qbuf_reserve(q_buf *b, size_t n) {
+    if (n <= b->cap) return true;
+    free(b->q), free(b->d), free(b->s);
+    b->q = malloc(n);
+    b->d = malloc(n / Q_BLK * sizeof *b->d);
+    b->s = malloc(n / Q_BLK * 8 * sizeof *b->s);
+    b->cap = b->q && b->d && b->s ? n : 0;
+    return b->cap != 0;
+}
+
+static void qbuf_free(q_buf *b) { free(b->q), free(b->d), free(b->s); }
+
+/* Quantizes tokens [0, T) of x (rows of n_in) into b. */
+static void quantize_tokens(q_buf *b, const float *x, int T, int n_in, bool portable) {
+    const int nb = n_in / Q_BLK;
+    for (int j = 0; j < T; j++)
+        quantize_x(b->q + (int64_t)j * n_in, b->d + (int64_t)j * nb, b->s + (int64_t)j * nb * 8,
+                   x + (int64_t)j * n_in, n_in, portable);
+}
+
+/* ---- the per-thread cache of quantized activations (numerics note 3) ----
+ * A thread keeps the last x it quantized (a copy of the F32 values with their quants).
+ * The next row group with byte-identical x (memcmp: exact, so never stale, whatever
+ * buffer the caller reuses) takes the quants from it. Freed at thread exit. */
+typedef struct q_cache {
+    float *src; /* T·n_in F32 values the quants were made from */
+    size_t cap_src;
+    q_buf buf;
+    int T, n_in;
+    bool portable, valid;
+} q_cache;
+
+static pthread_key_t g_cache_key;
+static pthread_once_t g_cache_once = PTHREAD_ONCE_INIT;
+static bool g_cache_ok;
+
+static void cache_destroy(void *p) {
+    q_cache *c = p;
+    if (c) free(c->src), qbuf_free(&c->buf);
+    free(c);
+}
+
+static void cache_init(void) { g_cache_ok = pthread_key_create(&g_cache_key, cache_destroy) == 0; }
+
+/* The quantized form of x (T rows of n_in) from this thread's cache, made if needed;
+ * NULL when x is too large to cache or memory is short (the caller then quantizes per
+ * chunk). */
+static const q_buf *cache_lookup(const float *x, int T, int n_in, bool portable) {
+    const size_t n = (size_t)T * (size_t)n_in;
+    if (n > Q_CACHE_MAX) return NULL;
+    pthread_once(&g_cache_once, cache_init);
+    if (!g_cache_ok) return NULL;
+    q_cache *c = pthread_getspecific(g_cache_key);
+    if (!c) {
+        if (!(c = calloc(1, sizeof *c))) return NULL;
+        if (pthread_setspecific(g_cache_key, c) != 0) {
+            free(c);
+            return NULL;
+        }
+    }
+    if (c->valid && c->T == T && c->n_in == n_in && c->portable == portable && memcmp(c->src, x, n * sizeof *x) == 0)
+        return &c->buf;
+    c->valid = false;
+    if (n > c->cap_src) {
+        free(c->src);
+        c->src = malloc(n * sizeof *c->src);
+        c->cap_src = c->src ? n : 0;
+        if (!c->src) return NULL;
+    }
+    if (!qbuf_reserve(&c->buf, n)) return NULL;
+    memcpy(c->src, x, n * sizeof *x);
+    quantize_tokens(&c->buf, x, T, n_in, portable);
+    c->T = T, c->n_in = n_in, c->portable = portable, c->valid = true;
+    return &c->buf;
+}
+
+static void rows_nan(float *y, int T, int n_out, int r0, int r1) {
+    for (int j = 0; j < T; j++)
+        for (int r = r0; r < r1; r++) y[(int64_t)j * n_out + r] = NAN;
+}
+
+static void mm_rows_q(float *y, const float *x, const char *w, size_t rb, ibex_type t, int T, int n_in, int n_out,
+                      int r0, int r1, bool portable) {
+    if (n_in <= 0 || n_in % Q_BLK != 0 || rb != (size_t)(n_in / Q_BLK) * (size_t)q_block_bytes(t)) {
+        rows_nan(y, T, n_out, r0, r1);
+        return;
+    }
+    const int nb = n_in / Q_BLK;
+    const q_buf *c = cache_lookup(x, T, n_in, portable);
+    if (c) {
+        for (int t0 = 0; t0 < T; t0 += Q_TCHUNK) {
+            const int tc = T - t0 < Q_TCHUNK ? T - t0 : Q_TCHUNK;
+            const q_act a = {c->q + (int64_t)t0 * n_in, c->d + (int64_t)t0 * nb, c->s + (int64_t)t0 * nb * 8, n_in,
+                             nb};
+            rows(y + (int64_t)t0 * n_out, w, rb, t, tc, n_out, r0, r1, &a, portable);
+        }
+        return;
+    }
+    /* too large to cache: quantize each chunk of tokens into scratch */
+    q_buf b = {0};
+    if (!qbuf_reserve(&b, (size_t)(T < Q_TCHUNK ? T : Q_TCHUNK) * (size_t)n_in)) {
+        rows_nan(y, T, n_out, r0, r1);
+    } else {
+        for (int t0 = 0; t0 < T; t0 += Q_TCHUNK) {
+            const int tc = T - t0 < Q_TCHUNK ? T - t0 : Q_TCHUNK;
+            quantize_tokens(&b, x + (int64_t)t0 * n_in, tc, n_in, portable);
+            const q_act a = {b.q, b.d, b.s, n_in, nb};
+            rows(y + (int64_t)t0 * n_out, w, rb, t, tc, n_out, r0, r1, &a, portable);
+        }
+    }
+    qbuf_free(&b);
+}
+
+void ibex_cpu_mm_rows_q8_0(float *y, const float *x, const char *w, size_t rb, int T, int n_in, int n_out, int r0,
+                           int r1) {
+    mm_rows_q(y, x, w, rb, IBEX_TYPE_Q8_0, T, n_in, n_out, r0, r1, false);
+}
+
+void ibex_cpu_mm_rows_q4_0(float *y, const float *x, const char *w, size_t rb, int T, int n_in, int n_out, int r0,
+                           int r1) {
+    mm_rows_q(y, x, w, rb, IBEX_TYPE_Q4_0, T, n_in, n_out, r0, r1, false);
+}
+
+void ibex_cpu_mm_rows_q_portable(ibex_type t, float *y, const float *x, const char *w, size_t rb, int T, int n_in,
+                                 int n_out, int r0, int r1) {
+    if (t != IBEX_TYPE_Q8_0 && t != IBEX_TYPE_Q4_0) {
+        rows_nan(y, T, n_out, r0, r1);
+        return;
+    }
+    mm_rows_q(y, x, w, rb, t, T, n_in, n_out, r0, r1, true);
+}
+
+void ibex_cpu_mm_rows_q(ibex_type t, float *y, const float *x, const char *w, size_t rb, int T, int n_in, int n_out,
+                        int r0, int r1) {
+    if (t != IBEX_TYPE_Q8_0 && t != IBEX_TYPE_Q4_0) {
+        rows_nan(y, T, n_out, r0, r1);
+        return;
+    }
+    mm_rows_q(y, x, w, rb, t, T, n_in, n_out, r0, r1, false);
+}
