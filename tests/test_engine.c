@@ -746,3 +746,33 @@ Test(engine, gqa_long_context_matches_a_naive_reference) {
     ibex_backend_free(be);
     free(ref), free(got), free(g.buf);
 }
+
+/* Beam search with W = 4 returns one hypothesis of max_new_tokens tokens, all in the
+ * step the search ends (what output tok/s counts), while every step computes a token
+ * for each live beam (what hypothesis tok/s counts): W per step after the first. */
+Test(engine, beam_returns_one_hypothesis_but_computes_every_beam) {
+    ibex_engine *e = acct_engine(16, 256, 1, 0, false);
+    int32_t p[8] = {3, 4, 5, 6, 7, 8, 9, 10};
+    ibex_request_params rp = ibex_request_default_params();
+    rp.decoding = IBEX_DECODE_BEAM;
+    rp.beam_width = 4;
+    rp.max_new_tokens = 6;
+    rp.ignore_eos = true;
+    ibex_err err = {0};
+    int64_t id = ibex_engine_submit(e, p, 8, &rp, &err);
+    cr_assert_geq(id, 0, "%s", err.msg);
+    ibex_token_event ev[64];
+    int returned = 0, steps_with_events = 0;
+    while (ibex_engine_has_work(e)) {
+        int n = ibex_engine_step(e, ev, 64, &err);
+        cr_assert_geq(n, 0, "%s", err.msg);
+        returned += n;
+        steps_with_events += n > 0;
+    }
+    cr_assert_eq(returned, 6, "returned %d tokens", returned);
+    cr_assert_eq(steps_with_events, 1, "a beam search delivers its hypothesis at once");
+    /* step 0: the prompt's one token per beam (4); steps 1..5: 4 beams each */
+    cr_assert_eq(ibex_engine_totals_get(e)->output_tokens, 4 * 6, "%lld",
+                 (long long)ibex_engine_totals_get(e)->output_tokens);
+    ibex_engine_free(e);
+}
