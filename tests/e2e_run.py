@@ -111,7 +111,16 @@ for name in ["default", "quadratic", "kv_memory", "decoding"]:
             phases = [e for e in xs if e["pid"] == pid and e["cat"] == "phase"]
             ok &= bool(phases) and all(within(p, steps) for p in phases) and all(within(l, phases) for l in layers)
         check(ok, f"{name}: trace nests ops in layers in steps")
-        check(any(e["ph"] == "C" for e in tr) and any(e.get("cat") == "request" for e in xs), f"{name}: trace has KV counters and requests")
+        # requests are async rows (ph b/e with an id), each begin matched by an end no earlier
+        asy = [e for e in tr if e.get("cat") == "request" and e["ph"] in ("b", "e")]
+        opened = {}
+        for e in asy:
+            key = (e["pid"], e["id"], e["name"])
+            opened.setdefault(key, []).append(e)
+        paired = all(len(v) == 2 and v[0]["ph"] == "b" and v[1]["ph"] == "e" and v[0]["ts"] <= v[1]["ts"]
+                     for v in opened.values())
+        check(any(e["ph"] == "C" for e in tr) and asy and paired and not any(e.get("cat") == "request" for e in xs),
+              f"{name}: trace has KV counters and requests as paired async events")
     if name == "quadratic":
         # quick keeps the first and last swept prompt length: 128 and 2047
         lens = sorted(int(p["swept"]["workload.prompt_tokens"]) for p in pts)
