@@ -218,6 +218,20 @@ if r.returncode == 0:
           f"big: ITL summary over {p['metrics']['itl']['count']} gaps, {len(p['raw']['itl'])} kept raw")
     check(os.path.getsize(path) < 4 << 20, f"big: results.json is {os.path.getsize(path) >> 10} KiB")
 
+# repeat: auto adds repetitions until the CI of wall_s's median is within ci_target
+# (relative half-width) or repeat_max; the CI needs at least 6 repetitions
+au = os.path.join(a.workdir, "auto.yaml")
+open(au, "w").write("model: synthetic:tiny\ncompute: false\nwarmup: 0\nrepeat: auto\nrepeat_max: 8\nbatch: 16\n"
+                    "workload: {requests: 100, prompt_tokens: 32, output_tokens: 16, ignore_eos: true}\n")
+r = run("run", au, "--out", os.path.join(a.workdir, "auto"))
+check(r.returncode == 0, f"repeat auto: exits 0 {r.stderr[-300:] if r.returncode else ''}")
+if r.returncode == 0:
+    p = json.load(open(os.path.join(a.workdir, "auto", "results.json")))["points"][0]
+    n, nz = len(p["repetitions"]), p["noise"]["wall_s"]
+    hw = (nz["ci_hi"] - nz["ci_lo"]) / 2 / nz["median"] if nz["ci_lo"] is not None else None
+    check(6 <= n <= 8 and nz["n"] == n and (n == 8 or hw <= 0.05),
+          f"repeat auto: {n} repetitions, CI half-width {hw}")
+
 r = run("bench", "-m", "synthetic:tiny", "-p", "16,32", "-n", "4", "-b", "1-2+1", "-r", "1", "-o", "csv")
 rows = list(csv.DictReader(r.stdout.splitlines()))
 check(r.returncode == 0 and len(rows) == 4, f"bench: 2 prompts x 2 batches = {len(rows)} CSV rows")
