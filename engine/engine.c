@@ -27,7 +27,12 @@
  *     CPU kernels give bit-identical results for a token alone or in a batch, so the
  *     greedy tokens are those of an uninterrupted run.
  *  5. Admission is FCFS: the head of the queue blocks the rest when it does not fit.
- *     max_batch counts requests (groups).
+ *     max_batch counts requests (groups). Paged (unless kv.reserve_prompt) reserves
+ *     nothing at admission: blocks are taken by each prefill chunk as it is planned
+ *     (plan_branch), so reserved tracks written tokens. A group is admitted when the
+ *     free blocks, less what the running groups' next chunks need, cover its own first
+ *     chunk (an admission credit, so one step does not admit more than it can feed);
+ *     when blocks still run out, the newest group is preempted (note 4).
  *  6. Static: a batch forms only when nothing runs; finished members keep their slot and
  *     blocks until the whole batch is done (idle_slot_steps). Continuous: finished
  *     groups release their blocks at once; admission happens at every step.
@@ -367,7 +372,35 @@ static void release_group(ibex_engine *e, req *r) {
 /* Reserves what a newly admitted group needs now; false (nothing held) if it does not
  * fit. Contiguous reserves each branch's whole run; paged the blocks of its pending
  * tokens; none checks that the whole history would fit this step. */
+static bool paged_lazy(const ibex_engine *e) {
+    return e->cfg.kv.policy == IBEX_KV_PAGED && !e->cfg.kv.reserve_prompt;
+}
+
+/* Blocks group r needs beyond what it holds for its next chunk of at most cap tokens per
+ * branch (design note 5). */
+static int64_t next_chunk_blocks(const ibex_engine *e, const req *r, int32_t cap) {
+    int64_t need = 0;
+    for (int32_t b = 0; b < r->n_br; b++) {
+        const branch *br = &r->br[b];
+        if (br->finished) continue;
+        int32_t pending = r->n_prompt + br->n_out - br->n_done;
+        need += ibex_kv_blocks_needed(e->kv, br->seq, br->n_done + (pending < cap ? pending : cap));
+    }
+    return need;
+}
+
 static bool admit(ibex_engine *e, req *r) {
+    if (paged_lazy(e)) { /* blocks come with the chunks (note 5); the caller checked the credit */
+        for (int32_t b = 0; b < r->n_br; b++) {
+            branch *br = &r->br[b];
+            if (br->finished) continue;
+            if ((br->seq = ibex_kv_seq_new(e->kv)) < 0) {
+                release_group(e, r);
+                return false;
+            }
+        }
+        return true;
+    }
     if (e->cfg.kv.policy == IBEX_KV_NONE) {
         int32_t need = 0;
         for (int32_t b = 0; b < r->n_br; b++)
@@ -708,11 +741,25 @@ static int step(ibex_engine *e, ibex_token_event *ev, int cap, ibex_err *err) {
     e->last = (ibex_step_info){.step = e->tot.steps};
     e->span_open = e->span ? "schedule" : NULL;
 
+    int32_t budget = e->cfg.max_step_tokens > 0 ? e->cfg.max_step_tokens : INT32_MAX;
+    if (e->fwd && budget > ibex_forward_max_tokens(e->fwd)) budget = ibex_forward_max_tokens(e->fwd);
+
     /* Admission (design notes 5, 6). */
     if (!is_static || e->n_running == 0) {
+        int64_t credit = 0;
+        if (paged_lazy(e)) {
+            credit = ibex_kv_free_blocks(e->kv);
+            for (int32_t i = 0; i < e->n_running; i++)
+                if (e->reqs[e->running[i]].state == REQ_RUNNING) credit -= next_chunk_blocks(e, &e->reqs[e->running[i]], budget);
+        }
         while (e->waiting_len > 0 && e->n_running < e->cfg.max_batch) {
             int64_t id = e->waiting[e->waiting_head];
             req *r = &e->reqs[id];
+            if (paged_lazy(e)) {
+                int64_t need = next_chunk_blocks(e, r, budget);
+                if (need > credit && e->n_running > 0) break; /* alone, it fits: submit checked the pool */
+                credit -= need;
+            }
             if (!admit(e, r)) break;
             e->waiting_head++, e->waiting_len--;
             if (e->waiting_len == 0) e->waiting_head = 0;
@@ -724,8 +771,6 @@ static int step(ibex_engine *e, ibex_token_event *ev, int cap, ibex_err *err) {
     if (e->n_running > e->tot.max_running) e->tot.max_running = e->n_running;
 
     /* Plan: decodes first, then prefill chunks, within the token budget (note 8). */
-    int32_t budget = e->cfg.max_step_tokens > 0 ? e->cfg.max_step_tokens : INT32_MAX;
-    if (e->fwd && budget > ibex_forward_max_tokens(e->fwd)) budget = ibex_forward_max_tokens(e->fwd);
     e->n_plan = 0;
     bool oom = false;
     for (int pass = 0; pass < 2; pass++)

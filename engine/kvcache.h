@@ -8,7 +8,9 @@
  *               its reservation (max_seq_len tokens, or prompt + max new tokens), as
  *               classic per-request preallocation does. First fit over the pool, so
  *               external fragmentation is real.
- *   paged       blocks are taken one at a time as tokens arrive, from a free list;
+ *   paged       blocks are taken as tokens are written (the engine asks per prefill
+ *               chunk and per decode token; reserve_prompt asks for the whole prompt at
+ *               admission), one at a time from a free list;
  *               blocks carry reference counts; fork shares them; a write into a block
  *               shared by others copies it first (copy-on-write).
  *
@@ -37,6 +39,8 @@ typedef struct ibex_kv_config {
     int32_t block_size;   /* tokens per block, 1..256 (default 16); contiguous reserves in blocks too */
     int32_t elem_bytes;   /* bytes per K or V element for accounting: 4 (F32) or 2 (F16) */
     bool no_compute;      /* accounting only: allocate no pool memory */
+    bool reserve_prompt;  /* paged, read by the engine: take every prompt's blocks at admission
+                             (default false: blocks are taken per prefill chunk as it is computed) */
     ibex_backend *be;     /* where the pool lives: NULL or a host backend = host memory */
 } ibex_kv_config;
 

@@ -3,6 +3,7 @@
  * search; any KV policy); the text (or ids) goes to stdout, speeds and decoding costs
  * to stderr. --logits-out takes a direct greedy path that dumps every step's logits
  * for numerical comparison with any reference implementation. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,38 @@
 #include "engine/model.h"
 #include "engine/sampler.h"
 #include "harness/cli.h"
+#include "harness/metrics.h"
+#include "harness/runner.h"
+
+/* ibex's own share of the load average since the command started (model loading
+ * included), to tell a busy machine from ibex's own threads. */
+static ibex_load_probe g_probe;
+
+/* Load and CPU time around the timed part of a generation. */
+typedef struct timed_conditions {
+    double load0, own0, cpu0, t0;
+} timed_conditions;
+
+static void conditions_begin(timed_conditions *c) {
+    c->own0 = ibex_load_probe_sample(&g_probe, &c->load0);
+    c->cpu0 = ibex_process_cpu_s();
+    c->t0 = ibex_cli_now_s();
+}
+
+/* Prints the conditions line and, when the machine was busy or ibex starved, the
+ * same warning `ibex run` records (metrics.h, ibex_load_judge). */
+static void conditions_report(const timed_conditions *c, const ibex_backend *be) {
+    double wall = ibex_cli_now_s() - c->t0, cpu = ibex_process_cpu_s() - c->cpu0, load1;
+    double own1 = ibex_load_probe_sample(&g_probe, &load1);
+    ibex_load_sample s = {.n_cpus = ibex_online_cpus(), .threads = ibex_backend_threads(be), .load1_start = c->load0,
+                          .load1_end = load1, .own_start = c->own0, .own_end = own1, .cpu_s = cpu, .wall_s = wall,
+                          .check_starved = true};
+    char w[256];
+    bool busy = ibex_load_judge(&s, w, sizeof w);
+    fprintf(stderr, "conditions: load %.2f -> %.2f on %d CPUs; ibex got %.2f CPU-s per s with %d thread%s\n", c->load0,
+            load1, s.n_cpus, wall > 0 ? cpu / wall : 0.0, s.threads, s.threads == 1 ? "" : "s");
+    if (busy) fprintf(stderr, "ibex generate: %s\n", w);
+}
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -107,6 +140,11 @@ static int run_engine(const ibex_model *m, ibex_backend *be, const int32_t *toks
             if (ibex_engine_step(e, ev, 1024, &err) < 0) goto fail;
     }
     ibex_engine_totals t0 = *ibex_engine_totals_get(e);
+    timed_conditions tc;
+    conditions_begin(&tc);
+    double t_first = NAN, t_last = NAN; /* when the first and last returned tokens came */
+    int64_t returned = 0;
+    bool at_once = false; /* beam search: every returned token comes in the step it ends */
     int64_t id = ibex_engine_submit(e, toks, n_prompt, rq, &err);
     if (id < 0) goto fail;
     bool stream = width == 1 && rq->decoding == IBEX_DECODE_SAMPLE;
@@ -120,6 +158,11 @@ static int run_engine(const ibex_model *m, ibex_backend *be, const int32_t *toks
         int nev = ibex_engine_step(e, ev, 1024, &err);
         if (nev < 0) goto fail;
         double dt = ibex_cli_now_s() - ts;
+        if (nev > 0) {
+            if (returned == 0) t_first = ts + dt - tc.t0, at_once = rq->decoding == IBEX_DECODE_BEAM;
+            t_last = ts + dt - tc.t0;
+            returned += nev;
+        }
         const ibex_step_info *si = ibex_engine_last_step(e);
         if (si->prefill_tokens > 0) {
             t_prefill += dt;
@@ -177,8 +220,9 @@ static int run_engine(const ibex_model *m, ibex_backend *be, const int32_t *toks
         ibex_kv_stats ks;
         ibex_kv_stats_get(ibex_engine_kv(e), &ks);
         char th[32] = "all cores", b1[32], b2[32], b3[32];
-        if (threads > 0) snprintf(th, sizeof th, "%d", threads);
+        snprintf(th, sizeof th, "%d%s", ibex_backend_threads(be), threads > 0 ? "" : " (all cores)");
         const char *dec = rq->decoding == IBEX_DECODE_BEAM ? "beam" : rq->sampling.temperature > 0 ? "sample" : "greedy";
+        double wall = t_last;
         fprintf(stderr, "\nibex: %s (%s weights) on %s, threads: %s; load %.2f s\n", model_src,
                 ibex_type_name(m->wtype), be->name, th, t_load);
         fprintf(stderr, "decoding %s, %d sequence%s; KV %s (block %d)\n", dec, width, width > 1 ? "s" : "",
@@ -188,6 +232,20 @@ static int run_engine(const ibex_model *m, ibex_backend *be, const int32_t *toks
         if (decode_steps > 0)
             fprintf(stderr, "decode:  %6lld steps  in %9.2f ms = %9.2f steps/s, %.2f sequence-tokens/s\n",
                     (long long)decode_steps, t_decode * 1e3, decode_steps / t_decode, decode_seq_tokens / t_decode);
+        /* output tok/s counts the tokens returned; hypothesis tok/s every sequence-token
+         * computed (n samples, or every beam at every step) */
+        int64_t hyp = t->output_tokens - t0.output_tokens;
+        if (returned > 0 && wall > 0)
+            fprintf(stderr, "output:  %6lld tokens returned in %9.2f ms = %9.2f tokens/s; hypothesis tokens %lld = %.2f tokens/s\n",
+                    (long long)returned, wall * 1e3, returned / wall, (long long)hyp, hyp / wall);
+        /* TPOT = (E2E - TTFT) / (n - 1) of the returned stream (branch 0 with n > 1) */
+        int64_t streamed = width > 1 && rq->decoding == IBEX_DECODE_SAMPLE ? returned / width : returned;
+        if (at_once || streamed < 2 || !(t_last > t_first))
+            fprintf(stderr, "TTFT %.2f ms; TPOT and ITL undefined (%s)\n", t_first * 1e3,
+                    at_once ? "beam search returns its hypothesis at the end" : "fewer than two tokens streamed");
+        else
+            fprintf(stderr, "TTFT %.2f ms; TPOT %.2f ms\n", t_first * 1e3, (t_last - t_first) / (double)(streamed - 1) * 1e3);
+        conditions_report(&tc, be);
         int64_t calls = t->sample_calls - t0.sample_calls;
         fprintf(stderr, "sampler: %.2f us per token chosen (%lld choices)\n",
                 calls ? (t->sample_ns - t0.sample_ns) / 1e3 / calls : 0.0, (long long)calls);
@@ -210,6 +268,7 @@ int ibex_cmd_generate(int argc, char **argv) {
     int64_t n_predict = 64, threads = 0, ubatch = 512, seed = -1, v;
     bool ids = false, ignore_eos = false, warmup = true;
     const char *beams_out = NULL;
+    ibex_load_probe_start(&g_probe);
     ibex_request_params rq = ibex_request_default_params();
     rq.sampling.seed = 1;
     ibex_kv_policy kv_policy = IBEX_KV_CONTIGUOUS;
@@ -450,6 +509,8 @@ int ibex_cmd_generate(int argc, char **argv) {
             goto out;
         }
     }
+    timed_conditions tc;
+    conditions_begin(&tc);
     double tp = ibex_cli_now_s();
     for (int32_t p = 0; p < n_prompt; p += chunk) {
         int32_t n = n_prompt - p < chunk ? n_prompt - p : chunk;
@@ -495,7 +556,7 @@ int ibex_cmd_generate(int argc, char **argv) {
     ibex_mem_stats ms;
     ibex_mem_stats_get(&ms);
     char b1[32], b2[32], b3[32], b4[32], th[32] = "all cores";
-    if (threads > 0) snprintf(th, sizeof th, "%lld", (long long)threads);
+    snprintf(th, sizeof th, "%d%s", ibex_backend_threads(be), threads > 0 ? "" : " (all cores)");
     fprintf(stderr, "\nibex: %s (%s weights) on %s, threads: %s; load %.2f s\n", model_src,
             ibex_type_name(m->wtype), be->name, th, t_load);
     fprintf(stderr, "prefill: %6d tokens in %9.2f ms = %9.2f tokens/s\n", n_prompt, t_prefill * 1e3,
@@ -508,6 +569,7 @@ int ibex_cmd_generate(int argc, char **argv) {
             ibex_cli_bytes(ms.peak[IBEX_MEM_KV], b2, sizeof b2),
             ibex_cli_bytes(ms.peak[IBEX_MEM_ACTIVATIONS], b3, sizeof b3),
             ibex_cli_bytes(ibex_mem_process_peak_rss(), b4, sizeof b4));
+    conditions_report(&tc, be);
     rc = 0;
 out:
     if (lf && fclose(lf) != 0 && rc == 0) {

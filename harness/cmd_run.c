@@ -8,6 +8,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "harness/cli.h"
 #include "harness/runner.h"
 #include "harness/scenario.h"
@@ -30,9 +32,29 @@ static void usage(FILE *f) {
                "writes the suite's report (report: claims -> DIR/claims.md, DIR/claims.csv).\n"
                "Ctrl-C stops after the current step, keeps everything measured, marks the run incomplete;\n"
                "a second Ctrl-C exits at once.\n"
-               "usage: ibex report DIR   re-renders results.csv, report.md and the plots from DIR/results.json\n");
+               "usage: ibex report DIR   re-renders results.csv, report.md and the plots from DIR/results.json\n"
+               "Exit status: 0; 1 when any point failed (the count is printed) or results.json cannot be\n"
+               "read; 2 on bad arguments or scenario; 130 when interrupted.\n");
 }
 
+/* Points of a results.json that failed: its failed_points, or (older files) the points
+ * whose status is "error". */
+static int count_failed(json_t *res) {
+    json_t *fp = json_object_get(res, "failed_points");
+    if (json_is_integer(fp)) return (int)json_integer_value(fp);
+    int n = 0;
+    size_t i;
+    json_t *p;
+    json_array_foreach(json_object_get(res, "points"), i, p) {
+        const char *st = json_string_value(json_object_get(p, "status"));
+        n += st && !strcmp(st, "error");
+    }
+    return n;
+}
+
+/* Writes every report of dir and prints the terminal summary. Returns the exit status:
+ * 1 when results.json cannot be read, a report cannot be written, or any point failed
+ * (said on stderr), else 0. */
 static int render(const char *dir) {
     ibex_err err = {0};
     if (ibex_report_write_all(dir, &err)) {
@@ -48,6 +70,12 @@ static int render(const char *dir) {
     if (rc) fprintf(stderr, "ibex: %s\n", err.msg);
     fprintf(stderr, "reports in %s/: results.json, results.csv, %sreport.md, plots/, trace.json\n", dir,
             ibex_report_has_kernels(res) ? "kernels.csv, " : "");
+    int failed = count_failed(res), n = (int)json_array_size(json_object_get(res, "points"));
+    if (failed > 0) {
+        fprintf(stderr, "ibex: %d of %d point%s failed (see \"error\" in %s/results.json)\n", failed, n,
+                n == 1 ? "" : "s", dir);
+        rc = 1;
+    }
     json_decref(res);
     return rc;
 }
@@ -120,9 +148,15 @@ static int run_suite(const ibex_scenario *suite, const char *dir, bool quick) {
         snprintf(dirs[i], sizeof dirs[i], "%s/%s", dir, names[i]);
         fprintf(stderr, "ibex run: [%d/%d] %s (%d point%s%s) -> %s/\n", i + 1, n, names[i], s->n_points,
                 s->n_points == 1 ? "" : "s", quick ? ", quick" : "", dirs[i]);
-        ibex_run_opts o = {.out_dir = dirs[i], .quick = quick, .progress_tty = isatty(2), .interrupted = &g_interrupted};
+        int failed = 0;
+        ibex_run_opts o = {.out_dir = dirs[i], .quick = quick, .progress_tty = isatty(2), .interrupted = &g_interrupted,
+                           .failed_points = &failed};
         ibex_status st = ibex_run_scenario(s, &o, &err);
         ibex_scenario_free(s);
+        if (!st && failed > 0) {
+            fprintf(stderr, "ibex run: %s: %d point%s failed\n", names[i], failed, failed == 1 ? "" : "s");
+            rc = 1;
+        }
         if (st) {
             fprintf(stderr, "ibex run: %s: %s\n", names[i], err.msg);
             snprintf(errors[i], sizeof errors[i], "%s", err.msg);

@@ -4,6 +4,7 @@
 #include "harness/metrics.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -121,7 +122,9 @@ ibex_status ibex_request_metrics_compute(const ibex_request_times *r, ibex_reque
         m.ttft = r->token_times[0] - r->arrival;
         m.e2e = r->token_times[r->n_out - 1] - r->arrival;
     }
-    if (r->n_out >= 2)
+    /* Tokens that all arrived at once (beam search returns its hypothesis at the end)
+     * were not streamed: no time per output token exists. */
+    if (r->n_out >= 2 && r->token_times[r->n_out - 1] > r->token_times[0])
         m.tpot = (m.e2e - m.ttft) / (double)(r->n_out - 1);
     *out = m;
     return IBEX_OK;
@@ -129,11 +132,13 @@ ibex_status ibex_request_metrics_compute(const ibex_request_times *r, ibex_reque
 
 size_t ibex_request_itl(const ibex_request_times *r, double *gaps)
 {
-    if (r->n_out < 2)
-        return 0;
+    /* A gap of 0 joins tokens delivered in the same event (a beam's hypothesis at the
+     * end): that is not a latency between tokens, so it is not counted. */
+    size_t m = 0;
     for (size_t k = 0; k + 1 < r->n_out; k++)
-        gaps[k] = r->token_times[k + 1] - r->token_times[k];
-    return r->n_out - 1;
+        if (r->token_times[k + 1] > r->token_times[k])
+            gaps[m++] = r->token_times[k + 1] - r->token_times[k];
+    return m;
 }
 
 /* A limit of 0 or NaN is "no limit"; otherwise value <= limit (NaN values handled by
@@ -342,6 +347,127 @@ ibex_status ibex_mann_whitney_compute(const double *a, size_t n_a, const double 
     return IBEX_OK;
 }
 
+/* ---------------------------------------------------------------- noise */
+
+bool ibex_median_ci_ranks(size_t n, double level, size_t *lo_rank, size_t *hi_rank, double *coverage)
+{
+    /* Coverage of [x_(j), x_(n-j+1)] is 1 - 2 P(B <= j-1), B ~ Binomial(n, 1/2)
+     * (metrics.h). The binomial terms C(n, i) / 2^n are built in log space so that
+     * n in the thousands neither overflows nor underflows. */
+    if (n < 2 || !(level > 0.0 && level < 1.0))
+        return false;
+    double cdf = 0.0; /* P(B <= j-1) */
+    size_t best = 0;
+    double best_cov = NAN;
+    for (size_t j = 1; j <= n / 2; j++) {
+        size_t i = j - 1;
+        cdf += exp(lgamma((double)n + 1) - lgamma((double)i + 1) - lgamma((double)(n - i) + 1) -
+                   (double)n * log(2.0));
+        double cov = 1.0 - 2.0 * cdf;
+        if (cov < level)
+            break;
+        best = j, best_cov = cov;
+    }
+    if (best == 0)
+        return false;
+    *lo_rank = best;
+    *hi_rank = n - best + 1;
+    if (coverage)
+        *coverage = best_cov;
+    return true;
+}
+
+ibex_status ibex_noise_compute(const double *x, size_t n, double cv_max, ibex_noise *out, ibex_err *e)
+{
+    if (!x && n > 0)
+        return ibex_err_set(e, IBEX_ERR_INVALID, "noise: NULL sample with n = %zu", n);
+    size_t m = 0;
+    double *s = sorted_copy(x, n, &m);
+    if (!s)
+        return ibex_err_set(e, IBEX_ERR_NOMEM, "noise: out of memory for %zu samples", n);
+    ibex_noise r = {.n = m, .median = NAN, .mean = NAN, .sd = NAN, .cv = NAN, .ci_lo = NAN, .ci_hi = NAN,
+                    .ci_level = NAN};
+    if (m > 0) {
+        double sum = 0.0;
+        for (size_t i = 0; i < m; i++)
+            sum += s[i];
+        r.mean = sum / (double)m;
+        double ss = 0.0;
+        for (size_t i = 0; i < m; i++)
+            ss += (s[i] - r.mean) * (s[i] - r.mean);
+        r.sd = m > 1 ? sqrt(ss / (double)(m - 1)) : 0.0;
+        r.cv = r.mean != 0.0 ? r.sd / fabs(r.mean) : NAN;
+        r.median = ibex_percentile_sorted(s, m, 50.0);
+        size_t lo, hi;
+        if (ibex_median_ci_ranks(m, 0.95, &lo, &hi, &r.ci_level))
+            r.ci_lo = s[lo - 1], r.ci_hi = s[hi - 1];
+    }
+    free(s);
+    if (m == 0) {
+        r.noisy = true;
+        snprintf(r.reason, sizeof r.reason, "no samples");
+    } else if (m < 3) {
+        r.noisy = true;
+        snprintf(r.reason, sizeof r.reason, "under-sampled: n=%zu", m);
+    } else if (isfinite(r.cv) && r.cv > cv_max) {
+        r.noisy = true;
+        snprintf(r.reason, sizeof r.reason, "cv %.1f%% > %.0f%%", 100.0 * r.cv, 100.0 * cv_max);
+    }
+    *out = r;
+    return IBEX_OK;
+}
+
+double ibex_noise_rel_halfwidth(const ibex_noise *nz)
+{
+    if (!isfinite(nz->ci_lo) || !isfinite(nz->ci_hi) || !isfinite(nz->median) || nz->median == 0.0)
+        return NAN;
+    return (nz->ci_hi - nz->ci_lo) / 2.0 / fabs(nz->median);
+}
+
+/* ---------------------------------------------------------------- machine load */
+
+bool ibex_load_judge(const ibex_load_sample *s, char *warning, size_t cap)
+{
+    const double margin = 0.75;
+    double room = (double)(s->n_cpus - s->threads);
+    if (room < 0.0)
+        room = 0.0;
+    double other_start = s->load1_start - (isfinite(s->own_start) ? s->own_start : 0.0);
+    double other_end = s->load1_end - (isfinite(s->own_end) ? s->own_end : 0.0);
+    bool busy = (isfinite(other_start) && other_start > room + margin) ||
+                (isfinite(other_end) && other_end > room + margin);
+    double cpw = s->wall_s > 0.0 ? s->cpu_s / s->wall_s : NAN;
+    bool starved = s->check_starved && isfinite(cpw) && cpw < 0.6;
+    if (warning && cap)
+        warning[0] = '\0';
+    if (!busy && !starved)
+        return false;
+    double load = isfinite(s->load1_end) && !(s->load1_start > s->load1_end) ? s->load1_end : s->load1_start;
+    if (warning && cap)
+        snprintf(warning, cap, "machine busy: load %.1f on %d CPUs, ibex got %.1f CPU-s per s with %d thread%s%s",
+                 load, s->n_cpus, isfinite(cpw) ? cpw : 0.0, s->threads, s->threads == 1 ? "" : "s",
+                 starved && !busy ? " (starved)" : "");
+    return true;
+}
+
+/* ---------------------------------------------------------------- KV over a run */
+
+void ibex_kv_util_run(const int64_t *reserved, const int64_t *used, const double *dt, size_t n, double *at_peak,
+                      double *time_weighted)
+{
+    int64_t peak = 0, used_at_peak = 0;
+    double su = 0.0, sr = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        if (reserved[i] > peak || (reserved[i] == peak && used[i] > used_at_peak))
+            peak = reserved[i], used_at_peak = used[i];
+        double w = dt && dt[i] > 0.0 ? dt[i] : 0.0;
+        su += (double)used[i] * w;
+        sr += (double)reserved[i] * w;
+    }
+    *at_peak = peak > 0 ? (double)used_at_peak / (double)peak : NAN;
+    *time_weighted = sr > 0.0 ? su / sr : NAN;
+}
+
 /* ---------------------------------------------------------------- definitions */
 
 static const ibex_metric_def metric_defs[] = {
@@ -349,12 +475,18 @@ static const ibex_metric_def metric_defs[] = {
     {"e2e", "E2E latency", "last_token_time - arrival_time (per request)", "s"},
     {"tpot", "TPOT", "(E2E - TTFT) / (output_tokens - 1) (per request; undefined and excluded when output_tokens < 2)", "s"},
     {"itl", "ITL", "token_time[k+1] - token_time[k] (every gap of every request, pooled)", "s"},
-    {"output_throughput", "Output throughput", "sum(output_tokens) / wall_time", "tokens/s"},
+    {"output_throughput", "Output throughput", "sum(returned output tokens) / wall_time (beam search: the returned hypothesis, not width x steps)", "tokens/s"},
     {"total_throughput", "Total throughput", "sum(input_tokens + output_tokens) / wall_time", "tokens/s"},
     {"request_throughput", "Request throughput", "requests / wall_time", "requests/s"},
     {"goodput", "Goodput", "requests with TTFT <= SLO_ttft and TPOT <= SLO_tpot and E2E <= SLO_e2e / wall_time (an SLO of 0 = no limit; undefined TPOT passes; requests with no output fail)", "requests/s"},
     {"kv_utilisation", "KV utilisation", "kv_used_bytes / kv_reserved_bytes", "fraction"},
     {"kv_fragmentation", "KV fragmentation", "kv_reserved_bytes - kv_used_bytes", "bytes"},
+    {"kv_utilisation_at_peak", "KV utilisation at peak", "kv_used_bytes / kv_reserved_bytes at the step of peak reserved (of those, the one with most used)", "fraction"},
+    {"kv_utilisation_time_weighted", "KV utilisation, time-weighted", "sum(used_i * dt_i) / sum(reserved_i * dt_i) over steps i of wall time dt_i", "fraction"},
+    {"recompute_share", "Recompute share", "recomputed prefill tokens (preemption by recompute) / first-time prefill tokens", "fraction"},
+    {"hypothesis_throughput", "Hypothesis throughput", "every sequence-token computed (beam: width x steps; n samples: all n) / wall_time", "tokens/s"},
+    {"median_ci", "CI of the median", "sorted x_(1..n); [x_(j), x_(n-j+1)] with j the largest rank with 1 - 2 P(Binomial(n, 1/2) <= j-1) >= 0.95 (distribution-free; undefined for n < 6)", "unit of x"},
+    {"cv", "Coefficient of variation", "sd / |mean| over repetitions; noisy when > noise.cv_max (default 10%) or n < 3", "fraction"},
     {"mean", "Mean", "sum(x) / n", "unit of x"},
     {"sd", "Standard deviation", "sqrt(sum((x - mean)^2) / (n - 1)) (sample sd; 0 when n < 2)", "unit of x"},
     {"percentile", "Percentile p", "sorted x[0..n-1], h = p/100 * (n - 1), i = floor(h): x[i] + (h - i) * (x[i+1] - x[i]) (numpy 'linear')", "unit of x"},

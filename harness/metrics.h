@@ -20,8 +20,10 @@
  *   Per request, with arrival time t_a and output-token times t_1 <= ... <= t_n:
  *     TTFT = t_1 - t_a             (includes queueing and prefill)
  *     E2E  = t_n - t_a
- *     TPOT = (E2E - TTFT) / (n - 1)  for n >= 2, else undefined (NaN)
- *     ITL  = every gap t_{k+1} - t_k, pooled over all requests
+ *     TPOT = (E2E - TTFT) / (n - 1)  for n >= 2 and t_n > t_1, else undefined (NaN):
+ *            tokens that all arrived at once (beam search) were not streamed
+ *     ITL  = every gap t_{k+1} - t_k > 0, pooled over all requests (a gap of 0 joins
+ *            tokens delivered in the same event and is not a latency)
  *
  *   Over a run of wall time W (given by the caller, not derived from the timestamps):
  *     output throughput  = sum output tokens / W
@@ -85,7 +87,7 @@ typedef struct ibex_request_times {
 typedef struct ibex_request_metrics {
     double ttft; /* t_1 - arrival; NaN when n_out = 0 */
     double e2e;  /* t_n - arrival; NaN when n_out = 0 */
-    double tpot; /* (e2e - ttft) / (n_out - 1); NaN when n_out < 2 */
+    double tpot; /* (e2e - ttft) / (n_out - 1); NaN when n_out < 2 or all came at once */
     size_t n_out;
     int64_t n_in;
 } ibex_request_metrics;
@@ -96,8 +98,8 @@ typedef struct ibex_request_metrics {
 ibex_status ibex_request_metrics_compute(const ibex_request_times *r, ibex_request_metrics *out,
                                          ibex_err *e);
 
-/* Writes the n_out - 1 inter-token gaps of r (t_{k+1} - t_k) to gaps[] and returns
- * their number (0 when n_out < 2). gaps must hold max(n_out - 1, 0) doubles. Does not
+/* Writes the positive inter-token gaps of r (t_{k+1} - t_k > 0) to gaps[] and returns
+ * their number (0 when n_out < 2 or every token came at once). gaps must hold max(n_out - 1, 0) doubles. Does not
  * validate; call ibex_request_metrics_compute first. Cannot fail. */
 size_t ibex_request_itl(const ibex_request_times *r, double *gaps);
 
@@ -192,6 +194,81 @@ typedef struct ibex_mann_whitney {
  * value is NaN; IBEX_ERR_NOMEM. Inputs are not modified. On error *out is untouched. */
 ibex_status ibex_mann_whitney_compute(const double *a, size_t n_a, const double *b, size_t n_b,
                                       ibex_mann_whitney *out, ibex_err *e);
+
+/* ---------------------------------------------------------------- noise */
+
+/* The spread of one timed figure over a point's repetitions.
+ *
+ *   median, mean, sd (sample, n-1) and cv = sd / |mean| over the n non-NaN values.
+ *   CI of the median, distribution-free (binomial order statistics): with the values
+ *   sorted x_(1) <= ... <= x_(n), the number of values below the true median is
+ *   Binomial(n, 1/2), so for 1 <= j <= n/2
+ *       P(x_(j) <= median <= x_(n-j+1)) >= 1 - 2 * sum_{i=0}^{j-1} C(n, i) / 2^n.
+ *   j is the largest such rank whose coverage is still >= 95 %; [ci_lo, ci_hi] =
+ *   [x_(j), x_(n-j+1)] and ci_level is that exact coverage. No j qualifies for n < 6
+ *   (n = 5 with the extremes covers 93.75 %): then ci_lo, ci_hi and ci_level are NaN.
+ *   noisy: n < 3 ("under-sampled: n=2") or cv > cv_max ("cv 14.2% > 10%"). */
+typedef struct ibex_noise {
+    size_t n;
+    double median, mean, sd, cv;
+    double ci_lo, ci_hi, ci_level; /* NaN when n < 6 */
+    bool noisy;
+    char reason[64]; /* "" when not noisy */
+} ibex_noise;
+
+/* Computes the spread of x[0..n-1] (any order, NaN skipped, not modified). cv_max is a
+ * fraction (0.10 = 10 %). n = 0 (after skipping NaN) gives NaN figures, noisy with reason
+ * "no samples". Errors: IBEX_ERR_INVALID (x NULL with n > 0), IBEX_ERR_NOMEM; on error
+ * *out is untouched. */
+ibex_status ibex_noise_compute(const double *x, size_t n, double cv_max, ibex_noise *out, ibex_err *e);
+
+/* The 1-based ranks [j, n-j+1] of the distribution-free CI of the median of n samples at
+ * coverage >= level (e.g. 0.95) and the exact coverage; false (nothing stored) when n is
+ * too small for that level. Cannot fail otherwise. */
+bool ibex_median_ci_ranks(size_t n, double level, size_t *lo_rank, size_t *hi_rank, double *coverage);
+
+/* Half-width of the median's CI relative to the median, (ci_hi - ci_lo) / 2 / |median|;
+ * NaN when the CI is undefined or the median is 0. `repeat: auto` repeats until this is
+ * at most ci_target. */
+double ibex_noise_rel_halfwidth(const ibex_noise *nz);
+
+/* ---------------------------------------------------------------- machine load */
+
+/* Inputs of the busy-machine judgement of one point. own_* is ibex's own share of the
+ * load average (an exponential average of its CPU-s per s with the load average's 60 s
+ * time constant), subtracted because the kernel counts ibex's threads in the load. */
+typedef struct ibex_load_sample {
+    int n_cpus;          /* online CPUs */
+    int threads;         /* worker threads ibex used */
+    double load1_start;  /* 1-min load average at the point's start */
+    double load1_end;    /* ... and end */
+    double own_start;    /* ibex's own share of load1_start */
+    double own_end;      /* ... of load1_end */
+    double cpu_s;        /* process CPU time over the timed repetitions */
+    double wall_s;       /* their wall time */
+    bool check_starved;  /* false when the point sleeps waiting for arrivals */
+} ibex_load_sample;
+
+/* True when the machine was busy or ibex was starved, with a one-line reason in
+ * warning ("machine busy: load 7.9 on 2 CPUs, ibex got 0.4 CPU-s per s with 2
+ * threads"); warning is "" when false. The rules (margin 0.75):
+ *   busy     other load (load1 - own) at start or end > n_cpus - threads + 0.75, i.e.
+ *            other work wanted more than the CPUs ibex's threads left free;
+ *   starved  cpu_s / wall_s < 0.6 (check_starved only): a computing run keeps at least
+ *            its main thread busy, so less than 0.6 CPU-s per s means it waited for a CPU.
+ * NaN loads (unreadable /proc/loadavg) are ignored. Cannot fail. */
+bool ibex_load_judge(const ibex_load_sample *s, char *warning, size_t cap);
+
+/* ---------------------------------------------------------------- KV over a run */
+
+/* KV utilisation of a run sampled once per step: reserved[i] and used[i] bytes after
+ * step i, which took dt[i] seconds.
+ *   at_peak        = used / reserved at the step where reserved peaks (of the steps at
+ *                    the peak, the one with most used: the peak's steady state);
+ *   time_weighted  = sum(used[i] dt[i]) / sum(reserved[i] dt[i]).
+ * NaN when nothing was ever reserved. Cannot fail. */
+void ibex_kv_util_run(const int64_t *reserved, const int64_t *used, const double *dt, size_t n, double *at_peak,
+                      double *time_weighted);
 
 /* ---------------------------------------------------------------- definitions */
 

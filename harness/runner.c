@@ -5,6 +5,8 @@
 #include "harness/runner.h"
 
 #include <dlfcn.h>
+#include <sched.h>
+#include <stdlib.h>
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -12,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -210,21 +213,35 @@ static ibex_status make_workload(const ibex_point *pt, const ibex_model *m, work
 
 /* ---- trace: spans of the last timed repetition of each point ---- */
 
+/* Trace times are integer nanoseconds. The file holds them as microseconds with three
+ * decimals (ns / 1000 written with at most 15 significant digits, which a double holds
+ * exactly), so a reader gets the same integer nanoseconds back and a child that ends
+ * with its parent still ends with it: no rounding can make it outlive the parent. */
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int64_t s_to_ns(double s) { return (int64_t)llround(s * 1e9); }
+
 typedef struct span_ev {
-    double t; /* s since the repetition started */
+    int64_t t; /* ns since the repetition started */
     const char *name;
     int32_t layer;
     bool begin;
 } span_ev;
 
 typedef struct kv_sample {
-    double t;
+    int64_t t;
     int32_t blocks;
     int64_t reserved, used;
 } kv_sample;
 
 typedef struct tracer {
-    double t0;
+    int64_t t0;     /* the repetition's start (CLOCK_MONOTONIC ns) */
+    double t0_s;    /* the same in ibex_cli_now_s seconds */
+    int64_t origin; /* where the trace's 0 lies on the repetition's clock: run start − t0 (<= 0) */
     span_ev *ev;
     size_t n, cap;
     kv_sample *kv;
@@ -232,7 +249,7 @@ typedef struct tracer {
     bool oom;
 } tracer;
 
-static void tracer_push(tracer *tr, double t, const char *name, int layer, bool begin) {
+static void tracer_push(tracer *tr, int64_t t, const char *name, int layer, bool begin) {
     if (tr->n == tr->cap) {
         size_t cap = tr->cap ? 2 * tr->cap : 4096;
         span_ev *e = realloc(tr->ev, cap * sizeof *e);
@@ -263,7 +280,7 @@ static int op_of(const char *name) {
 
 static void on_span(void *ctx, bool begin, const char *name, int layer) {
     instr *in = ctx;
-    if (in->tr) tracer_push(in->tr, ibex_cli_now_s() - in->tr->t0, name, layer, begin);
+    if (in->tr) tracer_push(in->tr, now_ns() - in->tr->t0, name, layer, begin);
     if (in->nvtx) {
         if (begin)
             ibex_nvtx_push(name, layer);
@@ -281,7 +298,7 @@ static void on_span(void *ctx, bool begin, const char *name, int layer) {
     }
 }
 
-static void tracer_kv(tracer *tr, double t, const ibex_kv_stats *ks) {
+static void tracer_kv(tracer *tr, int64_t t, const ibex_kv_stats *ks) {
     if (tr->n_kv == tr->cap_kv) {
         size_t cap = tr->cap_kv ? 2 * tr->cap_kv : 1024;
         kv_sample *k = realloc(tr->kv, cap * sizeof *k);
@@ -300,9 +317,23 @@ static void tracer_free(tracer *tr) {
     memset(tr, 0, sizeof *tr);
 }
 
-static json_t *x_event(const char *name, const char *cat, int pid, int tid, double t0, double t1) {
-    return json_pack("{s:s,s:s,s:s,s:f,s:f,s:i,s:i}", "name", name, "cat", cat, "ph", "X", "ts", t0 * 1e6, "dur",
-                     (t1 - t0) * 1e6, "pid", pid, "tid", tid);
+/* ns as exact microseconds (see above). */
+static json_t *us(int64_t ns) { return json_real((double)ns / 1000.0); }
+
+/* A complete event from t0 to t1 (ns on the trace's clock). */
+static json_t *x_event(const char *name, const char *cat, int pid, int tid, int64_t t0, int64_t t1) {
+    json_t *x = json_pack("{s:s,s:s,s:s,s:i,s:i}", "name", name, "cat", cat, "ph", "X", "pid", pid, "tid", tid);
+    json_object_set_new(x, "ts", us(t0));
+    json_object_set_new(x, "dur", us(t1 > t0 ? t1 - t0 : 0));
+    return x;
+}
+
+/* An async begin ("b") or end ("e") event of track id (one row per request). */
+static json_t *async_event(const char *name, int pid, int64_t id, bool begin, int64_t t) {
+    json_t *x = json_pack("{s:s,s:s,s:s,s:i,s:i,s:I}", "name", name, "cat", "request", "ph", begin ? "b" : "e", "pid",
+                          pid, "tid", 1, "id", (json_int_t)id);
+    json_object_set_new(x, "ts", us(t));
+    return x;
 }
 
 /* Trace category of a span name: "step", a step's phase, "layer", a layer's half
@@ -317,57 +348,99 @@ static const char *span_category(const char *name) {
     return "op";
 }
 
+/* A matched span: begin and end times (ns, trace clock) and its parent (index or −1). */
+typedef struct span_pair {
+    size_t b;       /* index of the begin event */
+    int64_t t0, t1;
+    long parent;
+} span_pair;
+
 /* Appends the point's trace events (Chrome trace-event format) to events: one process
  * per point; thread 1 holds steps > phases > layers > halves > ops, threads 2 and 3 the
- * GPU's kernels and copies (CUPTI), thread 1000+i request i, and a counter track the
- * KV blocks in use. */
+ * GPU's kernels and copies (CUPTI), one async row per request (id = pid * 1e6 + i), and
+ * a counter track the KV blocks in use. Times are relative to the run's start.
+ *
+ * Nesting is enforced here, not hoped for: spans are matched with a stack, then each
+ * span is clamped into its parent ([max(t0, parent t0), min(t1, parent t1)]) in
+ * begin order, so the parent is final before its children are clamped. */
 static void tracer_emit(const tracer *tr, const workload *w, int pid, const char *label, json_t *events) {
     json_array_append_new(events, json_pack("{s:s,s:s,s:i,s:i,s:{s:s}}", "name", "process_name", "ph", "M", "pid", pid,
                                             "tid", 0, "args", "name", label));
     json_array_append_new(events, json_pack("{s:s,s:s,s:i,s:i,s:{s:s}}", "name", "thread_name", "ph", "M", "pid", pid,
                                             "tid", 1, "args", "name", "engine (steps, layers, ops)"));
-    size_t stack[64], depth = 0;
-    for (size_t i = 0; i < tr->n; i++) {
-        const span_ev *e = &tr->ev[i];
-        if (e->begin) {
-            if (depth < 64) stack[depth] = i;
-            depth++;
-            continue;
+    const int64_t off = -tr->origin; /* repetition clock -> trace clock */
+    span_pair *sp = malloc((tr->n / 2 + 1) * sizeof *sp);
+    long *open = malloc((tr->n / 2 + 1) * sizeof *open);
+    long *of_begin = malloc((tr->n + 1) * sizeof *of_begin); /* begin event -> pair */
+    size_t np = 0, depth = 0;
+    if (sp && open && of_begin) {
+        for (size_t i = 0; i < tr->n; i++) {
+            const span_ev *e = &tr->ev[i];
+            if (e->begin) {
+                of_begin[i] = (long)np;
+                sp[np] = (span_pair){.b = i, .t0 = e->t + off, .t1 = -1, .parent = depth ? open[depth - 1] : -1};
+                open[depth++] = (long)np++;
+                continue;
+            }
+            if (depth == 0) continue; /* unmatched end: cannot happen, the hooks are paired */
+            sp[open[--depth]].t1 = e->t + off;
         }
-        if (depth == 0) continue; /* unmatched end: cannot happen, the hooks are paired */
-        depth--;
-        if (depth >= 64) continue;
-        const span_ev *b = &tr->ev[stack[depth]];
-        const char *cat = span_category(b->name);
-        char name[64];
-        if (!strcmp(cat, "layer"))
-            snprintf(name, sizeof name, "layer %d", b->layer);
-        else
-            snprintf(name, sizeof name, "%s", b->name);
-        json_t *x = x_event(name, cat, pid, 1, b->t, e->t);
-        if (b->layer >= 0) json_object_set_new(x, "args", json_pack("{s:i}", "layer", b->layer));
-        json_array_append_new(events, x);
+        /* pairs are numbered in begin order: a parent comes before its children */
+        for (size_t k = 0; k < np; k++) {
+            span_pair *q = &sp[k];
+            if (q->t1 < 0) continue; /* never ended (an error mid-step): dropped */
+            if (q->t1 < q->t0) q->t1 = q->t0;
+            if (q->parent >= 0) {
+                const span_pair *pa = &sp[q->parent];
+                if (pa->t1 < 0) {
+                    q->t1 = -1;
+                    continue;
+                }
+                if (q->t0 < pa->t0) q->t0 = pa->t0;
+                if (q->t1 > pa->t1) q->t1 = pa->t1;
+                if (q->t0 > q->t1) q->t0 = q->t1;
+            }
+            const span_ev *b = &tr->ev[q->b];
+            const char *cat = span_category(b->name);
+            char name[64];
+            if (!strcmp(cat, "layer"))
+                snprintf(name, sizeof name, "layer %d", b->layer);
+            else
+                snprintf(name, sizeof name, "%s", b->name);
+            json_t *x = x_event(name, cat, pid, 1, q->t0, q->t1);
+            if (b->layer >= 0) json_object_set_new(x, "args", json_pack("{s:i}", "layer", b->layer));
+            json_array_append_new(events, x);
+        }
     }
+    free(sp), free(open), free(of_begin);
     for (int32_t i = 0; i < w->n; i++) {
         const wreq *q = &w->r[i];
         if (q->n_times == 0) continue;
-        int tid = 1000 + i;
         char name[64];
         snprintf(name, sizeof name, "request %d", i);
-        json_array_append_new(events, json_pack("{s:s,s:s,s:i,s:i,s:{s:s}}", "name", "thread_name", "ph", "M", "pid",
-                                                pid, "tid", tid, "args", "name", name));
-        json_t *r = x_event(name, "request", pid, tid, q->arrival, q->times[q->n_times - 1]);
-        json_object_set_new(r, "args", json_pack("{s:i,s:i}", "prompt_tokens", q->n_prompt, "output_tokens", q->n_times));
-        json_array_append_new(events, r);
-        json_array_append_new(events, x_event("queue + prefill (TTFT)", "request", pid, tid, q->arrival, q->times[0]));
-        if (q->n_times > 1)
-            json_array_append_new(events, x_event("decode", "request", pid, tid, q->times[0], q->times[q->n_times - 1]));
+        int64_t id = (int64_t)pid * 1000000 + i;
+        int64_t ta = s_to_ns(q->arrival) + off, t1 = s_to_ns(q->times[0]) + off,
+                tn = s_to_ns(q->times[q->n_times - 1]) + off;
+        if (t1 < ta) t1 = ta;
+        if (tn < t1) tn = t1;
+        json_t *b = async_event(name, pid, id, true, ta);
+        json_object_set_new(b, "args", json_pack("{s:i,s:i}", "prompt_tokens", q->n_prompt, "output_tokens", q->n_times));
+        json_array_append_new(events, b);
+        json_array_append_new(events, async_event("queue + prefill (TTFT)", pid, id, true, ta));
+        json_array_append_new(events, async_event("queue + prefill (TTFT)", pid, id, false, t1));
+        if (tn > t1) {
+            json_array_append_new(events, async_event("decode", pid, id, true, t1));
+            json_array_append_new(events, async_event("decode", pid, id, false, tn));
+        }
+        json_array_append_new(events, async_event(name, pid, id, false, tn));
     }
-    for (size_t i = 0; i < tr->n_kv; i++)
-        json_array_append_new(events, json_pack("{s:s,s:s,s:f,s:i,s:{s:i,s:I,s:I}}", "name", "KV cache", "ph", "C", "ts",
-                                                tr->kv[i].t * 1e6, "pid", pid, "args", "blocks in use", tr->kv[i].blocks,
-                                                "bytes reserved", (json_int_t)tr->kv[i].reserved, "bytes used",
-                                                (json_int_t)tr->kv[i].used));
+    for (size_t i = 0; i < tr->n_kv; i++) {
+        json_t *c = json_pack("{s:s,s:s,s:i,s:{s:i,s:I,s:I}}", "name", "KV cache", "ph", "C", "pid", pid, "args",
+                              "blocks in use", tr->kv[i].blocks, "bytes reserved", (json_int_t)tr->kv[i].reserved,
+                              "bytes used", (json_int_t)tr->kv[i].used);
+        json_object_set_new(c, "ts", us(tr->kv[i].t + off));
+        json_array_append_new(events, c);
+    }
 }
 
 /* ---- one repetition ---- */
@@ -380,11 +453,42 @@ typedef struct rep_result {
     int64_t n_steps[2];
     ibex_engine_totals tot;
     ibex_kv_stats ks;
-    double util_sum;
-    int64_t util_n;
-    json_t *kv_reserved, *kv_used; /* per step */
+    double cpu_s;            /* process CPU time over the repetition */
+    int64_t *kv_res, *kv_used; /* (n_kv) bytes reserved / used after each step */
+    double *kv_dt;           /* (n_kv) the step's wall time */
+    size_t n_kv, cap_kv;
     bool interrupted;
 } rep_result;
+
+static void rep_free(rep_result *rr) {
+    free(rr->kv_res), free(rr->kv_used), free(rr->kv_dt);
+    rr->kv_res = rr->kv_used = NULL, rr->kv_dt = NULL;
+    rr->n_kv = rr->cap_kv = 0;
+}
+
+static bool rep_kv_push(rep_result *rr, int64_t reserved, int64_t used, double dt) {
+    if (rr->n_kv == rr->cap_kv) {
+        size_t cap = rr->cap_kv ? 2 * rr->cap_kv : 1024;
+        int64_t *a = realloc(rr->kv_res, cap * sizeof *a);
+        if (!a) return false;
+        rr->kv_res = a;
+        if (!(a = realloc(rr->kv_used, cap * sizeof *a))) return false;
+        rr->kv_used = a;
+        double *d = realloc(rr->kv_dt, cap * sizeof *d);
+        if (!d) return false;
+        rr->kv_dt = d, rr->cap_kv = cap;
+    }
+    rr->kv_res[rr->n_kv] = reserved, rr->kv_used[rr->n_kv] = used, rr->kv_dt[rr->n_kv] = dt;
+    rr->n_kv++;
+    return true;
+}
+
+/* CPU time of the whole process (every thread), s. */
+static double process_cpu_s(void) {
+    struct timespec ts;
+    if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)) return NAN;
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 static void op_delta(ibex_op_stats *acc, const ibex_op_stats *before, const ibex_op_stats *after) {
     for (int o = 0; o < IBEX_OP_COUNT; o++) {
@@ -412,8 +516,6 @@ static ibex_status run_rep(const ibex_point *pt, const ibex_model *m, ibex_backe
     int cap = pt->engine.max_batch * (width + max_out);
     ibex_token_event *ev = malloc((size_t)cap * sizeof *ev);
     int64_t *owner = malloc((size_t)w->n * sizeof *owner); /* engine id -> workload index */
-    rr->kv_reserved = json_array();
-    rr->kv_used = json_array();
     ibex_status st = IBEX_OK;
     if (!ev || !owner) {
         st = ibex_err_set(err, IBEX_ERR_NOMEM, "out of memory");
@@ -423,8 +525,9 @@ static ibex_status run_rep(const ibex_point *pt, const ibex_model *m, ibex_backe
     const bool timed_arrivals = pt->engine.compute &&
                                 (pt->arrival == IBEX_ARRIVAL_POISSON || pt->arrival == IBEX_ARRIVAL_GAMMA);
     int32_t next = 0, in_flight = 0, done = 0;
+    double cpu0 = process_cpu_s();
     double t0 = ibex_cli_now_s();
-    if (tr) tr->t0 = t0;
+    if (tr) tr->t0 = now_ns(), tr->t0_s = t0;
     const bool hook = tr || in->nvtx || in->cupti;
     if (hook) ibex_engine_set_span_hook(e, on_span, in);
     while (done < w->n) {
@@ -509,12 +612,14 @@ static ibex_status run_rep(const ibex_point *pt, const ibex_model *m, ibex_backe
         }
         ibex_kv_stats ks;
         ibex_kv_stats_get(ibex_engine_kv(e), &ks);
-        if (ks.bytes_reserved > 0) rr->util_sum += (double)ks.bytes_used / (double)ks.bytes_reserved, rr->util_n++;
-        if (tr) tracer_kv(tr, te - t0, &ks);
-        json_array_append_new(rr->kv_reserved, json_integer(ks.bytes_reserved));
-        json_array_append_new(rr->kv_used, json_integer(ks.bytes_used));
+        if (tr) tracer_kv(tr, now_ns() - tr->t0, &ks);
+        if (!rep_kv_push(rr, ks.bytes_reserved, ks.bytes_used, te - ts)) {
+            st = ibex_err_set(err, IBEX_ERR_NOMEM, "out of memory");
+            goto out;
+        }
     }
     rr->wall_s = ibex_cli_now_s() - t0;
+    rr->cpu_s = process_cpu_s() - cpu0;
     rr->tot = *ibex_engine_totals_get(e);
     ibex_kv_stats_get(ibex_engine_kv(e), &rr->ks);
     for (int32_t i = 0; i < w->n; i++) rr->tokens_all += w->r[i].tokens_all;
@@ -532,6 +637,8 @@ out:
 typedef struct run_globals {
     ibex_cupti *cupti;
     char cupti_error[512]; /* why CUPTI is not running, "" if it is or was not wanted */
+    int64_t run_t0_ns;     /* the run's start: time 0 of trace.json */
+    ibex_load_probe probe; /* ibex's own share of the load average */
 } run_globals;
 
 /* Reads the repetition's GPU activity: the per-kernel / per-op tables into P.gpu, each
@@ -578,7 +685,8 @@ static void gpu_activity(ibex_cupti *c, ibex_backend *be, const rep_result *rr, 
     ibex_gpu_event *ev = NULL;
     int64_t ne = 0;
     if (ibex_cupti_copy_events(c, &ev, &ne, &err)) return;
-    double off = ibex_cupti_host_origin_s(c) - tr->t0; /* event time 0 on the repetition's clock */
+    /* CUPTI's time 0 on the trace's clock (ns) */
+    int64_t off = s_to_ns(ibex_cupti_host_origin_s(c) - tr->t0_s) - tr->origin;
     json_array_append_new(events, json_pack("{s:s,s:s,s:i,s:i,s:{s:s}}", "name", "thread_name", "ph", "M", "pid", pid,
                                             "tid", 2, "args", "name", "GPU kernels (CUPTI)"));
     json_array_append_new(events, json_pack("{s:s,s:s,s:i,s:i,s:{s:s}}", "name", "thread_name", "ph", "M", "pid", pid,
@@ -588,7 +696,7 @@ static void gpu_activity(ibex_cupti *c, ibex_backend *be, const rep_result *rr, 
         if (e->flags & IBEX_GPU_UNTIMED) continue;
         int tid = e->kind == IBEX_GPU_KERNEL ? 2 : e->kind == IBEX_GPU_MEMCPY || e->kind == IBEX_GPU_MEMSET ? 3 : 0;
         if (!tid) continue;
-        double t0 = off + e->start_ns * 1e-9, t1 = off + e->end_ns * 1e-9;
+        int64_t t0 = off + e->start_ns, t1 = off + e->end_ns;
         json_t *x = x_event(e->name ? e->name : "?", tid == 2 ? "kernel" : "memcpy", pid, tid, t0, t1);
         json_t *args = json_object();
         if (e->op >= 0 && e->op < IBEX_OP_COUNT) json_object_set_new(args, "op", json_string(names[e->op]));
@@ -715,6 +823,103 @@ static double median(double *v, int n) {
     return n == 0 ? NAN : n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+/* ---- per-repetition metrics, noise, compact raw samples ---- */
+
+/* The timed figures of one repetition (results.json repetitions[k] and noise). */
+enum {
+    RM_WALL, RM_OUTPUT, RM_HYPOTHESIS, RM_TOTAL, RM_PREFILL_TPS, RM_DECODE_TPS, RM_DECODE_MS, RM_PREFILL_S,
+    RM_DECODE_S, RM_TTFT_P50, RM_TTFT_P90, RM_TTFT_P99, RM_TPOT_P50, RM_TPOT_P99, RM_ITL_P50, RM_ITL_P99,
+    RM_E2E_P50, RM_E2E_P99, RM_REQ_PER_S, RM_GOODPUT, RM_COUNT
+};
+
+static const char *const k_rep_metrics[RM_COUNT] = {
+    "wall_s",   "output_tok_per_s", "hypothesis_tok_per_s", "total_tok_per_s", "prefill_tok_per_s",
+    "decode_tok_per_s", "decode_ms_per_token", "prefill_s", "decode_s", "ttft_p50", "ttft_p90", "ttft_p99",
+    "tpot_p50", "tpot_p99", "itl_p50", "itl_p99", "e2e_p50", "e2e_p99", "req_per_s", "goodput_req_per_s"};
+
+/* One repetition's per-op time in ms ({OP: ms}), sampling included when timed. */
+static json_t *ops_ms_json(const ibex_op_stats *s, double sample_ns, int64_t steps) {
+    json_t *o = json_object();
+    if (steps > 0) json_object_set_new(o, "sampling", json_real(sample_ns * 1e-6));
+    for (int k = 0; k < IBEX_OP_COUNT; k++)
+        if (s->calls[k] > 0) json_object_set_new(o, ibex_op_name((ibex_op)k), json_real(s->ns[k] * 1e-6));
+    return o;
+}
+
+/* Raw samples stay compact: a 2000-request point has hundreds of thousands of ITL
+ * gaps. The summaries (metrics.itl) are computed over all of them; raw.itl keeps at
+ * most IBEX_RAW_MAX evenly spaced order statistics (the sorted gaps at ranks
+ * round(i (n-1) / (IBEX_RAW_MAX-1))), which draw the same CDF; raw.itl_count is n. */
+#define IBEX_RAW_MAX 4096
+
+static int cmp_dbl(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static json_t *itl_raw_json(double *gaps, size_t n, size_t *count) {
+    json_t *a = json_array();
+    *count = n;
+    if (n == 0) return a;
+    qsort(gaps, n, sizeof *gaps, cmp_dbl);
+    size_t keep = n < IBEX_RAW_MAX ? n : IBEX_RAW_MAX;
+    for (size_t i = 0; i < keep; i++) {
+        size_t r = keep == n ? i : (size_t)llround((double)i * (double)(n - 1) / (double)(keep - 1));
+        json_array_append_new(a, json_real(gaps[r]));
+    }
+    return a;
+}
+
+/* The last repetition's KV bytes per step; above IBEX_RAW_MAX steps every stride-th step
+ * (stride recorded) plus the step of peak reserved. */
+static json_t *kv_steps_json(const rep_result *rr) {
+    size_t stride = rr->n_kv > IBEX_RAW_MAX ? (rr->n_kv + IBEX_RAW_MAX - 1) / IBEX_RAW_MAX : 1, peak = 0;
+    for (size_t i = 0; i < rr->n_kv; i++)
+        if (rr->kv_res[i] > rr->kv_res[peak]) peak = i;
+    json_t *res = json_array(), *used = json_array(), *step = json_array();
+    for (size_t i = 0; i < rr->n_kv; i++) {
+        if (i % stride && i != peak) continue;
+        json_array_append_new(res, json_integer(rr->kv_res[i]));
+        json_array_append_new(used, json_integer(rr->kv_used[i]));
+        if (stride > 1) json_array_append_new(step, json_integer((json_int_t)i));
+    }
+    json_t *o = json_pack("{s:o,s:o,s:I}", "reserved", res, "used", used, "stride", (json_int_t)stride);
+    if (stride > 1)
+        json_object_set_new(o, "step", step);
+    else
+        json_decref(step);
+    return o;
+}
+
+/* ---- machine load ---- */
+
+double ibex_process_cpu_s(void) { return process_cpu_s(); }
+
+int ibex_online_cpus(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+void ibex_load_probe_start(ibex_load_probe *p) {
+    p->t = ibex_cli_now_s();
+    p->cpu = process_cpu_s();
+    p->own = 0;
+}
+
+double ibex_load_probe_sample(ibex_load_probe *p, double *load1) {
+    double la[1];
+    *load1 = getloadavg(la, 1) == 1 ? la[0] : NAN;
+    double t = ibex_cli_now_s(), c = process_cpu_s(), dt = t - p->t;
+    if (dt > 0 && isfinite(c) && isfinite(p->cpu)) { /* the kernel's 1-min average: decay exp(-dt / 60 s) */
+        double a = exp(-dt / 60.0);
+        p->own = p->own * a + (c - p->cpu) / dt * (1.0 - a);
+    }
+    p->t = t, p->cpu = c;
+    return p->own;
+}
+
 /* ---- the point ---- */
 
 typedef struct model_cache {
@@ -739,7 +944,7 @@ static ibex_model *get_model(model_cache *mc, const ibex_point *pt, ibex_err *er
 }
 
 static json_t *run_point(const ibex_scenario *s, int32_t idx, model_cache *mc, const ibex_run_opts *o,
-                         json_t *trace_events, const run_globals *gx) {
+                         json_t *trace_events, run_globals *gx) {
     const ibex_point *pt = &s->points[idx];
     json_t *P = json_object();
     json_object_set_new(P, "index", json_integer(idx));
@@ -763,6 +968,7 @@ static json_t *run_point(const ibex_scenario *s, int32_t idx, model_cache *mc, c
     json_t *reps = json_array();
     json_t *raw_ttft = json_array(), *raw_tpot = json_array(), *raw_itl = json_array(), *raw_e2e = json_array();
     json_t *kv_steps = NULL;
+    size_t itl_count = 0;
     /* the backend before the model: a missing GPU fails the point before gigabytes of
      * synthetic weights are generated for it */
     if (pt->engine.compute) {
@@ -804,13 +1010,17 @@ static json_t *run_point(const ibex_scenario *s, int32_t idx, model_cache *mc, c
     }
     if (make_workload(pt, m, &w, &err)) goto fail;
     ibex_mem_reset_peaks();
+    /* repeat: auto grows the timed repetitions one at a time up to repeat_max (never in
+     * quick mode, which asks for one repetition) */
+    const bool auto_rep = pt->repeat_auto && !o->quick;
     int n_rep = pt->repeat, n_total = pt->warmup + pt->repeat;
-    double *wall = calloc((size_t)n_rep, sizeof *wall), *otps = calloc((size_t)n_rep, sizeof *otps);
-    double *pre = calloc((size_t)n_rep, sizeof *pre), *dec = calloc((size_t)n_rep, sizeof *dec);
-    double *ptps = calloc((size_t)n_rep, sizeof *ptps), *dtps = calloc((size_t)n_rep, sizeof *dtps);
-    double *dms = calloc((size_t)n_rep, sizeof *dms), *tot = calloc((size_t)n_rep, sizeof *tot);
-    double *rps = calloc((size_t)n_rep, sizeof *rps), *good = calloc((size_t)n_rep, sizeof *good);
-    double *util = calloc((size_t)n_rep, sizeof *util);
+    int n_cap = auto_rep && pt->repeat_max > n_rep ? pt->repeat_max : n_rep;
+    const double cv_max = pt->noise_cv_max > 0 ? pt->noise_cv_max : 0.10;
+    double *rv[RM_COUNT];
+    bool rv_ok = true;
+    for (int q = 0; q < RM_COUNT; q++) rv_ok &= (rv[q] = calloc((size_t)n_cap, sizeof *rv[q])) != NULL;
+    double *util = calloc((size_t)n_cap, sizeof *util), *util_pk = calloc((size_t)n_cap, sizeof *util_pk),
+           *util_tw = calloc((size_t)n_cap, sizeof *util_tw);
     ibex_op_stats ops[2] = {0};
     double smp_ns[2] = {0}, sch_ns[2] = {0};
     int64_t n_st[2] = {0};
@@ -818,16 +1028,31 @@ static json_t *run_point(const ibex_scenario *s, int32_t idx, model_cache *mc, c
     bool have_last = false;
     int done_reps = 0;
     ibex_request_times *rt = calloc((size_t)w.n, sizeof *rt);
+    double *gaps = NULL; /* every ITL gap of every timed repetition */
+    size_t n_gaps = 0, cap_gaps = 0;
     ibex_slo slo = {pt->slo_ttft, pt->slo_tpot, pt->slo_e2e};
     double sample_ns = 0;
     int64_t sample_calls = 0;
-    for (int r = 0; r < n_total; r++) {
+    double cpu_timed = 0, wall_timed = 0;
+    double load_start = NAN, own_start = ibex_load_probe_sample(&gx->probe, &load_start);
+    if (!rv_ok || !util || !util_pk || !util_tw || !rt) {
+        ibex_err_set(&err, IBEX_ERR_NOMEM, "out of memory");
+        goto fail_reps;
+    }
+    for (int r = 0;; r++) {
+        if (r >= n_total) { /* planned repetitions done: repeat: auto may add one */
+            if (!auto_rep || done_reps >= n_cap || done_reps == 0) break;
+            ibex_noise nz;
+            if (ibex_noise_compute(rv[RM_WALL], (size_t)done_reps, cv_max, &nz, NULL)) break;
+            double hw = ibex_noise_rel_halfwidth(&nz);
+            if (isfinite(hw) && hw <= pt->ci_target) break;
+        }
         bool timed = r >= pt->warmup;
         if (o->progress_tty)
-            fprintf(stderr, "\r\033[K[%d/%d] %s  %s %d/%d", idx + 1, s->n_points, label, timed ? "rep" : "warm-up",
-                    timed ? r - pt->warmup + 1 : r + 1, timed ? n_rep : pt->warmup);
+            fprintf(stderr, "\r\033[K[%d/%d] %s  %s %d/%d%s", idx + 1, s->n_points, label, timed ? "rep" : "warm-up",
+                    timed ? r - pt->warmup + 1 : r + 1, timed ? n_rep : pt->warmup, auto_rep && timed ? " (auto)" : "");
         tracer tr = {0};
-        bool trace_this = r == n_total - 1 && trace_events; /* the last timed repetition */
+        bool trace_this = r == n_total - 1 && trace_events; /* the last planned timed repetition */
         bool cupti_this = r == n_total - 1 && gx->cupti && pt->instruments == IBEX_INSTR_CUPTI;
         instr in = {.tr = trace_this ? &tr : NULL, .nvtx = pt->instruments >= IBEX_INSTR_NVTX,
                     .cupti = cupti_this ? gx->cupti : NULL, .cupti_ok = gx->cupti != NULL};
@@ -838,30 +1063,32 @@ static json_t *run_point(const ibex_scenario *s, int32_t idx, model_cache *mc, c
             ibex_cupti_clear(gx->cupti);
         }
         ibex_status st = run_rep(pt, m, be, &w, o->interrupted, &in, &rr, &err);
+        if (trace_this) tr.origin = gx->run_t0_ns - tr.t0;
         if (cupti_this && !st && !rr.interrupted) gpu_activity(gx->cupti, be, &rr, P, trace_this ? &tr : NULL,
                                                               idx, trace_events);
         if (trace_this && !st && !rr.interrupted && !tr.oom) tracer_emit(&tr, &w, idx, label, trace_events);
         tracer_free(&tr);
         if (st) {
-            json_decref(rr.kv_reserved), json_decref(rr.kv_used);
+            rep_free(&rr);
             break;
         }
         if (rr.interrupted) {
             status = "interrupted";
-            json_decref(rr.kv_reserved), json_decref(rr.kv_used);
+            rep_free(&rr);
             break;
         }
         if (!timed) {
-            json_decref(rr.kv_reserved), json_decref(rr.kv_used);
+            rep_free(&rr);
             continue;
         }
         int k = done_reps++;
+        cpu_timed += rr.cpu_s, wall_timed += rr.wall_s;
         for (int32_t i = 0; i < w.n; i++)
             rt[i] = (ibex_request_times){.arrival = w.r[i].arrival, .token_times = w.r[i].times,
                                          .n_out = (size_t)w.r[i].n_times, .n_in = w.r[i].n_prompt};
         ibex_run_metrics rm;
         if (ibex_run_metrics_compute(rt, (size_t)w.n, rr.wall_s > 0 ? rr.wall_s : 1e-9, &slo, &rm, &err)) {
-            json_decref(rr.kv_reserved), json_decref(rr.kv_used);
+            rep_free(&rr);
             goto fail_reps;
         }
         for (int32_t i = 0; i < w.n; i++) {
@@ -870,74 +1097,178 @@ static json_t *run_point(const ibex_scenario *s, int32_t idx, model_cache *mc, c
             json_array_append_new(raw_ttft, num(qm.ttft));
             if (isfinite(qm.tpot)) json_array_append_new(raw_tpot, json_real(qm.tpot));
             json_array_append_new(raw_e2e, num(qm.e2e));
-            for (int32_t t = 1; t < w.r[i].n_times; t++)
-                json_array_append_new(raw_itl, json_real(w.r[i].times[t] - w.r[i].times[t - 1]));
+            if (rt[i].n_out < 2) continue;
+            if (n_gaps + rt[i].n_out > cap_gaps) {
+                size_t c = cap_gaps ? cap_gaps : 4096;
+                while (c < n_gaps + rt[i].n_out) c *= 2;
+                double *g = realloc(gaps, c * sizeof *g);
+                if (!g) {
+                    rep_free(&rr);
+                    ibex_err_set(&err, IBEX_ERR_NOMEM, "out of memory");
+                    goto fail_reps;
+                }
+                gaps = g, cap_gaps = c;
+            }
+            n_gaps += ibex_request_itl(&rt[i], gaps + n_gaps);
         }
-        wall[k] = rr.wall_s;
-        otps[k] = rr.tokens_all / rr.wall_s;
-        tot[k] = (rm.input_tokens + rr.tokens_all) / rr.wall_s;
-        rps[k] = rm.req_per_s;
-        good[k] = rm.goodput_req_per_s;
-        pre[k] = rr.prefill_s;
-        dec[k] = rr.decode_s;
-        ptps[k] = rr.prefill_s > 0 ? rr.tot.prefill_tokens / rr.prefill_s : NAN;
-        dtps[k] = rr.decode_s > 0 ? rr.tot.decode_tokens / rr.decode_s : NAN;
-        dms[k] = rr.decode_steps > 0 ? 1e3 * rr.decode_s / rr.decode_steps : NAN;
-        util[k] = rr.util_n ? rr.util_sum / rr.util_n : NAN;
+        double *x = NULL;
+#define IBEX_RM(id, v) (x = rv[id], x[k] = (v))
+        IBEX_RM(RM_WALL, rr.wall_s);
+        IBEX_RM(RM_OUTPUT, rr.tokens_all / rr.wall_s);
+        IBEX_RM(RM_HYPOTHESIS, rr.tot.output_tokens / rr.wall_s);
+        IBEX_RM(RM_TOTAL, (rm.input_tokens + rr.tokens_all) / rr.wall_s);
+        IBEX_RM(RM_PREFILL_TPS, rr.prefill_s > 0 ? rr.tot.prefill_tokens / rr.prefill_s : NAN);
+        IBEX_RM(RM_DECODE_TPS, rr.decode_s > 0 ? rr.tot.decode_tokens / rr.decode_s : NAN);
+        IBEX_RM(RM_DECODE_MS, rr.decode_steps > 0 ? 1e3 * rr.decode_s / rr.decode_steps : NAN);
+        IBEX_RM(RM_PREFILL_S, rr.prefill_s);
+        IBEX_RM(RM_DECODE_S, rr.decode_s);
+        IBEX_RM(RM_TTFT_P50, rm.ttft.p50);
+        IBEX_RM(RM_TTFT_P90, rm.ttft.p90);
+        IBEX_RM(RM_TTFT_P99, rm.ttft.p99);
+        IBEX_RM(RM_TPOT_P50, rm.tpot.p50);
+        IBEX_RM(RM_TPOT_P99, rm.tpot.p99);
+        IBEX_RM(RM_ITL_P50, rm.itl.p50);
+        IBEX_RM(RM_ITL_P99, rm.itl.p99);
+        IBEX_RM(RM_E2E_P50, rm.e2e.p50);
+        IBEX_RM(RM_E2E_P99, rm.e2e.p99);
+        IBEX_RM(RM_REQ_PER_S, rm.req_per_s);
+        IBEX_RM(RM_GOODPUT, rm.goodput_req_per_s);
+#undef IBEX_RM
+        (void)x;
+        double um = 0;
+        int64_t un = 0;
+        for (size_t i = 0; i < rr.n_kv; i++)
+            if (rr.kv_res[i] > 0) um += (double)rr.kv_used[i] / (double)rr.kv_res[i], un++;
+        util[k] = un ? um / un : NAN;
+        ibex_kv_util_run(rr.kv_res, rr.kv_used, rr.kv_dt, rr.n_kv, &util_pk[k], &util_tw[k]);
         for (int q = 0; q < 2; q++) {
             op_delta(&ops[q], &(ibex_op_stats){0}, &rr.ops[q]);
             smp_ns[q] += rr.sample_ns[q], sch_ns[q] += rr.sched_ns[q], n_st[q] += rr.n_steps[q];
         }
         sample_ns += rr.tot.sample_ns;
         sample_calls += rr.tot.sample_calls;
-        json_array_append_new(reps, json_pack("{s:f,s:o,s:f,s:f,s:I}", "wall_s", rr.wall_s, "output_tok_per_s",
-                                              num(otps[k]), "prefill_s", rr.prefill_s, "decode_s", rr.decode_s,
-                                              "steps", (json_int_t)rr.tot.steps));
-        if (have_last) json_decref(last.kv_reserved), json_decref(last.kv_used);
+        json_t *R = json_object();
+        for (int q = 0; q < RM_COUNT; q++) json_object_set_new(R, k_rep_metrics[q], num(rv[q][k]));
+        json_object_set_new(R, "steps", json_integer(rr.tot.steps));
+        json_object_set_new(R, "cpu_s", num(rr.cpu_s));
+        json_object_set_new(R, "kv_utilisation_time_weighted", num(util_tw[k]));
+        json_object_set_new(R, "ops", json_pack("{s:o,s:o}", "prefill", ops_ms_json(&rr.ops[0], rr.sample_ns[0], rr.n_steps[0]),
+                                                "decode", ops_ms_json(&rr.ops[1], rr.sample_ns[1], rr.n_steps[1])));
+        json_array_append_new(reps, R);
+        if (have_last) rep_free(&last);
         last = rr;
+        rr = (rep_result){0};
         have_last = true;
+    }
+    {
+        double load_end = NAN, own_end = ibex_load_probe_sample(&gx->probe, &load_end);
+        int threads = be ? ibex_backend_threads(be) : 1;
+        ibex_load_sample ls = {.n_cpus = ibex_online_cpus(), .threads = threads, .load1_start = load_start,
+                               .load1_end = load_end, .own_start = own_start, .own_end = own_end, .cpu_s = cpu_timed,
+                               .wall_s = wall_timed,
+                               .check_starved = done_reps > 0 && !(pt->engine.compute &&
+                                                                   (pt->arrival == IBEX_ARRIVAL_POISSON ||
+                                                                    pt->arrival == IBEX_ARRIVAL_GAMMA))};
+        char warning[256];
+        bool busy = done_reps > 0 && ibex_load_judge(&ls, warning, sizeof warning);
+        json_t *C = json_object();
+        json_object_set_new(C, "threads", json_integer(threads));
+        json_object_set_new(C, "load1_start", num(load_start));
+        json_object_set_new(C, "load1_end", num(load_end));
+        json_object_set_new(C, "own_load_start", num(own_start));
+        json_object_set_new(C, "own_load_end", num(own_end));
+        json_object_set_new(C, "cpu_s", done_reps ? num(cpu_timed) : json_null());
+        json_object_set_new(C, "wall_s", done_reps ? num(wall_timed) : json_null());
+        json_object_set_new(C, "cpu_per_wall", done_reps && wall_timed > 0 ? num(cpu_timed / wall_timed) : json_null());
+        json_object_set_new(C, "busy", json_boolean(busy));
+        json_object_set_new(C, "warning", busy ? json_string(warning) : json_null());
+        json_object_set_new(P, "conditions", C);
+        if (busy) {
+            if (o->progress_tty) fprintf(stderr, "\r\033[K");
+            fprintf(stderr, "ibex run: point %d: %s\n", idx + 1, warning);
+        }
     }
     if (done_reps > 0) {
         json_t *M = json_object();
-        /* pooled latency summaries from the raw samples */
-        const char *names[4] = {"ttft", "tpot", "itl", "e2e"};
-        json_t *arrs[4] = {raw_ttft, raw_tpot, raw_itl, raw_e2e};
-        for (int a = 0; a < 4; a++) {
+        /* pooled latency summaries over every timed repetition; undefined (no request
+         * streamed two tokens) is null */
+        const char *names[3] = {"ttft", "tpot", "e2e"};
+        json_t *arrs[3] = {raw_ttft, raw_tpot, raw_e2e};
+        for (int a = 0; a < 3; a++) {
             size_t n = json_array_size(arrs[a]);
             double *v = malloc((n ? n : 1) * sizeof *v);
-            for (size_t i = 0; i < n; i++) v[i] = json_is_number(json_array_get(arrs[a], i))
-                                                      ? json_number_value(json_array_get(arrs[a], i))
-                                                      : NAN;
+            for (size_t i = 0; v && i < n; i++) v[i] = json_is_number(json_array_get(arrs[a], i))
+                                                           ? json_number_value(json_array_get(arrs[a], i))
+                                                           : NAN;
             ibex_summary su;
-            if (v && !ibex_summarize(v, n, &su, NULL)) json_object_set_new(M, names[a], summary_json(&su));
+            if (v && !ibex_summarize(v, n, &su, NULL))
+                json_object_set_new(M, names[a], su.count ? summary_json(&su) : json_null());
             free(v);
         }
-        json_object_set_new(M, "wall_s", num(median(wall, done_reps)));
-        json_object_set_new(M, "output_tok_per_s", num(median(otps, done_reps)));
-        json_object_set_new(M, "total_tok_per_s", num(median(tot, done_reps)));
-        json_object_set_new(M, "req_per_s", num(median(rps, done_reps)));
-        json_object_set_new(M, "goodput_req_per_s", num(median(good, done_reps)));
-        json_object_set_new(M, "prefill_tok_per_s", num(median(ptps, done_reps)));
-        json_object_set_new(M, "decode_tok_per_s", num(median(dtps, done_reps)));
-        json_object_set_new(M, "prefill_s", num(median(pre, done_reps)));
-        json_object_set_new(M, "decode_s", num(median(dec, done_reps)));
-        json_object_set_new(M, "decode_ms_per_token", num(median(dms, done_reps)));
+        ibex_summary su;
+        if (!ibex_summarize(gaps, n_gaps, &su, NULL)) json_object_set_new(M, "itl", su.count ? summary_json(&su) : json_null());
+        json_object_set_new(M, "wall_s", num(median(rv[RM_WALL], done_reps)));
+        json_object_set_new(M, "output_tok_per_s", num(median(rv[RM_OUTPUT], done_reps)));
+        json_object_set_new(M, "hypothesis_tok_per_s", num(median(rv[RM_HYPOTHESIS], done_reps)));
+        json_object_set_new(M, "total_tok_per_s", num(median(rv[RM_TOTAL], done_reps)));
+        json_object_set_new(M, "req_per_s", num(median(rv[RM_REQ_PER_S], done_reps)));
+        json_object_set_new(M, "goodput_req_per_s", num(median(rv[RM_GOODPUT], done_reps)));
+        json_object_set_new(M, "prefill_tok_per_s", num(median(rv[RM_PREFILL_TPS], done_reps)));
+        json_object_set_new(M, "decode_tok_per_s", num(median(rv[RM_DECODE_TPS], done_reps)));
+        json_object_set_new(M, "prefill_s", num(median(rv[RM_PREFILL_S], done_reps)));
+        json_object_set_new(M, "decode_s", num(median(rv[RM_DECODE_S], done_reps)));
+        json_object_set_new(M, "decode_ms_per_token", num(median(rv[RM_DECODE_MS], done_reps)));
         json_object_set_new(M, "steps", json_integer(last.tot.steps));
         json_object_set_new(M, "repetitions", json_integer(done_reps));
         json_object_set_new(P, "metrics", M);
-        json_object_set_new(
-            P, "kv",
-            json_pack("{s:s,s:i,s:I,s:i,s:I,s:I,s:o,s:I,s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "policy",
-                      ibex_kv_policy_name(pt->engine.kv.policy), "block_size", pt->engine.kv.block_size, "pool_bytes",
-                      (json_int_t)last.ks.bytes_pool, "n_blocks", last.ks.n_blocks, "peak_reserved",
-                      (json_int_t)last.ks.peak_reserved, "peak_used", (json_int_t)last.ks.peak_used,
-                      "utilisation_mean", num(median(util, done_reps)), "fragmentation_peak",
-                      (json_int_t)(last.ks.peak_reserved - last.ks.peak_used), "max_concurrent",
-                      last.tot.max_running, "preemptions", (json_int_t)last.tot.preemptions, "recomputed_tokens",
-                      (json_int_t)last.tot.recomputed_tokens, "cow_copies", (json_int_t)last.ks.cow_copies,
-                      "fork_copies", (json_int_t)last.ks.fork_copies, "idle_slot_steps",
-                      (json_int_t)last.tot.idle_slot_steps, "prefill_tokens", (json_int_t)last.tot.prefill_tokens,
-                      "decode_tokens", (json_int_t)last.tot.decode_tokens));
+        /* the spread of every repetition metric */
+        json_t *N = json_object(), *noisy = json_array();
+        for (int q = 0; q < RM_COUNT; q++) {
+            ibex_noise nz;
+            if (ibex_noise_compute(rv[q], (size_t)done_reps, cv_max, &nz, NULL)) continue;
+            if (nz.n == 0) continue; /* undefined in every repetition (TPOT of beam search) */
+            json_t *z = json_object();
+            json_object_set_new(z, "n", json_integer((json_int_t)nz.n));
+            json_object_set_new(z, "median", num(nz.median));
+            json_object_set_new(z, "mean", num(nz.mean));
+            json_object_set_new(z, "sd", num(nz.sd));
+            json_object_set_new(z, "cv", num(nz.cv));
+            json_object_set_new(z, "ci_lo", num(nz.ci_lo));
+            json_object_set_new(z, "ci_hi", num(nz.ci_hi));
+            json_object_set_new(z, "ci_level", num(nz.ci_level));
+            json_object_set_new(z, "noisy", json_boolean(nz.noisy));
+            json_object_set_new(z, "reason", nz.noisy ? json_string(nz.reason) : json_null());
+            json_object_set_new(N, k_rep_metrics[q], z);
+            if (nz.noisy) json_array_append_new(noisy, json_string(k_rep_metrics[q]));
+        }
+        json_object_set_new(P, "noise", N);
+        json_object_set_new(P, "noisy_metrics", noisy);
+        json_object_set_new(P, "noise_settings",
+                            json_pack("{s:f,s:b,s:i,s:f}", "cv_max", cv_max, "repeat_auto", auto_rep, "repeat_max", n_cap,
+                                      "ci_target", pt->ci_target));
+        int64_t first_time = last.tot.prefill_tokens - last.tot.recomputed_tokens;
+        json_t *K = json_pack(
+            "{s:s,s:i,s:o,s:I,s:i,s:I,s:I,s:o,s:I,s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "policy",
+            ibex_kv_policy_name(pt->engine.kv.policy), "block_size", pt->engine.kv.block_size, "reserve_prompt",
+            pt->engine.kv.policy == IBEX_KV_PAGED ? json_boolean(pt->engine.kv.reserve_prompt) : json_null(),
+            "pool_bytes", (json_int_t)last.ks.bytes_pool, "n_blocks", last.ks.n_blocks, "peak_reserved",
+            (json_int_t)last.ks.peak_reserved, "peak_used", (json_int_t)last.ks.peak_used, "utilisation_mean",
+            num(median(util, done_reps)), "fragmentation_peak", (json_int_t)(last.ks.peak_reserved - last.ks.peak_used),
+            "max_concurrent", last.tot.max_running, "preemptions", (json_int_t)last.tot.preemptions, "recomputed_tokens",
+            (json_int_t)last.tot.recomputed_tokens, "cow_copies", (json_int_t)last.ks.cow_copies, "fork_copies",
+            (json_int_t)last.ks.fork_copies, "idle_slot_steps", (json_int_t)last.tot.idle_slot_steps, "prefill_tokens",
+            (json_int_t)last.tot.prefill_tokens, "decode_tokens", (json_int_t)last.tot.decode_tokens);
+        json_object_set_new(K, "utilisation_at_peak", num(median(util_pk, done_reps)));
+        json_object_set_new(K, "utilisation_time_weighted", num(median(util_tw, done_reps)));
+        json_object_set_new(K, "utilisation_kind",
+                            json_string("utilisation_at_peak = used / reserved at the step of peak reserved; "
+                                        "utilisation_time_weighted = sum(used x step time) / sum(reserved x step "
+                                        "time); utilisation_mean = unweighted mean over steps (medians over "
+                                        "repetitions)"));
+        json_object_set_new(K, "recompute_share",
+                            first_time > 0 ? json_real((double)last.tot.recomputed_tokens / (double)first_time)
+                                           : json_null());
+        json_object_set_new(P, "kv", K);
         ibex_mem_stats ms;
         ibex_mem_stats_get(&ms);
         json_object_set_new(P, "memory",
@@ -950,12 +1281,15 @@ static json_t *run_point(const ibex_scenario *s, int32_t idx, model_cache *mc, c
         json_object_set_new(P, "sampler", json_pack("{s:o,s:I}", "ns_per_token",
                                                     num(sample_calls ? sample_ns / sample_calls : NAN), "calls",
                                                     (json_int_t)sample_calls));
-        kv_steps = json_pack("{s:O,s:O}", "reserved", last.kv_reserved, "used", last.kv_used);
+        kv_steps = kv_steps_json(&last);
+        json_decref(raw_itl);
+        raw_itl = itl_raw_json(gaps, n_gaps, &itl_count);
     }
-    if (have_last) json_decref(last.kv_reserved), json_decref(last.kv_used);
+    if (have_last) rep_free(&last);
 fail_reps:
-    free(wall), free(otps), free(pre), free(dec), free(ptps), free(dtps), free(dms), free(tot), free(rps), free(good);
-    free(util), free(rt);
+    rep_free(&rr);
+    for (int q = 0; q < RM_COUNT; q++) free(rv[q]);
+    free(util), free(util_pk), free(util_tw), free(rt), free(gaps);
     if (err.msg[0] && strcmp(status, "interrupted")) status = "error";
     goto done;
 fail:
@@ -966,6 +1300,7 @@ done:
     json_object_set_new(P, "repetitions", reps);
     json_t *raw = json_pack("{s:o,s:o,s:o,s:o}", "ttft", raw_ttft, "tpot", raw_tpot, "itl", raw_itl, "e2e", raw_e2e);
     if (kv_steps) json_object_set_new(raw, "kv_steps", kv_steps);
+    json_object_set_new(raw, "itl_count", json_integer((json_int_t)itl_count));
     json_object_set_new(P, "raw", raw);
     workload_free(&w);
     ibex_backend_free(be);
@@ -996,6 +1331,89 @@ static json_t *machine_json(void) {
     return json_pack("{s:s,s:i,s:I,s:n}", "cpu", cpu, "cores", (int)cores, "memory_bytes", (json_int_t)mem, "gpu");
 }
 
+/* The first line of a small file, trimmed, into buf ("" when unreadable). */
+static void read_line(const char *path, char *buf, size_t cap) {
+    buf[0] = 0;
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    if (fgets(buf, (int)cap, f)) buf[strcspn(buf, "\n")] = 0;
+    fclose(f);
+}
+
+/* "512K" / "32M" (sysfs cache sizes) in bytes; −1 when unparsable. */
+static int64_t parse_cache_size(const char *s) {
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (end == s) return -1;
+    if (*end == 'K') v <<= 10;
+    else if (*end == 'M') v <<= 20;
+    else if (*end == 'G') v <<= 30;
+    return v;
+}
+
+/* Where and how this binary was built and where it runs (docs/RESULTS.md). */
+static json_t *provenance_json(void) {
+    json_t *p = json_object();
+    json_object_set_new(p, "ibex_version", json_string(IBEX_VERSION));
+    json_object_set_new(p, "git_commit", json_string(IBEX_GIT_COMMIT));
+    json_object_set_new(p, "git_dirty", IBEX_GIT_DIRTY < 0 ? json_null() : json_boolean(IBEX_GIT_DIRTY > 0));
+    char comp[128];
+    snprintf(comp, sizeof comp, "%s %s", !strcmp(IBEX_COMPILER_ID, "GNU") ? "gcc" : !strcmp(IBEX_COMPILER_ID, "Clang") ? "clang" : IBEX_COMPILER_ID,
+             IBEX_COMPILER_VERSION);
+    json_object_set_new(p, "compiler", json_string(comp));
+    json_object_set_new(p, "c_flags", json_string(IBEX_C_FLAGS));
+    json_object_set_new(p, "build_type", json_string(IBEX_BUILD_TYPE));
+    json_object_set_new(p, "native", json_boolean(IBEX_NATIVE_BUILD));
+    char cpu[256] = "unknown";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (f) {
+        char line[512];
+        while (fgets(line, sizeof line, f))
+            if (strncmp(line, "model name", 10) == 0) {
+                char *c = strchr(line, ':');
+                if (c) snprintf(cpu, sizeof cpu, "%s", c + 2), cpu[strcspn(cpu, "\n")] = 0;
+                break;
+            }
+        fclose(f);
+    }
+    json_object_set_new(p, "cpu_model", json_string(cpu));
+    json_object_set_new(p, "cpu_cores", json_integer(ibex_online_cpus()));
+    int64_t l2 = -1, l3 = -1;
+    for (int i = 0; i < 8; i++) { /* cpu0's caches: level and size of each index */
+        char path[128], lv[32], sz[32], ty[32];
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/level", i);
+        read_line(path, lv, sizeof lv);
+        if (!lv[0]) break;
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", i);
+        read_line(path, sz, sizeof sz);
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/type", i);
+        read_line(path, ty, sizeof ty);
+        if (!strcmp(ty, "Instruction")) continue;
+        if (!strcmp(lv, "2")) l2 = parse_cache_size(sz);
+        if (!strcmp(lv, "3")) l3 = parse_cache_size(sz);
+    }
+    json_object_set_new(p, "l2_bytes", l2 > 0 ? json_integer(l2) : json_null());
+    json_object_set_new(p, "l3_bytes", l3 > 0 ? json_integer(l3) : json_null());
+    long long mem = (long long)sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGESIZE);
+    json_object_set_new(p, "mem_total_bytes", mem > 0 ? json_integer(mem) : json_null());
+    char host[256] = "";
+    if (gethostname(host, sizeof host - 1)) snprintf(host, sizeof host, "unknown");
+    json_object_set_new(p, "hostname", json_string(host));
+    json_t *omp = json_object();
+    extern char **environ;
+    for (char **e = environ; e && *e; e++) {
+        if (strncmp(*e, "OMP_", 4) && strncmp(*e, "GOMP_", 5) && strncmp(*e, "KMP_", 4)) continue;
+        const char *eq = strchr(*e, '=');
+        if (!eq) continue;
+        char key[128];
+        snprintf(key, sizeof key, "%.*s", (int)(eq - *e), *e);
+        json_object_set_new(omp, key, json_string(eq + 1));
+    }
+    json_object_set_new(p, "omp_env", omp);
+    json_object_set_new(p, "threads_default", json_integer(ibex_online_cpus()));
+    return p;
+}
+
 static json_t *metric_defs_json(void) {
     json_t *a = json_array();
     size_t n = 0;
@@ -1010,7 +1428,7 @@ static ibex_status write_json(json_t *root, const char *dir, const char *name, i
     char path[1100], tmp[1200];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    size_t flags = strcmp(name, "trace.json") ? JSON_INDENT(1) | JSON_REAL_PRECISION(10) : JSON_COMPACT | JSON_REAL_PRECISION(9);
+    size_t flags = strcmp(name, "trace.json") ? JSON_INDENT(1) | JSON_REAL_PRECISION(10) : JSON_COMPACT | JSON_REAL_PRECISION(15);
     if (json_dump_file(root, tmp, flags) != 0) {
         remove(tmp);
         return ibex_err_set(err, IBEX_ERR_IO, "cannot write %s", tmp);
@@ -1057,6 +1475,8 @@ ibex_status ibex_run_scenario(const ibex_scenario *s, const ibex_run_opts *o, ib
     json_object_set_new(root, "ibex", json_pack("{s:s,s:s,s:s}", "version", IBEX_VERSION, "commit", IBEX_GIT_COMMIT,
                                                 "build_type", IBEX_BUILD_TYPE));
     json_object_set_new(root, "machine", machine_json());
+    json_object_set_new(root, "provenance", provenance_json());
+    json_object_set_new(root, "failed_points", json_integer(0));
     json_object_set_new(root, "timestamp", json_string(stamp));
     json_object_set_new(root, "complete", json_false());
     json_t *swept = json_array();
@@ -1071,6 +1491,9 @@ ibex_status ibex_run_scenario(const ibex_scenario *s, const ibex_run_opts *o, ib
     json_t *trace = json_pack("{s:[],s:s}", "traceEvents", "displayTimeUnit", "ms");
     json_t *trace_events = json_object_get(trace, "traceEvents");
     run_globals gx = {0};
+    gx.run_t0_ns = now_ns();
+    ibex_load_probe_start(&gx.probe);
+    int failed = 0;
     instruments_setup(s, &gx);
     if (gx.cupti_error[0]) json_object_set_new(root, "cupti_error", json_string(gx.cupti_error));
     double t_start = ibex_cli_now_s();
@@ -1083,6 +1506,8 @@ ibex_status ibex_run_scenario(const ibex_scenario *s, const ibex_run_opts *o, ib
         json_t *P = run_point(s, i, &mc, o, trace_events, &gx);
         const char *pst = json_string_value(json_object_get(P, "status"));
         all_ok &= pst && !strcmp(pst, "ok");
+        failed += pst && !strcmp(pst, "error");
+        json_object_set_new(root, "failed_points", json_integer(failed));
         json_array_append_new(points, P);
         double elapsed = ibex_cli_now_s() - t_start, eta = elapsed / (i + 1) * (s->n_points - i - 1);
         if (o->progress_tty) fprintf(stderr, "\r\033[K");
@@ -1096,6 +1521,7 @@ ibex_status ibex_run_scenario(const ibex_scenario *s, const ibex_run_opts *o, ib
         if ((st = write_json(root, o->out_dir, "results.json", err))) break; /* keep what was measured */
         if ((st = write_json(trace, o->out_dir, "trace.json", err))) break;
     }
+    if (o->failed_points) *o->failed_points = failed;
     ibex_model_free(mc.m);
     ibex_cupti_free(gx.cupti);
     if (!st) {

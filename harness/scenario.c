@@ -60,6 +60,7 @@ static const char *const k_keys[] = {
     "workload.file", "workload.arrival", "workload.rate", "workload.burstiness", "workload.concurrency",
     "workload.ignore_eos",
     "warmup", "repeat", "seed", "slo.ttft", "slo.tpot", "slo.e2e", "profile", "instruments", "attention",
+    "kv.reserve_prompt", "repeat_max", "ci_target", "noise.cv_max", /* runner: noise guard, paged reservation */
     NULL};
 
 static const char *const k_instr_names[] = {"off", "nvtx", "cupti", NULL};
@@ -69,7 +70,7 @@ const char *ibex_instruments_name(ibex_instruments i) {
 }
 
 /* Keys whose value may be a map of subkeys. */
-static const char *const k_sections[] = {"kv", "decoding", "workload", "slo",
+static const char *const k_sections[] = {"kv", "decoding", "workload", "slo", "noise",
                                          "workload.prompt_tokens", "workload.output_tokens", NULL};
 
 /* Top-level keys that are not point settings. */
@@ -367,6 +368,9 @@ ibex_point ibex_point_default(void) {
     p.concurrency = 8;
     p.warmup = 1;
     p.repeat = 3;
+    p.repeat_max = 10;
+    p.ci_target = 0.05;
+    p.noise_cv_max = 0.10;
     p.seed = 1;
     p.request.sampling.seed = 1;
     p.instruments = IBEX_INSTR_NVTX;
@@ -551,7 +555,17 @@ ibex_status ibex_point_set(ibex_point *p, const char *key, const char *value, co
     } else if (strcmp(k, "warmup") == 0) {
         if (!parse_i32(value, 0, 1000000, &p->warmup, why, sizeof why)) SCN_FAIL();
     } else if (strcmp(k, "repeat") == 0) {
-        if (!parse_i32(value, 1, 1000000, &p->repeat, why, sizeof why)) SCN_FAIL();
+        p->repeat_auto = strcmp(value, "auto") == 0; /* auto: at least `repeat` (3), until ci_target or repeat_max */
+        if (p->repeat_auto) p->repeat = p->repeat < 3 ? 3 : p->repeat;
+        else if (!parse_i32(value, 1, 1000000, &p->repeat, why, sizeof why)) SCN_FAIL();
+    } else if (strcmp(k, "repeat_max") == 0) {
+        if (!parse_i32(value, 1, 1000000, &p->repeat_max, why, sizeof why)) SCN_FAIL();
+    } else if (strcmp(k, "ci_target") == 0) {
+        if (!parse_f64(value, 0, true, 1, false, &p->ci_target, why, sizeof why)) SCN_FAIL();
+    } else if (strcmp(k, "noise.cv_max") == 0) {
+        if (!parse_f64(value, 0, true, INFINITY, true, &p->noise_cv_max, why, sizeof why)) SCN_FAIL();
+    } else if (strcmp(k, "kv.reserve_prompt") == 0) {
+        if (!parse_bool(value, &p->engine.kv.reserve_prompt, why, sizeof why)) SCN_FAIL();
     } else if (strcmp(k, "seed") == 0) {
         char *end;
         errno = 0;

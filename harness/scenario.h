@@ -69,7 +69,12 @@ typedef struct ibex_point {
     double burstiness;             /* workload.burstiness (gamma shape) */
     int32_t concurrency;           /* workload.concurrency */
     int32_t warmup;                /* warmup: untimed repetitions */
-    int32_t repeat;                /* repeat: timed repetitions */
+    int32_t repeat;                /* repeat: timed repetitions (with repeat: auto, the minimum, 3) */
+    bool repeat_auto;              /* repeat: auto — repeat until the CI of wall_s's median is within
+                                      ci_target of the median, or repeat_max repetitions */
+    int32_t repeat_max;            /* repeat_max: the cap of repeat: auto (default 10) */
+    double ci_target;              /* ci_target: relative half-width of the median's CI (default 0.05) */
+    double noise_cv_max;           /* noise.cv_max: CV above which a figure is noisy (default 0.10) */
     uint64_t seed;                 /* seed: workload, sampling and arrivals */
     double slo_ttft, slo_tpot, slo_e2e; /* slo.ttft / slo.tpot / slo.e2e in seconds; 0 = none */
     bool profile_ops;              /* profile: per-op timing */

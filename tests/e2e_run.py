@@ -2,6 +2,7 @@
 """End-to-end: `ibex run --quick` on shipped scenarios, then `ibex report` re-renders
 byte-identical CSV from results.json; a bad scenario is refused with file:line:col."""
 import argparse, csv, json, os, shutil, subprocess, sys
+from decimal import Decimal
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--ibex", required=True)
@@ -20,6 +21,59 @@ def check(cond, what):
 def run(*args, **kw):
     return subprocess.run([a.ibex, *args], capture_output=True, text=True, **kw)
 
+def trace_nesting_violations(path):
+    """Complete events of each (pid, tid) track must nest: sorted by start (longest
+    first), every event ends no later than the innermost event still open when it
+    starts. Timestamps are read as decimals and must be whole nanoseconds."""
+    t = json.load(open(path), parse_float=Decimal)
+    by, bad = {}, []
+    for e in t["traceEvents"]:
+        if e.get("ph") != "X":
+            continue
+        ts, dur = Decimal(e["ts"]) * 1000, Decimal(e["dur"]) * 1000
+        if ts != ts.to_integral_value() or dur != dur.to_integral_value():
+            bad.append(("not whole ns", e["name"], e["ts"], e["dur"]))
+        by.setdefault((e["pid"], e["tid"]), []).append((ts, -(ts + dur), e["name"]))
+    for track, evs in by.items():
+        evs.sort()
+        stack = []
+        for ts, nend, name in evs:
+            while stack and stack[-1][0] <= ts:
+                stack.pop()
+            if stack and -nend > stack[-1][0]:
+                bad.append((track, name, ts, -nend, stack[-1]))
+            stack.append((-nend, name))
+    return bad
+
+REP_FIELDS = ["wall_s", "output_tok_per_s", "total_tok_per_s", "prefill_tok_per_s", "decode_tok_per_s",
+              "decode_ms_per_token", "prefill_s", "decode_s", "ttft_p50", "ttft_p90", "ttft_p99", "tpot_p50",
+              "tpot_p99", "itl_p50", "itl_p99", "e2e_p50", "e2e_p99", "ops"]
+PROV_FIELDS = ["ibex_version", "git_commit", "git_dirty", "compiler", "c_flags", "build_type", "native", "cpu_model",
+               "cpu_cores", "l2_bytes", "l3_bytes", "mem_total_bytes", "hostname", "omp_env", "threads_default"]
+
+def check_contract(name, res):
+    """The results.json fields reports and compare read (docs/RESULTS.md)."""
+    prov = res.get("provenance", {})
+    check(all(k in prov for k in PROV_FIELDS) and prov["compiler"] and prov["c_flags"],
+          f"{name}: provenance has {[k for k in PROV_FIELDS if k not in prov] or 'every field'}")
+    check(res.get("failed_points") == 0, f"{name}: failed_points is 0")
+    for p in res["points"]:
+        c = p.get("conditions", {})
+        check(c.get("threads", 0) >= 1 and all(k in c for k in ("load1_start", "load1_end", "cpu_s", "wall_s",
+                                                                 "cpu_per_wall", "busy", "warning")),
+              f"{name}: {p['label']}: conditions recorded (threads {c.get('threads')})")
+        check(c.get("busy") is (c.get("warning") is not None), f"{name}: {p['label']}: a busy point carries its warning")
+        reps = p["repetitions"]
+        check(len(reps) == p["metrics"]["repetitions"] and all(all(k in r for k in REP_FIELDS) for r in reps),
+              f"{name}: {p['label']}: every repetition has every timed metric")
+        nz = p.get("noise", {}).get("wall_s", {})
+        check(nz.get("n") == len(reps) and nz.get("noisy") is (len(reps) < 3 or nz["cv"] > 0.10),
+              f"{name}: {p['label']}: wall_s noise n={nz.get('n')} noisy={nz.get('noisy')}")
+        check(("wall_s" in p["noisy_metrics"]) is nz.get("noisy"), f"{name}: {p['label']}: noisy_metrics lists wall_s iff noisy")
+        kv = p["kv"]
+        check(all(k in kv for k in ("utilisation_at_peak", "utilisation_time_weighted", "utilisation_kind", "recompute_share")),
+              f"{name}: {p['label']}: KV utilisation kinds and recompute share")
+
 for name in ["default", "quadratic", "kv_memory", "decoding"]:
     out = os.path.join(a.workdir, name)
     r = run("run", os.path.join(a.source, "scenarios", name + ".yaml"), "--quick", "--out", out)
@@ -28,6 +82,9 @@ for name in ["default", "quadratic", "kv_memory", "decoding"]:
         continue
     res = json.load(open(os.path.join(out, "results.json")))
     check(res["schema_version"] == 1 and res["complete"] is True, f"{name}: results.json complete")
+    check_contract(name, res)
+    bad = trace_nesting_violations(os.path.join(out, "trace.json"))
+    check(not bad, f"{name}: no trace slice outlives its parent, timestamps whole ns {bad[:3]}")
     pts = res["points"]
     check(len(pts) >= 1 and all(p["status"] == "ok" for p in pts), f"{name}: every point ok ({len(pts)} points)")
     check(all(p.get("metrics", {}).get("steps", 0) > 0 for p in pts), f"{name}: every point ran steps")
@@ -54,7 +111,16 @@ for name in ["default", "quadratic", "kv_memory", "decoding"]:
             phases = [e for e in xs if e["pid"] == pid and e["cat"] == "phase"]
             ok &= bool(phases) and all(within(p, steps) for p in phases) and all(within(l, phases) for l in layers)
         check(ok, f"{name}: trace nests ops in layers in steps")
-        check(any(e["ph"] == "C" for e in tr) and any(e.get("cat") == "request" for e in xs), f"{name}: trace has KV counters and requests")
+        # requests are async rows (ph b/e with an id), each begin matched by an end no earlier
+        asy = [e for e in tr if e.get("cat") == "request" and e["ph"] in ("b", "e")]
+        opened = {}
+        for e in asy:
+            key = (e["pid"], e["id"], e["name"])
+            opened.setdefault(key, []).append(e)
+        paired = all(len(v) == 2 and v[0]["ph"] == "b" and v[1]["ph"] == "e" and v[0]["ts"] <= v[1]["ts"]
+                     for v in opened.values())
+        check(any(e["ph"] == "C" for e in tr) and asy and paired and not any(e.get("cat") == "request" for e in xs),
+              f"{name}: trace has KV counters and requests as paired async events")
     if name == "quadratic":
         # quick keeps the first and last swept prompt length: 128 and 2047
         lens = sorted(int(p["swept"]["workload.prompt_tokens"]) for p in pts)
@@ -105,6 +171,66 @@ r = run("run", sc.replace(".yaml", "_bad.yaml"), "--out", out + "_bad")
 res = json.load(open(os.path.join(out + "_bad", "results.json")))
 check(res["complete"] is False and "prompts.jsonl:6:" in (res["points"][0]["error"] or ""),
       f"arrivals: a bad JSONL line is reported with its line: {res['points'][0]['error']}")
+
+# exit codes: a scenario whose every point fails exits 1 and says how many failed;
+# `ibex report` on it exits 1 too, and on a folder without results.json
+fs = os.path.join(a.workdir, "allfail.yaml")
+open(fs, "w").write("model: %s\nwarmup: 0\nrepeat: 1\nworkload: {requests: 1, prompt_tokens: 4, output_tokens: 2}\n"
+                    "sweep:\n  batch: [1, 2]\n" % os.path.join(a.workdir, "no_such_model.gguf"))
+r = run("run", fs, "--out", os.path.join(a.workdir, "allfail"))
+res = json.load(open(os.path.join(a.workdir, "allfail", "results.json")))
+check(r.returncode == 1 and "2 of 2 points failed" in r.stderr and res["failed_points"] == 2,
+      f"every point failed: exit {r.returncode}, failed_points {res['failed_points']}")
+r = run("report", os.path.join(a.workdir, "allfail"))
+check(r.returncode == 1 and "failed" in r.stderr, f"report of failed points exits {r.returncode}")
+r = run("report", os.path.join(a.workdir, "no_such_dir"))
+check(r.returncode == 1, f"report of a missing results.json exits {r.returncode}")
+
+# beam search returns its hypothesis at the end: TPOT and ITL are undefined (null), and
+# output tok/s (returned tokens) is below hypothesis tok/s (every beam's tokens)
+bs = os.path.join(a.workdir, "beam.yaml")
+open(bs, "w").write("model: synthetic:tiny\nthreads: 1\nwarmup: 0\nrepeat: 1\nbatch: 2\n"
+                    "decoding: {strategy: beam, beam_width: 4}\n"
+                    "workload: {requests: 2, prompt_tokens: 8, output_tokens: 6, ignore_eos: true}\n")
+r = run("run", bs, "--out", os.path.join(a.workdir, "beam"))
+check(r.returncode == 0, f"beam: exits 0 {r.stderr[-300:] if r.returncode else ''}")
+if r.returncode == 0:
+    p = json.load(open(os.path.join(a.workdir, "beam", "results.json")))["points"][0]
+    M = p["metrics"]
+    check(M["tpot"] is None and M["itl"] is None and p["raw"]["itl"] == [] and p["raw"]["tpot"] == [],
+          f"beam: TPOT and ITL undefined (tpot {M['tpot']}, itl {M['itl']})")
+    check(p["repetitions"][0]["tpot_p50"] is None and "tpot_p50" not in p["noise"], "beam: per-repetition TPOT is null")
+    check(M["hypothesis_tok_per_s"] > 2 * M["output_tok_per_s"] > 0,
+          f"beam: hypothesis {M['hypothesis_tok_per_s']:.1f} tok/s vs output {M['output_tok_per_s']:.1f} tok/s")
+
+# a 2000-request point writes a compact results.json: summaries over every ITL gap,
+# at most 4096 order statistics of them kept raw
+big = os.path.join(a.workdir, "big.yaml")
+open(big, "w").write("model: synthetic:small\ncompute: false\nwarmup: 0\nrepeat: 1\nbatch: 64\n"
+                     "kv: {policy: paged, budget: 8GiB}\n"
+                     "workload: {requests: 2000, prompt_tokens: 64, output_tokens: 64, ignore_eos: true}\n")
+r = run("run", big, "--out", os.path.join(a.workdir, "big"))
+check(r.returncode == 0, f"big: exits 0 {r.stderr[-300:] if r.returncode else ''}")
+if r.returncode == 0:
+    path = os.path.join(a.workdir, "big", "results.json")
+    p = json.load(open(path))["points"][0]
+    check(p["raw"]["itl_count"] == 2000 * 63 and len(p["raw"]["itl"]) == 4096 and p["metrics"]["itl"]["count"] == 2000 * 63,
+          f"big: ITL summary over {p['metrics']['itl']['count']} gaps, {len(p['raw']['itl'])} kept raw")
+    check(os.path.getsize(path) < 4 << 20, f"big: results.json is {os.path.getsize(path) >> 10} KiB")
+
+# repeat: auto adds repetitions until the CI of wall_s's median is within ci_target
+# (relative half-width) or repeat_max; the CI needs at least 6 repetitions
+au = os.path.join(a.workdir, "auto.yaml")
+open(au, "w").write("model: synthetic:tiny\ncompute: false\nwarmup: 0\nrepeat: auto\nrepeat_max: 8\nbatch: 16\n"
+                    "workload: {requests: 100, prompt_tokens: 32, output_tokens: 16, ignore_eos: true}\n")
+r = run("run", au, "--out", os.path.join(a.workdir, "auto"))
+check(r.returncode == 0, f"repeat auto: exits 0 {r.stderr[-300:] if r.returncode else ''}")
+if r.returncode == 0:
+    p = json.load(open(os.path.join(a.workdir, "auto", "results.json")))["points"][0]
+    n, nz = len(p["repetitions"]), p["noise"]["wall_s"]
+    hw = (nz["ci_hi"] - nz["ci_lo"]) / 2 / nz["median"] if nz["ci_lo"] is not None else None
+    check(6 <= n <= 8 and nz["n"] == n and (n == 8 or hw <= 0.05),
+          f"repeat auto: {n} repetitions, CI half-width {hw}")
 
 r = run("bench", "-m", "synthetic:tiny", "-p", "16,32", "-n", "4", "-b", "1-2+1", "-r", "1", "-o", "csv")
 rows = list(csv.DictReader(r.stdout.splitlines()))

@@ -7,6 +7,9 @@
 #include <string.h>
 
 #include "engine/engine.h"
+#include "engine/forward.h"
+#include "engine/kv.h"
+#include "engine/sampler.h"
 
 #define NREQ 6
 #define NEW 10
@@ -67,6 +70,9 @@ static outcome run(ibex_kv_policy pol, ibex_sched_policy sched, int64_t budget, 
         ibex_kv_stats_get(ibex_engine_kv(e), &ks);
         cr_assert_leq(ks.bytes_reserved, ks.bytes_pool);
         cr_assert_leq(ks.blocks_used, ks.n_blocks);
+        /* B counts requests: never more running than the batch holds */
+        cr_assert_leq(ibex_engine_last_step(e)->running, batch, "step %d runs %d > max_batch %d", guard,
+                      ibex_engine_last_step(e)->running, batch);
         cr_assert_lt(++guard, 10000, "engine does not make progress");
     }
     outcome o = {0};
@@ -404,4 +410,369 @@ Test(engine, impossible_decoding_settings_are_refused) {
     cr_assert(strstr(err.msg, "8 sequences"), "%s", err.msg);
     ibex_engine_free(e);
     ibex_backend_free(be);
+}
+
+/* ---- scheduling decisions, one at a time (accounting only: the same scheduler and KV
+ * manager without a forward pass, so every step is exactly predictable) ---- */
+
+/* An accounting-only engine on the tiny model: paged, block bs, a pool of n_blocks. */
+static ibex_engine *acct_engine(int32_t bs, int32_t n_blocks, int32_t batch, int32_t step_tokens, bool reserve_prompt) {
+    ibex_engine_config cfg = ibex_engine_default_config();
+    cfg.compute = false;
+    int64_t per_tok = ibex_model_kv_bytes_per_token(&g_model->cfg, 4); /* 13,824 B */
+    cfg.kv = (ibex_kv_config){.policy = IBEX_KV_PAGED, .budget_bytes = (int64_t)n_blocks * bs * per_tok,
+                              .block_size = bs, .elem_bytes = 4, .no_compute = true,
+                              .reserve_prompt = reserve_prompt};
+    cfg.max_batch = batch;
+    cfg.max_step_tokens = step_tokens;
+    ibex_err err = {0};
+    ibex_engine *e = ibex_engine_new(g_model, NULL, &cfg, &err);
+    cr_assert(e, "%s", err.msg);
+    return e;
+}
+
+static int64_t submit_n(ibex_engine *e, int32_t n_prompt, int32_t n_new) {
+    int32_t p[256];
+    for (int i = 0; i < n_prompt; i++) p[i] = 3 + (i * 7) % 1000;
+    ibex_request_params rp = ibex_request_default_params();
+    rp.max_new_tokens = n_new;
+    rp.ignore_eos = true;
+    ibex_err err = {0};
+    int64_t id = ibex_engine_submit(e, p, n_prompt, &rp, &err);
+    cr_assert_geq(id, 0, "%s", err.msg);
+    return id;
+}
+
+static bool emitted(const ibex_token_event *ev, int n, int64_t id) {
+    for (int k = 0; k < n; k++)
+        if (ev[k].req == id) return true;
+    return false;
+}
+
+/* Two requests of 8 + 12 tokens in a pool of 8 blocks of 4 tokens: both fit until each
+ * holds 16 tokens (4 blocks), then writing token 17 needs a fifth block. The newest
+ * (B) must give way: in that step A still gets its token and B none, B's 16 cached
+ * tokens are recomputed, and A finishes first. */
+Test(engine, preemption_takes_the_newest_request) {
+    ibex_engine *e = acct_engine(4, 8, 2, 0, false);
+    int64_t a = submit_n(e, 8, 12), b = submit_n(e, 8, 12);
+    ibex_token_event ev[64];
+    ibex_err err = {0};
+    int steps = 0, preempt_step = -1, a_done = -1, b_done = -1;
+    while (ibex_engine_has_work(e)) {
+        int n = ibex_engine_step(e, ev, 64, &err);
+        cr_assert_geq(n, 0, "%s", err.msg);
+        cr_assert(ibex_kv_check(ibex_engine_kv(e), &err), "%s", err.msg);
+        if (ibex_engine_last_step(e)->preempted > 0 && preempt_step < 0) {
+            preempt_step = steps;
+            cr_assert(emitted(ev, n, a), "step %d: the oldest request (A) got no token: it was preempted", steps);
+            cr_assert(!emitted(ev, n, b), "step %d: the newest request (B) still got a token", steps);
+        }
+        if (a_done < 0 && ibex_engine_finished(e, a)) a_done = steps;
+        if (b_done < 0 && ibex_engine_finished(e, b)) b_done = steps;
+        cr_assert_lt(++steps, 1000);
+    }
+    /* step 0 prefills both (8 tokens, token 1 each); step s writes token 8 + s; step 8
+     * writes token 16 (the 4th block is full), step 9 needs the 5th block */
+    cr_assert_eq(preempt_step, 9, "preemption at step %d", preempt_step);
+    const ibex_engine_totals *t = ibex_engine_totals_get(e);
+    cr_assert_eq(t->preemptions, 1);
+    cr_assert_eq(t->recomputed_tokens, 16, "recomputed %lld", (long long)t->recomputed_tokens);
+    cr_assert_lt(a_done, b_done, "A finished at step %d, B at %d", a_done, b_done);
+    ibex_engine_free(e);
+}
+
+/* A decodes while B's 40-token prompt is prefilled in chunks of at most 8 tokens per
+ * step: decodes are planned first (design note 8), so A gets a token in every step
+ * and B's chunks take what is left (7 tokens). Planning prefill first would starve A
+ * for five steps. */
+Test(engine, decodes_are_planned_before_prefill_chunks) {
+    ibex_engine *e = acct_engine(16, 64, 4, 8, false);
+    int64_t a = submit_n(e, 4, 12);
+    ibex_token_event ev[64];
+    ibex_err err = {0};
+    int n = ibex_engine_step(e, ev, 64, &err); /* A's prefill and first token */
+    cr_assert(n == 1 && emitted(ev, n, a), "%s", err.msg);
+    int64_t b = submit_n(e, 40, 4);
+    for (int step = 1; !ibex_engine_finished(e, a); step++) {
+        n = ibex_engine_step(e, ev, 64, &err);
+        cr_assert_geq(n, 0, "%s", err.msg);
+        const ibex_step_info *si = ibex_engine_last_step(e);
+        cr_assert(emitted(ev, n, a), "step %d: the decoding request got no token (prefill %d, decode %d tokens)",
+                  step, si->prefill_tokens, si->decode_tokens);
+        cr_assert_leq(si->prefill_tokens + si->decode_tokens, 8);
+        if (step <= 5) cr_assert_eq(si->prefill_tokens, step < 6 ? 7 : 5, "step %d", step);
+        cr_assert_lt(step, 100);
+    }
+    (void)b;
+    ibex_engine_free(e);
+}
+
+/* Admission never runs more requests than max_batch, and with enough waiting it runs
+ * exactly max_batch. */
+Test(engine, running_never_exceeds_max_batch) {
+    for (int batch = 1; batch <= 3; batch++) {
+        ibex_engine *e = acct_engine(16, 256, batch, 0, false);
+        for (int i = 0; i < 7; i++) submit_n(e, 5 + i, 3 + i % 3);
+        ibex_token_event ev[64];
+        ibex_err err = {0};
+        int32_t most = 0;
+        while (ibex_engine_has_work(e)) {
+            cr_assert_geq(ibex_engine_step(e, ev, 64, &err), 0, "%s", err.msg);
+            const ibex_step_info *si = ibex_engine_last_step(e);
+            cr_assert_leq(si->running, batch, "batch %d: %d running", batch, si->running);
+            cr_assert_leq(si->seqs, batch);
+            most = si->running > most ? si->running : most;
+        }
+        cr_assert_eq(ibex_engine_totals_get(e)->max_running, batch);
+        cr_assert_eq(most, batch > 1 ? batch : 1);
+        ibex_engine_free(e);
+    }
+}
+
+/* Paged takes blocks as tokens are written (prefill chunks included): a 40-token
+ * prompt in chunks of 8 holds ceil(written / 4) blocks after every step; with
+ * kv.reserve_prompt it holds all 10 prompt blocks from the first step. */
+Test(engine, paged_takes_blocks_per_chunk_unless_reserve_prompt) {
+    for (int rp = 0; rp < 2; rp++) {
+        ibex_engine *e = acct_engine(4, 64, 2, 8, rp);
+        submit_n(e, 40, 6);
+        ibex_token_event ev[64];
+        ibex_err err = {0};
+        int64_t per_tok = ibex_model_kv_bytes_per_token(&g_model->cfg, 4);
+        for (int step = 0; ibex_engine_has_work(e); step++) {
+            cr_assert_geq(ibex_engine_step(e, ev, 64, &err), 0, "%s", err.msg);
+            ibex_kv_stats ks;
+            ibex_kv_stats_get(ibex_engine_kv(e), &ks);
+            if (!ibex_engine_has_work(e)) break; /* released at the end */
+            int64_t written = ks.bytes_used / per_tok;
+            int64_t want_blocks = rp && written < 40 ? 10 : (written + 3) / 4;
+            cr_assert_eq(written, step < 5 ? 8 * (step + 1) : 40 + (step - 4), "step %d", step);
+            cr_assert_eq(ks.blocks_used, want_blocks, "reserve_prompt %d, step %d: %d blocks for %lld tokens", rp, step,
+                         ks.blocks_used, (long long)written);
+        }
+        ibex_engine_free(e);
+    }
+}
+
+/* ---- sampling at a tiny temperature ---- */
+
+/* T = 1e-37: (l - max) / T sends every non-best logit to -inf and keeps the best at 0;
+ * dividing the unshifted logits instead overflows every logit above ~34 to +inf, and
+ * the draw is among ties. Logits up to 60 here. */
+Test(engine, tiny_temperature_samples_the_greedy_token) {
+    const int32_t n = 512;
+    float *x = malloc(n * sizeof *x);
+    ibex_sampler *s = ibex_sampler_new(n);
+    cr_assert(x && s);
+    ibex_rng r;
+    ibex_rng_seed(&r, 11);
+    for (int c = 0; c < 50; c++) {
+        uint64_t h = 0x9e3779b97f4a7c15ull * (uint64_t)(c + 1);
+        for (int32_t i = 0; i < n; i++) {
+            h ^= h >> 29, h *= 0xbf58476d1ce4e5b9ull, h ^= h >> 32;
+            x[i] = 20.0f + 40.0f * (float)((h >> 11) * 0x1.0p-53);
+        }
+        int32_t g = ibex_sample_greedy(x, n);
+        ibex_sampler_params p = ibex_sampler_default_params();
+        p.temperature = 1e-37f;
+        for (int k = 0; k < 4; k++)
+            cr_assert_eq(ibex_sampler_sample(s, x, &p, &r, NULL, 0, NULL), g, "case %d draw %d", c, k);
+    }
+    ibex_sampler_free(s);
+    free(x);
+}
+
+/* ---- GQA and long context at model level ---- */
+
+/* A hand-built model with 2 query heads per KV head (4 heads, 2 KV heads) and random
+ * F32 weights, run through the forward pass with a paged KV pool over 100 tokens (a
+ * 70-token prefill, then 30 single-token decodes: attention spans more than 64 keys,
+ * so the kernel's softmax rescale across key chunks is exercised), compared with a
+ * naive float64 Llama written out below. */
+enum { GD = 32, GL = 2, GH = 4, GKV = 2, GHD = 8, GF = 48, GV = 40, GT = 100, GBS = 16 };
+
+typedef struct gqa_model {
+    ibex_model m;
+    ibex_layer_weights layers[GL];
+    float *buf;
+} gqa_model;
+
+static float grand(uint64_t *st) {
+    *st = *st * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((double)(*st >> 11) * 0x1.0p-53 * 2.0 - 1.0);
+}
+
+static void gqa_build(gqa_model *g) {
+    memset(g, 0, sizeof *g);
+    g->m.cfg = (ibex_model_config){.dim = GD, .n_layers = GL, .n_heads = GH, .n_kv_heads = GKV, .head_dim = GHD,
+                                   .ffn_dim = GF, .vocab_size = GV, .ctx_len = 256, .rope_dim = GHD,
+                                   .norm_eps = 1e-5f, .rope_base = 10000.0f};
+    size_t per_layer = 2 * GD + GH * GHD * GD + 2 * GKV * GHD * GD + GD * GH * GHD + 3 * GF * GD;
+    size_t total = per_layer * GL + 2 * GV * GD + GD;
+    g->buf = malloc(total * sizeof *g->buf);
+    cr_assert(g->buf);
+    uint64_t st = 42;
+    for (size_t i = 0; i < total; i++) g->buf[i] = 0.5f * grand(&st);
+    float *p = g->buf;
+#define TAKE(n) (p += (n), p - (n))
+    for (int l = 0; l < GL; l++) {
+        ibex_layer_weights *L = &g->layers[l];
+        float *an = TAKE(GD), *fn = TAKE(GD);
+        for (int i = 0; i < GD; i++) an[i] = 1.0f + 0.2f * an[i], fn[i] = 1.0f + 0.2f * fn[i];
+        L->attn_norm = an, L->ffn_norm = fn;
+        L->wq = (ibex_weight){TAKE(GH * GHD * GD), IBEX_TYPE_F32, GD, GH * GHD};
+        L->wk = (ibex_weight){TAKE(GKV * GHD * GD), IBEX_TYPE_F32, GD, GKV * GHD};
+        L->wv = (ibex_weight){TAKE(GKV * GHD * GD), IBEX_TYPE_F32, GD, GKV * GHD};
+        L->wo = (ibex_weight){TAKE(GD * GH * GHD), IBEX_TYPE_F32, GH * GHD, GD};
+        L->w_gate = (ibex_weight){TAKE(GF * GD), IBEX_TYPE_F32, GD, GF};
+        L->w_up = (ibex_weight){TAKE(GF * GD), IBEX_TYPE_F32, GD, GF};
+        L->w_down = (ibex_weight){TAKE(GD * GF), IBEX_TYPE_F32, GF, GD};
+    }
+    g->m.tok_embd = (ibex_weight){TAKE(GV * GD), IBEX_TYPE_F32, GD, GV};
+    g->m.output = (ibex_weight){TAKE(GV * GD), IBEX_TYPE_F32, GD, GV};
+    float *on = TAKE(GD);
+    for (int i = 0; i < GD; i++) on[i] = 1.0f;
+    g->m.output_norm = on;
+#undef TAKE
+    g->m.layers = g->layers;
+    g->m.wtype = IBEX_TYPE_F32;
+}
+
+static void mv(double *y, const ibex_weight *w, const double *x) { /* y = W x, W (n_out, n_in) */
+    const float *W = w->data;
+    for (int64_t o = 0; o < w->n_out; o++) {
+        double acc = 0;
+        for (int64_t i = 0; i < w->n_in; i++) acc += (double)W[o * w->n_in + i] * x[i];
+        y[o] = acc;
+    }
+}
+
+static void rms(double *y, const double *x, const float *gain, double eps) {
+    double ss = 0;
+    for (int i = 0; i < GD; i++) ss += x[i] * x[i];
+    double r = 1.0 / sqrt(ss / GD + eps);
+    for (int i = 0; i < GD; i++) y[i] = x[i] * r * gain[i];
+}
+
+/* Rotates pairs (2i, 2i+1) of every head by pos · base^(-2i / head_dim). */
+static void rope_ref(double *v, int n_heads, int pos) {
+    for (int h = 0; h < n_heads; h++)
+        for (int i = 0; i < GHD / 2; i++) {
+            double th = pos * pow(10000.0, -2.0 * i / GHD), c = cos(th), s = sin(th);
+            double *q = v + h * GHD + 2 * i, a = q[0], b = q[1];
+            q[0] = a * c - b * s, q[1] = a * s + b * c;
+        }
+}
+
+/* logits[t][v] of the naive model over toks[0..GT). Query head h reads KV head
+ * h / (GH / GKV). */
+static void gqa_reference(const gqa_model *g, const int32_t *toks, double *logits) {
+    static double K[GL][GT][GKV * GHD], V[GL][GT][GKV * GHD];
+    const float *E = g->m.tok_embd.data;
+    for (int t = 0; t < GT; t++) {
+        double x[GD], xn[GD], q[GH * GHD], att[GH * GHD], o[GD], gt[GF], up[GF];
+        for (int i = 0; i < GD; i++) x[i] = E[(int64_t)toks[t] * GD + i];
+        for (int l = 0; l < GL; l++) {
+            const ibex_layer_weights *L = &g->layers[l];
+            rms(xn, x, L->attn_norm, 1e-5);
+            mv(q, &L->wq, xn), mv(K[l][t], &L->wk, xn), mv(V[l][t], &L->wv, xn);
+            rope_ref(q, GH, t), rope_ref(K[l][t], GKV, t);
+            for (int h = 0; h < GH; h++) {
+                int kvh = h / (GH / GKV);
+                double sc[GT], mx = -INFINITY, sum = 0;
+                for (int j = 0; j <= t; j++) {
+                    double d = 0;
+                    for (int i = 0; i < GHD; i++) d += q[h * GHD + i] * K[l][j][kvh * GHD + i];
+                    sc[j] = d / sqrt((double)GHD);
+                    mx = sc[j] > mx ? sc[j] : mx;
+                }
+                for (int j = 0; j <= t; j++) sum += (sc[j] = exp(sc[j] - mx));
+                for (int i = 0; i < GHD; i++) {
+                    double acc = 0;
+                    for (int j = 0; j <= t; j++) acc += sc[j] * V[l][j][kvh * GHD + i];
+                    att[h * GHD + i] = acc / sum;
+                }
+            }
+            mv(o, &L->wo, att);
+            for (int i = 0; i < GD; i++) x[i] += o[i];
+            rms(xn, x, L->ffn_norm, 1e-5);
+            mv(gt, &L->w_gate, xn), mv(up, &L->w_up, xn);
+            for (int i = 0; i < GF; i++) gt[i] = gt[i] / (1.0 + exp(-gt[i])) * up[i];
+            mv(o, &L->w_down, gt);
+            for (int i = 0; i < GD; i++) x[i] += o[i];
+        }
+        rms(xn, x, g->m.output_norm, 1e-5);
+        mv(logits + (int64_t)t * GV, &g->m.output, xn);
+    }
+}
+
+Test(engine, gqa_long_context_matches_a_naive_reference) {
+    gqa_model g;
+    gqa_build(&g);
+    int32_t toks[GT];
+    uint64_t st = 7;
+    for (int t = 0; t < GT; t++) toks[t] = (int32_t)((grand(&st) + 1.0f) * 0.5f * (GV - 1));
+    double *ref = malloc((size_t)GT * GV * sizeof *ref);
+    float *got = malloc((size_t)GT * GV * sizeof *got);
+    cr_assert(ref && got);
+    gqa_reference(&g, toks, ref);
+    ibex_err err = {0};
+    ibex_backend *be = ibex_backend_cpu_new(2);
+    const int nb = (GT + GBS - 1) / GBS;
+    ibex_kv_pool *pool = ibex_kv_pool_new(&g.m.cfg, nb + 3, GBS, &err);
+    ibex_forward *f = ibex_forward_new(&g.m, be, 128, &err);
+    cr_assert(be && pool && f, "%s", err.msg);
+    int32_t table[16];
+    for (int i = 0; i < nb; i++) table[i] = (nb + 2 - i) % (nb + 3); /* scattered blocks, reversed */
+    ibex_fwd_seq sq = {.tokens = toks, .n_tokens = 70, .pos0 = 0, .block_table = table, .logits = got,
+                       .all_logits = true};
+    cr_assert_eq(ibex_forward_run(f, pool, &sq, 1, &err), IBEX_OK, "%s", err.msg);
+    for (int t = 70; t < GT; t++) {
+        sq = (ibex_fwd_seq){.tokens = toks + t, .n_tokens = 1, .pos0 = t, .block_table = table,
+                            .logits = got + (int64_t)t * GV};
+        cr_assert_eq(ibex_forward_run(f, pool, &sq, 1, &err), IBEX_OK, "%s", err.msg);
+    }
+    double worst = 0;
+    for (int t = 0; t < GT; t++)
+        for (int v = 0; v < GV; v++) {
+            double r = ref[(int64_t)t * GV + v], d = fabs(got[(int64_t)t * GV + v] - r) / (1.0 + fabs(r));
+            worst = d > worst ? d : worst;
+            cr_assert_leq(d, 2e-4, "position %d token %d: %g vs reference %g", t, v, got[(int64_t)t * GV + v], r);
+        }
+    cr_log_info("GQA forward vs float64 reference: worst relative difference %.3g", worst);
+    ibex_forward_free(f);
+    ibex_kv_pool_free(pool);
+    ibex_backend_free(be);
+    free(ref), free(got), free(g.buf);
+}
+
+/* Beam search with W = 4 returns one hypothesis of max_new_tokens tokens, all in the
+ * step the search ends (what output tok/s counts), while every step computes a token
+ * for each live beam (what hypothesis tok/s counts): W per step after the first. */
+Test(engine, beam_returns_one_hypothesis_but_computes_every_beam) {
+    ibex_engine *e = acct_engine(16, 256, 1, 0, false);
+    int32_t p[8] = {3, 4, 5, 6, 7, 8, 9, 10};
+    ibex_request_params rp = ibex_request_default_params();
+    rp.decoding = IBEX_DECODE_BEAM;
+    rp.beam_width = 4;
+    rp.max_new_tokens = 6;
+    rp.ignore_eos = true;
+    ibex_err err = {0};
+    int64_t id = ibex_engine_submit(e, p, 8, &rp, &err);
+    cr_assert_geq(id, 0, "%s", err.msg);
+    ibex_token_event ev[64];
+    int returned = 0, steps_with_events = 0;
+    while (ibex_engine_has_work(e)) {
+        int n = ibex_engine_step(e, ev, 64, &err);
+        cr_assert_geq(n, 0, "%s", err.msg);
+        returned += n;
+        steps_with_events += n > 0;
+    }
+    cr_assert_eq(returned, 6, "returned %d tokens", returned);
+    cr_assert_eq(steps_with_events, 1, "a beam search delivers its hypothesis at once");
+    /* step 0: the prompt's one token per beam (4); steps 1..5: 4 beams each */
+    cr_assert_eq(ibex_engine_totals_get(e)->output_tokens, 4 * 6, "%lld",
+                 (long long)ibex_engine_totals_get(e)->output_tokens);
+    ibex_engine_free(e);
 }

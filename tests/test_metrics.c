@@ -587,3 +587,170 @@ Test(metrics, formula_table)
     cr_expect(ibex_metric_def_find(NULL) == NULL);
     cr_expect(ibex_metric_defs(NULL) == d);
 }
+
+/* ---------------------------------------------------------------- noise */
+
+/* Ranks of the distribution-free CI of the median, B ~ Binomial(n, 1/2):
+ *   n = 5:  P(B <= 0) = 1/32, extremes cover 1 - 2/32 = 93.75 % < 95 %: no CI;
+ *   n = 6:  extremes cover 1 - 2/64 = 96.875 %;
+ *   n = 10: j = 2 covers 1 - 2 * 11/1024 = 97.85 %, j = 3 only 1 - 2 * 56/1024 = 89.1 %;
+ *   n = 20: P(B <= 5) = 21700/1048576, so j = 6 covers 95.86 %, j = 7 only 88.5 %. */
+Test(noise, median_ci_ranks_hand_values)
+{
+    size_t lo, hi;
+    double cov;
+    cr_expect_not(ibex_median_ci_ranks(5, 0.95, &lo, &hi, &cov));
+    cr_assert(ibex_median_ci_ranks(6, 0.95, &lo, &hi, &cov));
+    cr_expect_eq(lo, 1);
+    cr_expect_eq(hi, 6);
+    NEAR(cov, 1.0 - 2.0 / 64.0, 1e-12);
+    cr_assert(ibex_median_ci_ranks(10, 0.95, &lo, &hi, &cov));
+    cr_expect_eq(lo, 2);
+    cr_expect_eq(hi, 9);
+    NEAR(cov, 1.0 - 2.0 * 11.0 / 1024.0, 1e-12);
+    cr_assert(ibex_median_ci_ranks(20, 0.95, &lo, &hi, &cov));
+    cr_expect_eq(lo, 6);
+    cr_expect_eq(hi, 15);
+    NEAR(cov, 1.0 - 2.0 * 21700.0 / 1048576.0, 1e-12);
+}
+
+/* {1..6}: median 3.5, mean 3.5, sd = sqrt(17.5 / 5) = 1.8708, cv = 0.5345 > 10 %: noisy;
+ * CI = [x_(1), x_(6)] = [1, 6]. The input order does not matter and NaN is skipped. */
+Test(noise, spread_hand_values_and_noisy_flag)
+{
+    const double x[] = {4, NAN, 1, 6, 3, 2, 5};
+    ibex_noise nz;
+    cr_assert_eq(ibex_noise_compute(x, 7, 0.10, &nz, NULL), IBEX_OK);
+    cr_expect_eq(nz.n, 6);
+    NEAR(nz.median, 3.5, 1e-12);
+    NEAR(nz.mean, 3.5, 1e-12);
+    NEAR(nz.sd, sqrt(17.5 / 5.0), 1e-12);
+    NEAR(nz.cv, sqrt(17.5 / 5.0) / 3.5, 1e-12);
+    NEAR(nz.ci_lo, 1.0, 0);
+    NEAR(nz.ci_hi, 6.0, 0);
+    cr_expect(nz.noisy);
+    cr_expect_str_eq(nz.reason, "cv 53.5% > 10%");
+    /* the same data under a looser threshold is not noisy */
+    cr_assert_eq(ibex_noise_compute(x, 7, 0.60, &nz, NULL), IBEX_OK);
+    cr_expect_not(nz.noisy);
+    cr_expect_str_eq(nz.reason, "");
+}
+
+/* Tight but few: n = 3 is sampled enough (cv 1 %) with no CI; n = 2 is under-sampled
+ * whatever its spread; n = 0 has no samples. */
+Test(noise, under_sampled_and_tight)
+{
+    const double three[] = {10.0, 10.1, 9.9};
+    ibex_noise nz;
+    cr_assert_eq(ibex_noise_compute(three, 3, 0.10, &nz, NULL), IBEX_OK);
+    cr_expect_not(nz.noisy);
+    NEAR(nz.cv, 0.1 / 10.0, 1e-12);
+    cr_expect(isnan(nz.ci_lo) && isnan(nz.ci_hi) && isnan(nz.ci_level));
+    cr_expect(isnan(ibex_noise_rel_halfwidth(&nz)));
+    cr_assert_eq(ibex_noise_compute(three, 2, 0.10, &nz, NULL), IBEX_OK);
+    cr_expect(nz.noisy);
+    cr_expect_str_eq(nz.reason, "under-sampled: n=2");
+    const double none[] = {NAN, NAN};
+    cr_assert_eq(ibex_noise_compute(none, 2, 0.10, &nz, NULL), IBEX_OK);
+    cr_expect_eq(nz.n, 0);
+    cr_expect(nz.noisy && isnan(nz.median));
+    cr_expect_eq(ibex_noise_compute(NULL, 3, 0.10, &nz, NULL), IBEX_ERR_INVALID);
+}
+
+/* Ten repetitions sorted 98 99 99 100 100 100 100 101 101 102: CI ranks 2 and 9 give
+ * [99, 101], half-width 1 = 1 % of the median 100: within a 5 % target. */
+Test(noise, relative_half_width_for_repeat_auto)
+{
+    const double x[] = {100, 101, 99, 100, 102, 98, 100, 100, 101, 99};
+    ibex_noise nz;
+    cr_assert_eq(ibex_noise_compute(x, 10, 0.10, &nz, NULL), IBEX_OK);
+    NEAR(nz.ci_lo, 99, 0);
+    NEAR(nz.ci_hi, 101, 0);
+    NEAR(ibex_noise_rel_halfwidth(&nz), 0.01, 1e-12);
+}
+
+/* ---------------------------------------------------------------- load */
+
+Test(load, busy_idle_and_starved)
+{
+    char w[256];
+    /* six busy loops on 2 CPUs: load 7.9, ibex's own share 0.4 */
+    ibex_load_sample s = {.n_cpus = 2, .threads = 2, .load1_start = 7.5, .load1_end = 7.9, .own_start = 0.3,
+                          .own_end = 0.4, .cpu_s = 4.0, .wall_s = 10.0, .check_starved = true};
+    cr_expect(ibex_load_judge(&s, w, sizeof w));
+    cr_expect_str_eq(w, "machine busy: load 7.9 on 2 CPUs, ibex got 0.4 CPU-s per s with 2 threads");
+    /* idle: the load is ibex's own two threads */
+    s = (ibex_load_sample){.n_cpus = 2, .threads = 2, .load1_start = 0.1, .load1_end = 1.9, .own_start = 0.0,
+                           .own_end = 1.85, .cpu_s = 19.0, .wall_s = 10.0, .check_starved = true};
+    cr_expect_not(ibex_load_judge(&s, w, sizeof w));
+    cr_expect_str_eq(w, "");
+    /* one other process next to a 1-thread run on 2 CPUs leaves room: not busy */
+    s.threads = 1, s.load1_start = 1.0, s.load1_end = 2.0, s.own_end = 1.0, s.cpu_s = 9.8;
+    cr_expect_not(ibex_load_judge(&s, w, sizeof w));
+    /* ... but the same with 2 threads is: the other process wants a CPU ibex uses */
+    s.threads = 2;
+    cr_expect(ibex_load_judge(&s, w, sizeof w));
+    /* starved: a low load average (just started) but 0.3 CPU-s per s */
+    s = (ibex_load_sample){.n_cpus = 2, .threads = 1, .load1_start = 0.2, .load1_end = 0.3, .cpu_s = 3.0,
+                           .wall_s = 10.0, .check_starved = true};
+    cr_expect(ibex_load_judge(&s, w, sizeof w));
+    cr_expect(strstr(w, "starved") != NULL, "%s", w);
+    /* a point that sleeps waiting for arrivals is not starved by being idle */
+    s.check_starved = false;
+    cr_expect_not(ibex_load_judge(&s, w, sizeof w));
+    /* unreadable load average: only the CPU share can tell */
+    s = (ibex_load_sample){.n_cpus = 2, .threads = 2, .load1_start = NAN, .load1_end = NAN, .cpu_s = 10,
+                           .wall_s = 10, .check_starved = true};
+    cr_expect_not(ibex_load_judge(&s, w, sizeof w));
+}
+
+/* ---------------------------------------------------------------- KV over a run */
+
+/* Four steps: reserved 100, 200, 200, 100 bytes; used 50, 100, 180, 90; step times 1, 1,
+ * 2, 4 s. Peak reserved 200 at steps 1 and 2; the fuller (180) is the peak's steady
+ * state: 0.9. Time-weighted: (50 + 100 + 360 + 360) / (100 + 200 + 400 + 400) = 870/1100.
+ * (The unweighted mean over steps would be (0.5 + 0.5 + 0.9 + 0.9) / 4 = 0.7.) */
+Test(kv_run, utilisation_at_peak_and_time_weighted)
+{
+    const int64_t res[] = {100, 200, 200, 100}, used[] = {50, 100, 180, 90};
+    const double dt[] = {1, 1, 2, 4};
+    double pk, tw;
+    ibex_kv_util_run(res, used, dt, 4, &pk, &tw);
+    NEAR(pk, 0.9, 1e-12);
+    NEAR(tw, 870.0 / 1100.0, 1e-12);
+    const int64_t zero[] = {0, 0};
+    ibex_kv_util_run(zero, zero, dt, 2, &pk, &tw);
+    cr_expect(isnan(pk) && isnan(tw));
+}
+
+/* ---------------------------------------------------------------- delivered at once */
+
+/* A beam search returns its 4-token hypothesis at once (t = 3 s for every token): TTFT
+ * and E2E are 3 s, TPOT is undefined and there is no ITL. Next to a streaming request
+ * (tokens at 1, 2, 4 s) only the streamer defines TPOT (1.5 s) and ITL (1 s, 2 s); alone,
+ * the beam request leaves TPOT and ITL undefined (count 0, NaN). */
+Test(metrics, tokens_delivered_at_once_have_no_tpot_or_itl)
+{
+    const double beam_t[] = {3, 3, 3, 3}, stream_t[] = {1, 2, 4};
+    ibex_request_times r[] = {{.arrival = 0, .token_times = beam_t, .n_out = 4, .n_in = 8},
+                              {.arrival = 0, .token_times = stream_t, .n_out = 3, .n_in = 8}};
+    ibex_request_metrics m;
+    cr_assert_eq(ibex_request_metrics_compute(&r[0], &m, NULL), IBEX_OK);
+    NEAR(m.ttft, 3, 0);
+    NEAR(m.e2e, 3, 0);
+    cr_expect(isnan(m.tpot), "tpot %g", m.tpot);
+    double gaps[4];
+    cr_expect_eq(ibex_request_itl(&r[0], gaps), 0);
+    ibex_run_metrics rm;
+    cr_assert_eq(ibex_run_metrics_compute(r, 2, 4.0, NULL, &rm, NULL), IBEX_OK);
+    cr_expect_eq(rm.tpot.count, 1);
+    NEAR(rm.tpot.p50, 1.5, 1e-12);
+    cr_expect_eq(rm.itl.count, 2);
+    NEAR(rm.itl.min, 1, 0);
+    NEAR(rm.itl.max, 2, 0);
+    NEAR(rm.output_tok_per_s, 7.0 / 4.0, 1e-12); /* returned tokens: 4 + 3 */
+    cr_assert_eq(ibex_run_metrics_compute(r, 1, 4.0, NULL, &rm, NULL), IBEX_OK);
+    cr_expect_eq(rm.tpot.count, 0);
+    cr_expect_eq(rm.itl.count, 0);
+    cr_expect(isnan(rm.tpot.p50) && isnan(rm.itl.p50));
+}
