@@ -62,7 +62,7 @@ ibex_status ibex_jsonl_parse_line(const char *line, size_t len, const char *file
     }
     if (ctx_len < 1) return ibex_err_set(err, IBEX_ERR_INVALID, "%s:%d: model context length %d", file, lineno, ctx_len);
     json_error_t je;
-    json_t *o = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
+    json_t *o = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
     if (!o)
         return ibex_err_set(err, IBEX_ERR_FORMAT, "%s:%d:%d: %s", file, lineno, je.column > 0 ? je.column : 1, je.text);
     ibex_status st = IBEX_OK;

@@ -3,7 +3,7 @@
 # summary names plots/ only because they are there.
 set -u
 ibex=$1 work=$2
-rm -rf "$work" && mkdir -p "$work"
+mkdir -p "$work" && rm -rf "$work/out"
 cat >"$work/plots.yaml" <<'YAML'
 name: plots
 model: synthetic:tiny
