@@ -14,7 +14,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ibex_err err = {0};
     ibex_gguf *g = ibex_gguf_open(path, &err);
     if (!g) {
-        if (!err.msg[0]) __builtin_trap(); /* a refusal always says why */
+        if (!err.msg[0]) FUZZ_FAIL("gguf refused without a message");
         close(fd);
         return 0;
     }
@@ -25,7 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         const ibex_gguf_value *v = ibex_gguf_value_at(g, i);
         if (!k || !v) continue;
         sink += strlen(k);
-        if (ibex_gguf_get(g, k) == NULL) __builtin_trap(); /* every listed key can be found */
+        if (ibex_gguf_get(g, k) == NULL) FUZZ_FAIL("listed key %s not found", k);
         char buf[256];
         uint32_t u;
         int64_t x;
@@ -49,7 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (int64_t i = 0; i < ibex_gguf_n_tensors(g); i++) {
         const ibex_gguf_tensor *t = ibex_gguf_tensor_at(g, i);
         if (!t) continue;
-        if (ibex_gguf_find_tensor(g, t->name) == NULL) __builtin_trap();
+        if (ibex_gguf_find_tensor(g, t->name) == NULL) FUZZ_FAIL("listed tensor %s not found", t->name);
         if (t->nbytes) sink += ((const uint8_t *)t->data)[0] + ((const uint8_t *)t->data)[t->nbytes - 1];
     }
     (void)sink;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "harness/workload_file.h"
+#include "tests/fuzz/fuzz_util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const int32_t ctx = 2048;
@@ -18,13 +19,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (ibex_jsonl_parse_line((const char *)data + i, len, "fuzz.jsonl", lineno, ctx, &r, &err) == IBEX_OK) {
             if (!r.blank) {
                 if (r.prompt_tokens < 0 || r.prompt_tokens > ctx || r.output_tokens < 0 || r.output_tokens > ctx)
-                    __builtin_trap();
-                if (!r.text && r.prompt_tokens < 1) __builtin_trap();
-                if (r.text && r.text[0] == '\0') __builtin_trap();
+                    FUZZ_FAIL("line %d: numbers out of range: %d %d", lineno, r.prompt_tokens, r.output_tokens);
+                if (!r.text && r.prompt_tokens < 1) FUZZ_FAIL("line %d: no prompt", lineno);
+                if (r.text && r.text[0] == '\0') FUZZ_FAIL("line %d: empty text prompt", lineno);
             }
             ibex_jsonl_req_clear(&r);
         } else if (strncmp(err.msg, "fuzz.jsonl:", 11) != 0) {
-            __builtin_trap(); /* every refusal is placed */
+            FUZZ_FAIL("line %d: refusal not placed: %s", lineno, err.msg);
         }
         i += len;
     }

@@ -6,8 +6,12 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
+
+/* A broken invariant: say which, then abort (libFuzzer saves the input as crash-*). */
+#define FUZZ_FAIL(...) (fprintf(stderr, "fuzz invariant broken: " __VA_ARGS__), fputc('\n', stderr), abort())
 
 /* Writes data into a fresh memfd; *path gets "/proc/self/fd/N". Returns the fd (close
  * it when done) or -1. */

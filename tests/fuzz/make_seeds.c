@@ -31,7 +31,7 @@ static int gguf_seed(const char *dir, const char *name, int variant) {
     ibex_gguf_writer_set_bool(w, "fuzz.flag", variant & 1);
     ibex_gguf_writer_set_i64(w, "fuzz.i64", -7);
     ibex_gguf_writer_set_f64(w, "fuzz.f64", 0.5);
-    const char *toks[] = {"<unk>", "<s>", "</s>", "\xe2\x96\x81" "a", "b"};
+    const char *toks[] = {"<unk>", "<s>", "</s>", ("\xe2\x96\x81" "a"), "b"};
     ibex_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", toks, 5);
     float scores[] = {0, 0, 0, -1, -2};
     ibex_gguf_writer_set_arr(w, "tokenizer.ggml.scores", IBEX_GGUF_F32, scores, 5);
@@ -68,7 +68,7 @@ int main(int argc, char **argv) {
     static const char jl1[] = "{\"prompt\": \"Once upon a time\", \"output_tokens\": 5}\n\n{\"prompt_tokens\": 40}\n";
     static const char jl2[] = "{\"prompt_tokens\": 7, \"output_tokens\": 6}\n[1, 2]\n{\"prompt\": 12}\n";
     bad += put(d[1], "ok.jsonl", jl1, sizeof jl1 - 1) + put(d[1], "bad.jsonl", jl2, sizeof jl2 - 1);
-    static const char t1[] = "\xe2\x96\x81the\n\xe2\x96\x81a\nhe\nll\nllo\n" "\0" "Hello world, the cat";
+    static const char t1[] = "\xe2\x96\x81" "the\n" "\xe2\x96\x81" "a\nhe\nll\nllo\n" "\0" "Hello world, the cat";
     static const char t2[] = "\0" "caf\xc3\xa9 \xf0\x9f\x90\x90 \xff\xfe tabs\tand\nnewlines";
     bad += put(d[2], "merges", t1, sizeof t1 - 1) + put(d[2], "bytes", t2, sizeof t2 - 1);
     static const char r1[] =

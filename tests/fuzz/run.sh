@@ -16,9 +16,11 @@ for t in gguf scenario tokenizer jsonl results; do
   (cd "$dir" && "./fuzz_$t" -max_total_time="$secs" -max_len=65536 -rss_limit_mb=2048 -timeout=20 \
     -print_final_stats=1 "work/$t" 2>&1 | grep -E 'stat::number_of_executed_units|stat::new_units_added|ERROR|SUMMARY|Done|crash-|leak-|timeout-' ) || true
   # a finding leaves crash-*/leak-*/timeout-* files; make them fail the run
-  if ls "$dir"/crash-* "$dir"/leak-* "$dir"/timeout-* "$dir"/oom-* >/dev/null 2>&1; then
-    echo "fuzz_$t: FOUND a failing input:" "$dir"/crash-* "$dir"/leak-* "$dir"/timeout-* "$dir"/oom-* 2>/dev/null
-    exit 1
-  fi
+  for f in "$dir"/crash-* "$dir"/leak-* "$dir"/timeout-* "$dir"/oom-*; do
+    if [ -e "$f" ]; then
+      echo "fuzz_$t: FOUND a failing input: $f (reproduce: $dir/fuzz_$t $f)"
+      exit 1
+    fi
+  done
 done
 echo "fuzz: all targets ran ${secs} s without findings"
