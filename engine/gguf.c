@@ -16,6 +16,7 @@
  * Metadata and tables are small bookkeeping and use malloc; the tensor bytes are the
  * map itself, owned by the ibex_gguf and unmapped by ibex_gguf_close(). */
 #include "engine/gguf.h"
+#include "engine/fileio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -602,21 +603,15 @@ ibex_gguf *ibex_gguf_open(const char *path, ibex_err *err) {
         return NULL;
     }
     g->path = p;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* A FIFO, device or directory is refused before it can block (fileio.h). */
+    int fd = ibex_open_regular(path, err);
     if (fd < 0) {
-        ibex_err_set(err, IBEX_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
         ibex_gguf_close(g);
         return NULL;
     }
     struct stat st;
     if (fstat(fd, &st) != 0) {
         ibex_err_set(err, IBEX_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
-        close(fd);
-        ibex_gguf_close(g);
-        return NULL;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        ibex_err_set(err, IBEX_ERR_IO, "%s: not a regular file", path);
         close(fd);
         ibex_gguf_close(g);
         return NULL;

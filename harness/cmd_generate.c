@@ -393,6 +393,10 @@ int ibex_cmd_generate(int argc, char **argv) {
         fprintf(stderr, "ibex generate: give either -p or --prompt-ids, not both\n");
         return 2;
     }
+    if (!prompt && !prompt_ids) { /* one BOS token would "run" and report a meaningless speed */
+        fprintf(stderr, "ibex generate: no prompt: give -p TEXT or --prompt-ids 1,2,3 ('ibex generate --help')\n");
+        return 2;
+    }
     if (seed >= 0) mp.seed = (uint64_t)seed;
     if (!strcmp(decoding, "sample")) {
         if (!temp_set) rq.sampling.temperature = 0.8f;

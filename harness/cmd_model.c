@@ -57,12 +57,22 @@ int ibex_cmd_model(int argc, char **argv) {
     }
     const char *sub = argv[1];
     if (!strcmp(sub, "list")) {
-        printf("%-16s %-18s %6s %7s %6s %5s %7s %8s %7s\n", "name", "shape of", "dim", "layers", "heads", "kv", "ffn",
-               "vocab", "params");
-        for (const ibex_synthetic_preset *p = ibex_synthetic_presets(); p->name; p++)
-            printf("synthetic:%-6s %-18s %6d %7d %6d %5d %7d %8d %6.2fB\n", p->name, p->like, p->cfg.dim,
-                   p->cfg.n_layers, p->cfg.n_heads, p->cfg.n_kv_heads, p->cfg.ffn_dim, p->cfg.vocab_size,
+        /* The name column is as wide as the longest "synthetic:NAME", so columns line up. */
+        int w = 4, ws = 8;
+        for (const ibex_synthetic_preset *p = ibex_synthetic_presets(); p->name; p++) {
+            int l = 10 + (int)strlen(p->name), ls = (int)strlen(p->like);
+            if (l > w) w = l;
+            if (ls > ws) ws = ls;
+        }
+        printf("%-*s  %-*s %6s %7s %6s %5s %7s %8s %7s\n", w, "name", ws, "shape of", "dim", "layers", "heads", "kv",
+               "ffn", "vocab", "params");
+        for (const ibex_synthetic_preset *p = ibex_synthetic_presets(); p->name; p++) {
+            char name[96];
+            snprintf(name, sizeof name, "synthetic:%s", p->name);
+            printf("%-*s  %-*s %6d %7d %6d %5d %7d %8d %6.2fB\n", w, name, ws, p->like, p->cfg.dim, p->cfg.n_layers,
+                   p->cfg.n_heads, p->cfg.n_kv_heads, p->cfg.ffn_dim, p->cfg.vocab_size,
                    ibex_model_config_n_params(&p->cfg, false) / 1e9);
+        }
         return 0;
     }
     if (!strcmp(sub, "info")) {

@@ -1,7 +1,9 @@
 /* cmd_run.c — `ibex run SCENARIO.yaml` (run a scenario, write results.json and every
  * report; for a suite, run each scenario it lists into its own folder and write the
  * suite's report) and `ibex report DIR` (re-render the reports from results.json). */
+#include <dirent.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,24 +19,43 @@
 #include "reports/reports.h"
 
 static volatile sig_atomic_t g_interrupted;
+static volatile sig_atomic_t g_signal; /* the first signal that stopped the run */
 
-static void on_sigint(int sig) {
-    (void)sig;
-    if (g_interrupted) _exit(130); /* a second Ctrl-C: leave at once */
+/* SIGINT (Ctrl-C) and SIGTERM (a CI runner, Slurm's time limit, kill) both stop after
+ * the current step and save; the exit status is then 128 + the signal (130, 143). */
+static void on_stop_signal(int sig) {
+    if (g_interrupted) _exit(128 + sig); /* a second signal: leave at once */
+    g_signal = sig;
     g_interrupted = 1;
 }
 
+static int interrupted_status(void) { return 128 + (g_signal ? (int)g_signal : SIGINT); }
+
 static void usage(FILE *f) {
     fprintf(f, "usage: ibex run SCENARIO.yaml [--out DIR] [--quick]\n"
+               "  SCENARIO   a file, or the name of a shipped scenario (default, quadratic, ...), looked up in\n"
+               "             <ibex's folder>/../share/ibex/scenarios/ when no such file is here\n"
                "  --out DIR   where results.json and the reports go (default results/<name>-<timestamp>/)\n"
                "  --quick     first and last value of every swept list, 4 requests, 1 repetition (for CI)\n"
                "A suite file (suite: [a.yaml, ...]) runs each listed scenario into DIR/<its name>/, then\n"
                "writes the suite's report (report: claims -> DIR/claims.md, DIR/claims.csv).\n"
-               "Ctrl-C stops after the current step, keeps everything measured, marks the run incomplete;\n"
-               "a second Ctrl-C exits at once.\n"
-               "usage: ibex report DIR   re-renders results.csv, report.md and the plots from DIR/results.json\n"
+               "Ctrl-C (or SIGTERM) stops after the current step, keeps everything measured, marks the run\n"
+               "incomplete and exits with 130 (143 for SIGTERM); a second signal exits at once.\n"
                "Exit status: 0; 1 when any point failed (the count is printed) or results.json cannot be\n"
-               "read; 2 on bad arguments or scenario; 130 when interrupted.\n");
+               "read; 2 on bad arguments or scenario; 130/143 when interrupted.\n");
+}
+
+static void report_usage(FILE *f) {
+    fprintf(f, "usage: ibex report DIR\n"
+               "  re-renders results.csv, report.md and the plots of DIR from DIR/results.json\n"
+               "  (DIR is a folder written by 'ibex run' or 'ibex bench --out')\n");
+}
+
+/* Whether path exists (a file the report writers were meant to produce). */
+static bool written(const char *dir, const char *name) {
+    char p[1200];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return access(p, F_OK) == 0;
 }
 
 /* Points of a results.json that failed: its failed_points, or (older files) the points
@@ -68,8 +89,29 @@ static int render(const char *dir) {
     }
     int rc = ibex_report_terminal(res, stdout, &err) ? 1 : 0;
     if (rc) fprintf(stderr, "ibex: %s\n", err.msg);
-    fprintf(stderr, "reports in %s/: results.json, results.csv, %sreport.md, plots/, trace.json\n", dir,
-            ibex_report_has_kernels(res) ? "kernels.csv, " : "");
+    /* Name only what is on disk: a missing gnuplot must not read as "plots/ written". */
+    static const char *const files[] = {"results.json", "results.csv", "kernels.csv", "report.md", "trace.json"};
+    char list[256] = "";
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+        if (written(dir, files[i]))
+            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", list[0] ? ", " : "", files[i]);
+    char gp[4096], why[512] = "";
+    bool have_gp = ibex_report_gnuplot_find(gp, sizeof gp, why, sizeof why);
+    bool plots = false;
+    DIR *pd = NULL;
+    char pdir[1200];
+    snprintf(pdir, sizeof pdir, "%s/plots", dir);
+    if ((pd = opendir(pdir))) {
+        for (struct dirent *de; (de = readdir(pd));) {
+            size_t l = strlen(de->d_name);
+            if (l > 4 && !strcmp(de->d_name + l - 4, ".png")) plots = true;
+        }
+        closedir(pd);
+    }
+    fprintf(stderr, "reports in %s/: %s%s\n", dir, list, plots ? ", plots/ (PNG, SVG)" : "");
+    if (!plots)
+        fprintf(stderr, "ibex: plots were NOT rendered (%s)%s\n", have_gp ? "gnuplot wrote no image; see report.md" : why,
+                have_gp ? "" : "; install gnuplot (Debian: apt-get install gnuplot-nox) and run 'ibex report DIR'");
     int failed = count_failed(res), n = (int)json_array_size(json_object_get(res, "points"));
     if (failed > 0) {
         fprintf(stderr, "ibex: %d of %d point%s failed (see \"error\" in %s/results.json)\n", failed, n,
@@ -81,9 +123,10 @@ static int render(const char *dir) {
 }
 
 int ibex_cmd_report(int argc, char **argv) {
-    if (argc != 2 || !strcmp(argv[1], "--help")) {
-        usage(argc == 2 ? stdout : stderr);
-        return argc == 2 ? 0 : 2;
+    if (argc != 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        bool help = argc == 2;
+        report_usage(help ? stdout : stderr);
+        return help ? 0 : 2;
     }
     return render(argv[1]);
 }
@@ -185,7 +228,7 @@ static int run_suite(const ibex_scenario *suite, const char *dir, bool quick) {
     }
     if (g_interrupted) {
         fprintf(stderr, "ibex run: interrupted; results so far are in %s/ (marked incomplete)\n", dir);
-        rc = 130;
+        rc = interrupted_status();
     }
 done:
     free(names);
@@ -222,6 +265,9 @@ int ibex_cmd_run(int argc, char **argv) {
         return 2;
     }
     ibex_err err = {0};
+    char found[1100]; /* `ibex run default`: the installed (or source) scenarios folder */
+    ibex_scenario_find(path, found, sizeof found);
+    path = found;
     ibex_scenario *s = ibex_scenario_load(path, &err);
     if (!s) {
         fprintf(stderr, "ibex run: %s\n", err.msg);
@@ -238,8 +284,9 @@ int ibex_cmd_run(int argc, char **argv) {
         snprintf(dir, sizeof dir, "results/%s-%s", s->name, stamp);
     }
     struct sigaction sa = {0};
-    sa.sa_handler = on_sigint;
+    sa.sa_handler = on_stop_signal;
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     if (s->n_suite > 0) {
         fprintf(stderr, "ibex run: suite %s (%d scenario%s%s) -> %s/\n", s->name, s->n_suite, s->n_suite == 1 ? "" : "s",
                 quick ? ", quick" : "", dir);
@@ -259,7 +306,7 @@ int ibex_cmd_run(int argc, char **argv) {
     int rc = render(dir);
     if (g_interrupted) {
         fprintf(stderr, "ibex run: interrupted; results so far are in %s/ (marked incomplete)\n", dir);
-        return 130;
+        return interrupted_status();
     }
     return rc;
 }

@@ -52,7 +52,16 @@ int main(int argc, char **argv) {
         return 0;
     }
     static const char *const cmds[] = {"run", "report", "bench", "opbench", "generate", "batch", "model", "version", "help", NULL};
-    const char *s = ibex_cli_suggest(cmd, cmds);
-    fprintf(stderr, "ibex: unknown command '%s'%s%s%s\n", cmd, s ? " (did you mean '" : "", s ? s : "", s ? "'?)" : "");
+    /* A prefix ("gen", "rep") or an extension ("benchmark") first, then the nearest spelling. */
+    const char *s = NULL;
+    for (const char *const *c = cmds; !s && *c; c++) {
+        size_t lc = strlen(*c), lw = strlen(cmd);
+        if (lw >= 2 && (!strncmp(*c, cmd, lw) || (lw > lc && !strncmp(cmd, *c, lc)))) s = *c;
+    }
+    if (!s) s = ibex_cli_suggest(cmd, cmds);
+    if (s)
+        fprintf(stderr, "ibex: unknown command '%s' (did you mean '%s'?); 'ibex help' lists the commands\n", cmd, s);
+    else
+        fprintf(stderr, "ibex: unknown command '%s'; 'ibex help' lists the commands\n", cmd);
     return 2;
 }

@@ -30,6 +30,8 @@
 #endif
 #include "harness/metrics.h"
 #include "harness/nvtx.h"
+#include "harness/workload_file.h"
+#include "engine/fileio.h"
 #include "ibex_build.h"
 
 
@@ -108,64 +110,62 @@ static void workload_free(workload *w) {
 }
 
 /* Reads workload.file: JSONL lines {"prompt": "text"} or {"prompt_tokens": N}, with an
- * optional "output_tokens": M (else the output distribution is sampled). */
+ * optional "output_tokens": M (else the output distribution is sampled); each line is
+ * checked by ibex_jsonl_parse_line (workload_file.c). */
 static ibex_status load_prompts_file(const ibex_point *pt, const ibex_model *m, workload *w, ibex_rng *rng,
                                      ibex_err *err) {
-    FILE *f = fopen(pt->prompts_file, "r");
-    if (!f) return ibex_err_set(err, IBEX_ERR_IO, "cannot open workload.file %s: %s", pt->prompts_file, strerror(errno));
+    FILE *f = ibex_fopen_regular(pt->prompts_file, err); /* a FIFO is refused, not waited on */
+    if (!f) {
+        ibex_err_prefix(err, "workload.file");
+        return err->status;
+    }
     char *line = NULL;
     size_t cap = 0;
+    ssize_t len;
     int lineno = 0;
     ibex_status st = IBEX_OK;
-    while (getline(&line, &cap, f) > 0 && w->n < pt->requests) {
+    while (w->n < pt->requests && (len = getline(&line, &cap, f)) > 0) {
         lineno++;
-        if (line[strspn(line, " \t\r\n")] == 0) continue;
-        json_error_t je;
-        json_t *o = json_loads(line, 0, &je);
-        if (!o || !json_is_object(o)) {
-            st = ibex_err_set(err, IBEX_ERR_FORMAT, "%s:%d:%d: %s", pt->prompts_file, lineno, je.column,
-                              o ? "each line must be a JSON object" : je.text);
-            json_decref(o);
-            break;
-        }
+        ibex_jsonl_req jr;
+        if ((st = ibex_jsonl_parse_line(line, (size_t)len, pt->prompts_file, lineno, m->cfg.ctx_len, &jr, err))) break;
+        if (jr.blank) continue;
         wreq *q = &w->r[w->n];
-        json_t *text = json_object_get(o, "prompt"), *np = json_object_get(o, "prompt_tokens");
-        json_t *no = json_object_get(o, "output_tokens");
-        if (json_is_string(text)) {
+        if (jr.text) {
             if (!m->tok) {
                 st = ibex_err_set(err, IBEX_ERR_UNSUPPORTED, "%s:%d: text prompts need a tokenizer: %s", pt->prompts_file,
                                   lineno, m->tok_error);
-                json_decref(o);
+                ibex_jsonl_req_clear(&jr);
                 break;
             }
-            const char *s = json_string_value(text);
+            const char *s = jr.text;
             int64_t n = ibex_tokenizer_encode(m->tok, s, strlen(s), true, NULL, 0, err);
+            if (n > m->cfg.ctx_len) {
+                st = ibex_err_set(err, IBEX_ERR_FORMAT, "%s:%d: the prompt is %lld tokens, more than the context length %d",
+                                  pt->prompts_file, lineno, (long long)n, m->cfg.ctx_len);
+                ibex_jsonl_req_clear(&jr);
+                break;
+            }
             q->prompt = malloc((size_t)(n > 0 ? n : 1) * sizeof *q->prompt);
             if (n <= 0 || !q->prompt) {
                 st = ibex_err_set(err, IBEX_ERR_FORMAT, "%s:%d: empty prompt", pt->prompts_file, lineno);
-                json_decref(o);
+                ibex_jsonl_req_clear(&jr);
                 break;
             }
             q->n_prompt = (int32_t)ibex_tokenizer_encode(m->tok, s, strlen(s), true, q->prompt, n, err);
-        } else if (json_is_integer(np) && json_integer_value(np) > 0 && json_integer_value(np) <= m->cfg.ctx_len) {
-            q->n_prompt = (int32_t)json_integer_value(np);
+        } else {
+            q->n_prompt = jr.prompt_tokens;
             q->prompt = malloc((size_t)q->n_prompt * sizeof *q->prompt);
             if (!q->prompt) {
-                st = ibex_err_set(err, IBEX_ERR_NOMEM, "out of memory");
-                json_decref(o);
+                st = ibex_err_set(err, IBEX_ERR_NOMEM, "%s:%d: out of memory for %d prompt tokens", pt->prompts_file,
+                                  lineno, q->n_prompt);
+                ibex_jsonl_req_clear(&jr);
                 break;
             }
             for (int32_t j = 0; j < q->n_prompt; j++)
                 q->prompt[j] = 3 + (int32_t)(ibex_rng_next(rng) % (uint64_t)(m->cfg.vocab_size - 3));
-        } else {
-            st = ibex_err_set(err, IBEX_ERR_FORMAT, "%s:%d: needs \"prompt\" (text) or \"prompt_tokens\" (1..%d)",
-                              pt->prompts_file, lineno, m->cfg.ctx_len);
-            json_decref(o);
-            break;
         }
-        q->n_out = json_is_integer(no) && json_integer_value(no) > 0 ? (int32_t)json_integer_value(no)
-                                                                       : sample_len(&pt->output_tokens, rng);
-        json_decref(o);
+        q->n_out = jr.output_tokens > 0 ? jr.output_tokens : sample_len(&pt->output_tokens, rng);
+        ibex_jsonl_req_clear(&jr);
         w->n++;
     }
     free(line);
@@ -563,8 +563,9 @@ static ibex_status run_rep(const ibex_point *pt, const ibex_model *m, ibex_backe
         if (!ibex_engine_has_work(e)) { /* idle until the next arrival */
             if (next >= w->n) break;    /* nothing left to arrive or to run */
             double wait = w->r[next].arrival - (ibex_cli_now_s() - t0);
-            if (wait > 0) {
-                struct timespec ts = {(time_t)wait, (long)((wait - floor(wait)) * 1e9)};
+            if (wait > 0) { /* at most 0.1 s at a time: Ctrl-C/SIGTERM is seen, time_t never overflows */
+                if (wait > 0.1) wait = 0.1;
+                struct timespec ts = {0, (long)(wait * 1e9)};
                 nanosleep(&ts, NULL);
             }
             continue;
@@ -1429,9 +1430,11 @@ static ibex_status write_json(json_t *root, const char *dir, const char *name, i
     snprintf(path, sizeof path, "%s/%s", dir, name);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     size_t flags = strcmp(name, "trace.json") ? JSON_INDENT(1) | JSON_REAL_PRECISION(10) : JSON_COMPACT | JSON_REAL_PRECISION(15);
+    errno = 0;
     if (json_dump_file(root, tmp, flags) != 0) {
+        int e = errno;
         remove(tmp);
-        return ibex_err_set(err, IBEX_ERR_IO, "cannot write %s", tmp);
+        return ibex_err_set(err, IBEX_ERR_IO, "cannot write %s: %s", tmp, e ? strerror(e) : "write failed");
     }
     if (rename(tmp, path) != 0) {
         remove(tmp);

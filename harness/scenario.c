@@ -33,12 +33,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <yaml.h>
 
+#include "engine/fileio.h"
 #include "harness/cli.h"
 
 #define SCN_MAX_POINTS 100000
+/* workload.rate bounds (requests/s) and the longest expected arrival span a Poisson or
+ * gamma workload may ask for (requests / rate): a typo like 1e-9 would sleep for years. */
+#define SCN_MIN_RATE 1e-6
+#define SCN_MAX_RATE 1e9
+#define SCN_MAX_ARRIVAL_SPAN_S 86400.0
+/* Memory the sweep expansion may take (points × (point + swept keys × value)). */
+#define SCN_MAX_EXPAND_BYTES (64.0 * 1024 * 1024)
 
 /* ---- the keys ------------------------------------------------------------------- */
 
@@ -545,9 +554,10 @@ ibex_status ibex_point_set(ibex_point *p, const char *key, const char *value, co
         if ((e = parse_enum(value, names, why, sizeof why)) < 0) SCN_FAIL();
         p->arrival = (ibex_arrival_kind)e;
     } else if (strcmp(k, "workload.rate") == 0) {
-        if (!parse_f64(value, 0, true, INFINITY, true, &p->rate, why, sizeof why)) SCN_FAIL();
+        /* Bounded so arrival gaps stay finite and sleepable (1e-300 overflowed time_t). */
+        if (!parse_f64(value, SCN_MIN_RATE, false, SCN_MAX_RATE, false, &p->rate, why, sizeof why)) SCN_FAIL();
     } else if (strcmp(k, "workload.burstiness") == 0) {
-        if (!parse_f64(value, 0, true, INFINITY, true, &p->burstiness, why, sizeof why)) SCN_FAIL();
+        if (!parse_f64(value, 1e-3, false, 1e3, false, &p->burstiness, why, sizeof why)) SCN_FAIL();
     } else if (strcmp(k, "workload.concurrency") == 0) {
         if (!parse_i32(value, 1, 1000000, &p->concurrency, why, sizeof why)) SCN_FAIL();
     } else if (strcmp(k, "workload.ignore_eos") == 0) {
@@ -627,14 +637,26 @@ static ibex_status check_point(const ibex_point *p, const char *where, ibex_err 
     }
     int64_t prompt = dist_max(&p->prompt_tokens), out = dist_max(&p->output_tokens);
     int64_t longest = prompt + out;
+    if (p->arrival == IBEX_ARRIVAL_POISSON || p->arrival == IBEX_ARRIVAL_GAMMA) {
+        double span = p->requests / p->rate;
+        if (span > SCN_MAX_ARRIVAL_SPAN_S) {
+            *blame = "workload.rate|workload.requests";
+            return bad(err, where, "workload.rate",
+                       "%g requests/s for %d requests means about %.3g s (%.3g h) of arrivals on average, more than "
+                       "the %.0f h limit: raise workload.rate or lower workload.requests",
+                       p->rate, p->requests, span, span / 3600.0, SCN_MAX_ARRIVAL_SPAN_S / 3600.0);
+        }
+    }
     if (strncmp(p->model, "synthetic:", 10) == 0) {
         const ibex_synthetic_preset *pr = ibex_synthetic_find(p->model + 10);
         *blame = "model";
         if (!pr) return bad(err, where, "model", "unknown synthetic preset '%s'", p->model + 10);
         const ibex_model_config *c = &pr->cfg;
         if (longest > c->ctx_len) {
-            *blame = "workload.output_tokens|workload.prompt_tokens|model";
-            return bad(err, where, "workload.output_tokens",
+            /* a prompt that alone is too long is the prompt's fault, not the output's */
+            bool prompt_alone = prompt > c->ctx_len;
+            *blame = prompt_alone ? "workload.prompt_tokens|model" : "workload.output_tokens|workload.prompt_tokens|model";
+            return bad(err, where, prompt_alone ? "workload.prompt_tokens" : "workload.output_tokens",
                        "the longest request (%lld prompt + %lld output = %lld tokens) exceeds the context length %d of %s",
                        (long long)prompt, (long long)out, (long long)longest, c->ctx_len, p->model);
         }
@@ -666,6 +688,16 @@ static ibex_status check_point(const ibex_point *p, const char *where, ibex_err 
                        p->request.decoding == IBEX_DECODE_BEAM ? "beams" : (copies == 1 ? "sequence" : "samples"),
                        (long long)need, (long long)(need * block_bytes), need_s);
         }
+    }
+    struct stat fst;
+    if (p->prompts_file[0] && stat(p->prompts_file, &fst) == 0 && !S_ISREG(fst.st_mode)) {
+        *blame = "workload.file";
+        return bad(err, where, "workload.file", "'%s' is %s, not a regular file", p->prompts_file,
+                   ibex_file_kind(fst.st_mode));
+    }
+    if (strncmp(p->model, "synthetic:", 10) != 0 && stat(p->model, &fst) == 0 && !S_ISREG(fst.st_mode)) {
+        *blame = "model";
+        return bad(err, where, "model", "'%s' is %s, not a regular file", p->model, ibex_file_kind(fst.st_mode));
     }
     if (p->prompts_file[0] && access(p->prompts_file, R_OK) != 0) {
         *blame = "workload.file";
@@ -1044,6 +1076,13 @@ static ibex_status expand(const ibex_scenario *s, const scn_def *d, ibex_point *
                                 d->sweep_line, d->sweep_col, SCN_MAX_POINTS);
     }
     int nl = d->n_lists;
+    double bytes = (double)total * ((double)sizeof(ibex_point) + (double)nl * sizeof(ibex_sweep_value));
+    if (bytes > SCN_MAX_EXPAND_BYTES)
+        return ibex_err_set(err, IBEX_ERR_INVALID,
+                            "%s:%d:%d: sweep: %lld points × %d swept keys would take %.0f MiB to expand (limit %.0f "
+                            "MiB): reduce the lists or split the scenario",
+                            d->file, d->sweep_line, d->sweep_col, (long long)total, nl, bytes / 1048576.0,
+                            SCN_MAX_EXPAND_BYTES / 1048576.0);
     ibex_point *pts = calloc((size_t)total, sizeof *pts);
     ibex_sweep_value *sw = nl ? calloc((size_t)total * (size_t)nl, sizeof *sw) : NULL;
     scn_item **top = calloc((size_t)d->n_set + 1, sizeof *top);
@@ -1304,11 +1343,8 @@ ibex_scenario *ibex_scenario_parse(const char *text, size_t len, const char *nam
 }
 
 static ibex_scenario *load_depth(const char *path, int depth, ibex_err *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        ibex_err_set(err, IBEX_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
+    FILE *f = ibex_fopen_regular(path, err); /* a FIFO or directory is refused, never waited on */
+    if (!f) return NULL;
     char *buf = NULL;
     size_t len = 0, cap = 0;
     for (;;) {
@@ -1327,11 +1363,11 @@ static ibex_scenario *load_depth(const char *path, int depth, ibex_err *err) {
         len += n;
         if (n == 0) break;
     }
-    bool rerr = ferror(f);
+    int rerr = ferror(f) ? (errno ? errno : EIO) : 0;
     fclose(f);
     if (rerr) {
         free(buf);
-        ibex_err_set(err, IBEX_ERR_IO, "%s: read error", path);
+        ibex_err_set(err, IBEX_ERR_IO, "%s: read error: %s", path, strerror(rerr));
         return NULL;
     }
     ibex_scenario *s = calloc(1, sizeof *s);
@@ -1352,6 +1388,41 @@ static ibex_scenario *load_depth(const char *path, int depth, ibex_err *err) {
         return NULL;
     }
     return s;
+}
+
+#ifndef IBEX_BIN_TO_SCENARIOS
+#define IBEX_BIN_TO_SCENARIOS "../share/ibex/scenarios"
+#endif
+
+bool ibex_scenario_find(const char *name, char *path, size_t cap) {
+    snprintf(path, cap, "%s", name);
+    if (access(name, F_OK) == 0 || strchr(name, '/') || !*name) return access(name, F_OK) == 0;
+    char exe[1024], dirs[2][1100];
+    int nd = 0;
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            snprintf(dirs[nd++], sizeof dirs[0], "%s/%s", exe, IBEX_BIN_TO_SCENARIOS);
+        }
+    }
+#ifdef IBEX_SOURCE_SCENARIOS
+    snprintf(dirs[nd++], sizeof dirs[0], "%s", IBEX_SOURCE_SCENARIOS);
+#endif
+    static const char *const ext[] = {"", ".yaml"};
+    for (int d = 0; d < nd; d++)
+        for (int e = 0; e < 2; e++) {
+            char cand[1300];
+            snprintf(cand, sizeof cand, "%s/%s%s", dirs[d], name, ext[e]);
+            struct stat st;
+            if (stat(cand, &st) == 0 && S_ISREG(st.st_mode) && strlen(cand) < cap) {
+                snprintf(path, cap, "%s", cand);
+                return true;
+            }
+        }
+    return false;
 }
 
 ibex_scenario *ibex_scenario_load(const char *path, ibex_err *err) { return load_depth(path, 0, err); }

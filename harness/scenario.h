@@ -125,6 +125,13 @@ typedef struct ibex_scenario {
 } ibex_scenario;
 
 /* Parses and expands a scenario file. NULL with err set on any problem. */
+/* Resolves what `ibex run NAME` names into path (cap bytes): NAME itself when it exists;
+ * otherwise, for a bare name (no '/'), NAME or NAME.yaml in the installed scenarios folder
+ * (<exe dir>/../share/ibex/scenarios, found from /proc/self/exe, so a relocated install
+ * works) and then in the source tree's scenarios/ (a build-tree binary). Returns false
+ * (path = NAME) when nothing matches, so the caller's open reports the error. */
+bool ibex_scenario_find(const char *name, char *path, size_t cap);
+
 ibex_scenario *ibex_scenario_load(const char *path, ibex_err *err);
 /* The same from YAML text in memory (name is used in messages). */
 ibex_scenario *ibex_scenario_parse(const char *text, size_t len, const char *name, ibex_err *err);

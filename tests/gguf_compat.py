@@ -37,27 +37,51 @@ def parse_args():
 
 
 def load_deps(pydeps):
-    """Imports gguf and numpy, installing them into pydeps with pip when missing.
-    Exits with a message naming what to install when that is impossible."""
+    """Imports gguf and numpy. numpy comes from the system (Debian: python3-numpy); gguf
+    is on PyPI only, so when it is missing it is installed (PyPI access needed, once) into
+    a virtual environment pydeps/venv that sees the system's packages, or, where the venv
+    module is missing, with pip --target pydeps. Exits with what to install when neither
+    works."""
     pydeps = os.path.abspath(pydeps)
-    sys.path.insert(0, pydeps)
+    venv = os.path.join(pydeps, "venv")
+    ver = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    for d in (os.path.join(venv, "lib", ver, "site-packages"), pydeps):
+        sys.path.insert(0, d)
     try:
         import gguf  # noqa: F401
         import numpy  # noqa: F401
+        return finish_deps()
     except ImportError as e:
-        print(f"gguf_compat: {e}; installing gguf and numpy into {pydeps} with pip", flush=True)
-        if subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True).returncode != 0:
-            sys.exit(f"gguf_compat: FAIL: pip is not available for {sys.executable}.\n"
-                     "  Install it (Debian/Ubuntu: apt-get install python3-pip, or: python3 -m ensurepip),\n"
-                     "  or install the packages yourself: python3 -m pip install gguf numpy")
-        os.makedirs(pydeps, exist_ok=True)
-        r = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                            "--target", pydeps, "gguf", "numpy"])
-        if r.returncode != 0:
-            sys.exit(f"gguf_compat: FAIL: 'pip install --target {pydeps} gguf numpy' failed (exit {r.returncode}).\n"
-                     "  This test needs the PyPI packages 'gguf' and 'numpy': install them with\n"
-                     "  python3 -m pip install gguf numpy   (or pass --pydeps DIR holding them)")
-        importlib.invalidate_caches()
+        missing = str(e)
+    need = ["gguf"]
+    try:
+        import numpy  # noqa: F401
+    except ImportError:
+        need.append("numpy")  # not Debian's python: take numpy from PyPI too
+    print(f"gguf_compat: {missing}; installing {' '.join(need)} from PyPI into {pydeps}", flush=True)
+    os.makedirs(pydeps, exist_ok=True)
+    tried = []
+    r = subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", venv], capture_output=True, text=True)
+    if r.returncode == 0:
+        cmd = [os.path.join(venv, "bin", "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *need]
+        tried.append(" ".join(cmd))
+        ok = subprocess.run(cmd).returncode == 0
+    else:
+        tried.append(f"{sys.executable} -m venv: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else 'failed'}")
+        ok = False
+    if not ok and subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True).returncode == 0:
+        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target", pydeps, *need]
+        tried.append(" ".join(cmd))
+        ok = subprocess.run(cmd).returncode == 0
+    if not ok:
+        sys.exit("gguf_compat: FAIL: could not install the PyPI package(s) " + " ".join(need) + ". Tried:\n  "
+                 + "\n  ".join(tried) + "\n  This test needs PyPI access once, and on Debian 12 the packages "
+                 "python3-venv and python3-numpy (apt-get install python3-venv python3-numpy, or ./setup.sh).")
+    importlib.invalidate_caches()
+    return finish_deps()
+
+
+def finish_deps():
     global np, gguf_mod
     import numpy as np
     import gguf as gguf_mod
