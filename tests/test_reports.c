@@ -719,8 +719,8 @@ Test(reports, markdown_tables_formulas_and_readings)
     cr_assert(strstr(md, "abc123def456") != NULL);
     cr_assert(strstr(md, "| # | workload.prompt_tokens | status |") != NULL, "%s", md);
     /* Result rows: index, swept value, status, wall time with unit. */
-    cr_assert(strstr(md, "| 0 | 128 | ok | 250 ms |") != NULL, "%s", md);
-    cr_assert(strstr(md, "| 3 | 1024 | ok | 550 ms |") != NULL, "%s", md);
+    cr_assert(strstr(md, "| 0 | 128 | ok | 250 ± 0 ms (CV 0 %) |") != NULL, "%s", md);
+    cr_assert(strstr(md, "| 3 | 1024 | ok | 550 ± 0 ms (CV 0 %) |") != NULL, "%s", md);
     /* Per-op rows: 1024 tokens, attention share 67.2% (see the plan test). */
     cr_assert(strstr(md, "### Point 3: workload.prompt_tokens=1024") != NULL);
     cr_assert(strstr(md, "| attention | 67.2% |") != NULL, "%s", md);
@@ -1397,4 +1397,106 @@ Test(reports, write_all_writes_kernels_csv_only_with_gpu_activity)
     free(md);
     json_decref(r);
     rm_tree(dir);
+}
+
+/* ---------------------------------------------------------------- noise and undefined */
+
+/* A point holding only what the spread reader looks at. */
+static json_t *spread_point(json_t *metrics, json_t *reps, json_t *noise)
+{
+    json_t *pt = json_pack("{s:s, s:o}", "status", "ok", "metrics", metrics);
+    if (reps)
+        json_object_set_new(pt, "repetitions", reps);
+    if (noise)
+        json_object_set_new(pt, "noise", noise);
+    return pt;
+}
+
+Test(reports, spread_from_repetitions_formats_median_sd_and_cv)
+{
+    /* wall 10, 12, 14 ms: sd 2 ms, mean 12 ms, CV 16.7 % > 10 %: noisy. The figure is
+     * metrics.wall_s (the runner's median), never the mean. */
+    json_t *pt = spread_point(json_pack("{s:f}", "wall_s", 0.012),
+                              json_pack("[{s:f},{s:f},{s:f}]", "wall_s", 0.010, "wall_s", 0.014, "wall_s", 0.012), NULL);
+    ibex_report_spread s;
+    cr_assert(ibex_report_spread_get(pt, "wall_s", &s));
+    cr_expect_eq(s.n, 3);
+    cr_expect_float_eq(s.median, 0.012, 1e-15);
+    cr_expect_float_eq(s.sd, 0.002, 1e-12);
+    cr_expect_float_eq(s.cv, 0.002 / 0.012, 1e-12);
+    cr_expect_float_eq(s.lo, 0.010, 1e-15);
+    cr_expect_float_eq(s.hi, 0.014, 1e-15);
+    cr_expect(!s.is_ci);
+    cr_expect(s.noisy);
+    cr_expect_str_eq(s.reason, "cv 16.7% > 10%");
+    char b[128];
+    cr_expect_str_eq(ibex_report_fmt_spread(&s, true, "", "-", b, sizeof b), "12.0 ± 2 ms (CV 17 %) ⚠");
+    json_decref(pt);
+
+    /* a quiet point: 100, 101, 99 tok/s, CV 1 % */
+    pt = spread_point(json_pack("{s:f}", "output_tok_per_s", 100.0),
+                      json_pack("[{s:f},{s:f},{s:f}]", "output_tok_per_s", 100.0, "output_tok_per_s", 101.0,
+                                "output_tok_per_s", 99.0),
+                      NULL);
+    cr_assert(ibex_report_spread_get(pt, "output_tok_per_s", &s));
+    cr_expect(!s.noisy);
+    cr_expect_str_eq(ibex_report_fmt_spread(&s, false, "tok/s", "-", b, sizeof b), "100 ± 1 tok/s (CV 1.0 %)");
+    json_decref(pt);
+
+    /* one repetition: no spread known, under-sampled */
+    pt = spread_point(json_pack("{s:f}", "wall_s", 2.5), json_pack("[{s:f}]", "wall_s", 2.5), NULL);
+    cr_assert(ibex_report_spread_get(pt, "wall_s", &s));
+    cr_expect_eq(s.n, 1);
+    cr_expect(s.noisy);
+    cr_expect_str_eq(s.reason, "under-sampled: n=1");
+    cr_expect(isnan(s.lo));
+    cr_expect_str_eq(ibex_report_fmt_spread(&s, true, "", "-", b, sizeof b), "2.50 s (n=1) ⚠");
+    json_decref(pt);
+}
+
+Test(reports, spread_prefers_the_runner_noise_object_and_scales_a_proxy)
+{
+    json_t *noise = json_pack("{s:{s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:b, s:s}}", "wall_s", "n", 8, "median", 1.0,
+                              "mean", 1.0, "sd", 0.05, "cv", 0.05, "ci_lo", 0.97, "ci_hi", 1.04, "noisy", 1, "reason",
+                              "busy machine");
+    json_t *pt = spread_point(json_pack("{s:f}", "wall_s", 1.0), NULL, noise);
+    ibex_report_spread s;
+    cr_assert(ibex_report_spread_get(pt, "wall_s", &s));
+    cr_expect_eq(s.n, 8);
+    cr_expect(s.is_ci);
+    cr_expect_float_eq(s.lo, 0.97, 1e-15);
+    cr_expect_float_eq(s.hi, 1.04, 1e-15);
+    cr_expect(s.noisy, "the runner's flag wins over the CV");
+    cr_expect_str_eq(s.reason, "busy machine");
+    json_decref(pt);
+
+    /* decode_ms_per_token missing from the repetitions: scaled from decode_s */
+    pt = spread_point(json_pack("{s:f}", "decode_ms_per_token", 10.0),
+                      json_pack("[{s:f},{s:f},{s:f}]", "decode_s", 1.0, "decode_s", 2.0, "decode_s", 1.5), NULL);
+    cr_assert(ibex_report_spread_get(pt, "decode_ms_per_token", &s));
+    cr_expect(s.proxy);
+    cr_expect_float_eq(s.lo, 10.0 / 1.5, 1e-12);
+    cr_expect_float_eq(s.hi, 20.0 / 1.5, 1e-12);
+    json_decref(pt);
+}
+
+Test(reports, undefined_tpot_and_itl_and_busy_warning_in_markdown)
+{
+    json_t *r = make_results();
+    json_t *pt = json_array_get(json_object_get(r, "points"), 0);
+    json_t *m = json_object_get(pt, "metrics");
+    json_object_set_new(m, "tpot", json_pack("{s:i, s:n, s:n, s:n}", "count", 0, "p50", "p90", "p99"));
+    json_object_set_new(m, "itl", json_pack("{s:i, s:n, s:n, s:n}", "count", 0, "p50", "p90", "p99"));
+    json_object_set_new(pt, "conditions", json_pack("{s:i, s:s}", "threads", 2, "warning", "load 7.9 on 2 cores"));
+    ibex_status st;
+    char *md = capture_md(r, NULL, &st);
+    cr_assert_eq(st, IBEX_OK);
+    cr_expect(strstr(md, "| undefined | undefined | undefined |") != NULL, "%s", md);
+    cr_expect(strstr(md, "| 0.00") == NULL, "an undefined TPOT must not print as 0: %s", md);
+    const char *warn = strstr(md, "> **Busy machine:** 1 of");
+    cr_expect(warn != NULL, "%s", md);
+    cr_expect(warn && warn < strstr(md, "## What was run"), "the warning comes first");
+    cr_expect(strstr(md, "load 7.9 on 2 cores") != NULL);
+    free(md);
+    json_decref(r);
 }
