@@ -459,8 +459,9 @@ ibex_status ibex_point_set(ibex_point *p, const char *key, const char *value, co
     } else if (strcmp(k, "threads") == 0) {
         if (!parse_i32(value, 0, 4096, &p->threads, why, sizeof why)) SCN_FAIL();
     } else if (strcmp(k, "weights") == 0) {
-        static const char *const names[] = {"f32", "f16", "bf16", NULL};
-        static const ibex_type types[] = {IBEX_TYPE_F32, IBEX_TYPE_F16, IBEX_TYPE_BF16};
+        static const char *const names[] = {"f32", "f16", "bf16", "q8_0", "q4_0", NULL};
+        static const ibex_type types[] = {IBEX_TYPE_F32, IBEX_TYPE_F16, IBEX_TYPE_BF16, IBEX_TYPE_Q8_0,
+                                          IBEX_TYPE_Q4_0};
         if ((e = parse_enum(value, names, why, sizeof why)) < 0) SCN_FAIL();
         p->weights = types[e];
     } else if (strcmp(k, "kv.policy") == 0) {

@@ -61,9 +61,12 @@ typedef enum ibex_claim_verdict {
     IBEX_CLAIM_HOLDS,
     IBEX_CLAIM_PARTLY,
     IBEX_CLAIM_WRONG,
+    IBEX_CLAIM_INCONCLUSIVE, /* measured, but the figures are noisy or their spread straddles a threshold */
+    IBEX_CLAIM_NOT_JUDGED,   /* a quick run kept too little of the experiment to judge it */
+    IBEX_CLAIM_VERDICTS      /* the number of verdicts */
 } ibex_claim_verdict;
 
-/* "not measured", "holds", "partly", "wrong". Cannot fail. */
+/* "not measured", "holds", "partly", "wrong", "inconclusive", "not judged". Cannot fail. */
 const char *ibex_claim_verdict_name(ibex_claim_verdict v);
 
 /* A named number behind a verdict ("exp_none", "kv_2048_formula_bytes"), for tests and
@@ -79,7 +82,8 @@ typedef struct ibex_claim_row {
     char source[160];       /* the scenario(s) measured */
     char measured[2048];    /* what ibex measured: numbers with units */
     ibex_claim_verdict verdict;
-    char assessment[1024];  /* where the article is right or wrong, and by how much */
+    char assessment[1400];  /* where the article is right or wrong, and by how much */
+    char note[256];         /* why inconclusive or not judged ("noisy: wall_s of none at n=128 CV 24 %") */
     int n_nums;
     ibex_claim_num nums[IBEX_CLAIMS_MAX_NUMS];
 } ibex_claim_row;
@@ -103,6 +107,8 @@ typedef struct ibex_claims {
     } subs[IBEX_CLAIMS_MAX_SUBS];
     int n_rows;
     ibex_claim_row rows[IBEX_CLAIMS_MAX_ROWS];
+    bool quick;              /* a scenario ran with --quick */
+    char warnings[1024];     /* the scenarios' busy-machine warnings (conditions.warning), "" when none */
 } ibex_claims;
 
 /* Reads each sub's DIR/results.json (ibex_report_load) and fills out->subs and
