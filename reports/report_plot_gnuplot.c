@@ -33,6 +33,15 @@ static void gp_quoted(FILE *f, const char *s)
     fputc('\'', f);
 }
 
+/* Whether any point of s has an error bar from repetitions. */
+static bool series_has_bars(const series *s)
+{
+    for (size_t k = 0; s->lo && k < s->n; k++)
+        if (isfinite(s->lo[k]) && isfinite(s->hi[k]) && s->hi[k] > s->lo[k])
+            return true;
+    return false;
+}
+
 static ibex_status fill_dat(FILE *f, void *ctx, ibex_err *err)
 {
     (void)err;
@@ -43,9 +52,17 @@ static ibex_status fill_dat(FILE *f, void *ctx, ibex_err *err)
         for (size_t i = 0; i < p->ns; i++) {
             if (i)
                 fputs("\n\n", f);
-            fprintf(f, "# series %zu: %s\n", i, p->s[i].title);
-            for (size_t k = 0; k < p->s[i].n; k++)
-                fprintf(f, "%.9g %.9g\n", p->s[i].x[k], p->s[i].y[k]);
+            fprintf(f, "# series %zu: %s%s\n", i, p->s[i].title,
+                    series_has_bars(&p->s[i]) ? " (columns: x y bar_lo bar_hi)" : "");
+            for (size_t k = 0; k < p->s[i].n; k++) {
+                fprintf(f, "%.9g %.9g", p->s[i].x[k], p->s[i].y[k]);
+                if (series_has_bars(&p->s[i])) {
+                    double lo = p->s[i].lo[k], hi = p->s[i].hi[k];
+                    /* no bar: a zero-length one at y, so yerrorlines still draws the point */
+                    fprintf(f, " %.9g %.9g", isfinite(lo) ? lo : p->s[i].y[k], isfinite(hi) ? hi : p->s[i].y[k]);
+                }
+                fputc('\n', f);
+            }
         }
     } else {
         fprintf(f, "# columns: category");
@@ -171,32 +188,64 @@ static ibex_status fill_gp(FILE *f, void *ctx, ibex_err *err)
         }
         fputs("plot ", f);
         for (size_t i = 0; i < p->ns; i++) {
-            fprintf(f, "%s'%s.dat' index %zu using 1:2 with %s", i ? ", \\\n     " : "", n, i,
-                    p->steps ? "steps" : "linespoints");
-            if (p->s[i].lc > 0)
-                fprintf(f, " lc %d", p->s[i].lc);
-            if (p->s[i].pt > 0)
-                fprintf(f, " pt %d", p->s[i].pt);
-            if (p->s[i].dashed)
-                fputs(" dt 2", f);
+            const series *s = &p->s[i];
+            const char *with = s->reference ? "lines"
+                               : s->points || s->n == 1 ? "points"
+                               : series_has_bars(s)     ? "yerrorlines"
+                               : p->steps               ? "steps"
+                                                        : "linespoints";
+            fprintf(f, "%s'%s.dat' index %zu using %s with %s", i ? ", \\\n     " : "", n, i,
+                    series_has_bars(s) && !s->reference ? "1:2:3:4" : "1:2", with);
+            if (s->reference) {
+                fprintf(f, " lc rgb '#808080' dt 3 lw %d", s->lw > 0 ? s->lw : 1);
+            } else {
+                if (s->lc > 0)
+                    fprintf(f, " lc %d", s->lc);
+                if (s->pt > 0)
+                    fprintf(f, " pt %d", s->pt);
+                if (s->points || s->n == 1)
+                    fputs(" ps 2", f);
+                if (s->dashed)
+                    fputs(" dt 2", f);
+                if (s->lw > 0)
+                    fprintf(f, " lw %d", s->lw);
+            }
             fputs(" title ", f);
-            gp_quoted(f, p->s[i].title);
+            gp_quoted(f, s->title);
         }
         fputc('\n', f);
     } else {
         bool y2 = false;
         for (size_t c = 0; c < p->ncol; c++)
             y2 |= p->col_y2[c];
+        /* Ranges with 12 % headroom over the tallest bar (and the budget line), so no
+         * bar touches the frame. */
+        double ymax[2] = {0, 0};
+        for (size_t c = 0; c < p->ncol; c++)
+            for (size_t i = 0; i < p->ncat; i++) {
+                double v = p->val[i * MAX_BAR_COLS + c];
+                if (isfinite(v) && v > ymax[p->col_y2[c]])
+                    ymax[p->col_y2[c]] = v;
+            }
+        if (p->hline > ymax[0])
+            ymax[0] = p->hline;
         fputs("set key below\n"
               "set style data histograms\n"
               "set style histogram clustered gap 1\n"
-              "set style fill solid 0.7 border -1\n"
-              "set yrange [0:*]\n",
+              "set style fill solid 0.7 border -1\n",
               f);
+        if (ymax[0] > 0)
+            fprintf(f, "set yrange [0:%.9g]\n", ymax[0] * 1.12);
+        else
+            fputs("set yrange [0:*]\n", f);
         if (vertical)
             fputs("set xtics rotate by 90 right\n", f);
         if (y2) {
-            fputs("set ytics nomirror\nset y2tics\nset y2range [0:*]\n", f);
+            fputs("set ytics nomirror\nset y2tics\n", f);
+            if (ymax[1] > 0)
+                fprintf(f, "set y2range [0:%.9g]\n", ymax[1] * 1.12);
+            else
+                fputs("set y2range [0:*]\n", f);
             if (p->y2label[0]) {
                 fputs("set y2label ", f);
                 gp_quoted(f, p->y2label);
@@ -211,6 +260,12 @@ static ibex_status fill_gp(FILE *f, void *ctx, ibex_err *err)
                 fprintf(f, ", \\\n     '' using %zu", c + 2);
             fprintf(f, " axes x1y%d title ", p->col_y2[c] ? 2 : 1);
             gp_quoted(f, p->coltitle[c]);
+        }
+        if (p->hline > 0) {
+            /* the budget as a line across the plot: x of a histogram runs over the
+             * categories 0..ncat-1 */
+            fprintf(f, ", \\\n     %.9g with lines lc rgb '#c00000' dt 2 lw 2 title ", p->hline);
+            gp_quoted(f, p->hline_title);
         }
         fputc('\n', f);
     }

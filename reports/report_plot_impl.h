@@ -20,9 +20,13 @@ typedef struct series {
     char *title;
     size_t n, cap;
     double *x, *y;
+    double *lo, *hi; /* NULL, or (n) error-bar ends from the repetitions (NaN: no bar there) */
     int lc;          /* gnuplot line colour index, 0 = the default cycle */
     int pt;          /* gnuplot point type, 0 = the default cycle */
     bool dashed;     /* drawn dashed (a companion of the solid series of the same colour) */
+    int lw;          /* line width, 0 = the default */
+    bool points;     /* drawn as points only (one sample: a line or a step would draw nothing) */
+    bool reference;  /* a reference (slope n, n², a budget): thin grey dashes, no markers */
 } series;
 
 typedef struct plot {
@@ -42,6 +46,8 @@ typedef struct plot {
     char coltitle[MAX_BAR_COLS][128];
     bool col_y2[MAX_BAR_COLS];
     double *val;      /* (ncat, ncol) */
+    double hline; /* PLOT_BARS: > 0 draws a horizontal reference line at this y (a budget) */
+    char hline_title[128];
     char *reading;
     bool rendered;
 } plot;
@@ -63,6 +69,15 @@ void ibex_plot_appendf(ibex_report_plots *P, char **s, const char *fmt, ...);
 plot *ibex_plot_new(ibex_report_plots *P, const char *name, const char *title, enum plot_kind kind);
 series *ibex_plot_add_series(ibex_report_plots *P, plot *p, const char *title);
 void ibex_plot_series_push(ibex_report_plots *P, series *s, double x, double y);
+/* Sets the error bar of the last pushed point: lo..hi around its y (NaN: none). */
+void ibex_plot_series_bar(ibex_report_plots *P, series *s, double lo, double hi);
+/* Pushes (x, the point's figure for metric × scale) with the spread of its repetitions
+ * as an error bar when there are 2 or more (report_noise.c). */
+void ibex_plot_push_timed(ibex_report_plots *P, series *s, double x, const json_t *pt, const char *metric,
+                          double scale);
+/* Adds reference slopes y ∝ x^1 and y ∝ x^2 through the first point of s (a series of
+ * p, index si), spanning s's x range: what linear and quadratic growth look like. */
+void ibex_plot_add_slopes(ibex_report_plots *P, plot *p, size_t si);
 void ibex_plot_series_sort(series *s);
 void ibex_plot_free(plot *p);
 void ibex_plot_drop_last(ibex_report_plots *P);

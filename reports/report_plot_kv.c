@@ -40,6 +40,27 @@ bool ibex_plot_policy_is_none(const json_t *pt)
     return pol && strcmp(pol, "none") == 0;
 }
 
+/* The utilisation every point of pts has, best first: used / reserved at the step of
+ * peak reservation, time-weighted over the steps, or the plain mean over steps (older
+ * results); *what names it for labels and readings. */
+static const char *util_path(const json_t *const *pts, size_t np, const char **what)
+{
+    static const char *const paths[] = {"kv/utilisation_at_peak", "kv/utilisation_time_weighted",
+                                        "kv/utilisation_mean"};
+    static const char *const words[] = {"at peak reservation", "time-weighted", "mean over steps"};
+    for (int k = 0; k < 2; k++) {
+        size_t have = 0;
+        for (size_t i = 0; i < np; i++)
+            have += isfinite(ibex_report_num(pts[i], paths[k])) != 0;
+        if (have > 0 && have == np) {
+            *what = words[k];
+            return paths[k];
+        }
+    }
+    *what = words[2];
+    return paths[2];
+}
+
 /* KV utilisation, concurrency and peak memory per point, the reading aggregated per
  * KV configuration. Points with policy none hold no cache and are left out; nothing
  * is drawn unless at least two configurations remain to compare. */
@@ -55,6 +76,8 @@ void ibex_plot_plan_kv(ibex_report_plots *P, const json_t *const *all, size_t na
     for (size_t i = 0; i < nall; i++)
         if (!ibex_plot_policy_is_none(all[i]))
             pts[np++] = all[i];
+    const char *uwhat;
+    const char *upath = util_path(pts, np, &uwhat);
     /* The reading aggregates per configuration: mean utilisation, highest concurrency
      * and largest peak reservation over that configuration's points. */
     char pol[MAXC][192];
@@ -74,7 +97,7 @@ void ibex_plot_plan_kv(ibex_report_plots *P, const json_t *const *all, size_t na
             conc[npol] = resv[npol] = NAN;
             npol++;
         }
-        double u = ibex_report_num(pts[i], "kv/utilisation_mean");
+        double u = ibex_report_num(pts[i], upath);
         if (isfinite(u)) {
             usum[j] += u;
             ucnt[j]++;
@@ -91,14 +114,16 @@ void ibex_plot_plan_kv(ibex_report_plots *P, const json_t *const *all, size_t na
         return;
     }
 
-    static const char *u_paths[] = {"kv/utilisation_mean", "kv/max_concurrent"};
-    static const char *u_titles[] = {"mean KV utilisation (%, left)", "max concurrent requests (right)"};
+    const char *u_paths[] = {upath, "kv/max_concurrent"};
+    char ut[96];
+    snprintf(ut, sizeof ut, "KV utilisation %s (%%, left)", uwhat);
+    const char *u_titles[] = {ut, "max concurrent requests (right)"};
     static const double u_scale[] = {100.0, 1.0};
     static const bool u_y2[] = {false, true};
     plot *p = ibex_plot_plan_bars(P, "kv_utilisation", "KV utilisation and concurrency per point", pts, np, keys, nk, 2,
                         u_paths, u_titles, u_scale, u_y2);
     if (p) {
-        snprintf(p->ylabel, sizeof p->ylabel, "mean utilisation used/reserved (%%)");
+        snprintf(p->ylabel, sizeof p->ylabel, "utilisation %s, used/reserved (%%)", uwhat);
         snprintf(p->y2label, sizeof p->y2label, "max concurrent requests");
     }
     char *reading = NULL;
@@ -117,7 +142,7 @@ void ibex_plot_plan_kv(ibex_report_plots *P, const json_t *const *all, size_t na
                 ibex_plot_appendf(P, &reading, "%s%.1f%% for %s", shown == 1 ? " vs " : ", ", pct, pol[j]);
             shown++;
         }
-        ibex_plot_appendf(P, &reading, ".");
+        ibex_plot_appendf(P, &reading, " (utilisation %s, averaged over each configuration's points).", uwhat);
     }
     bool any_c = false;
     for (size_t j = 0; j < npol; j++)
@@ -156,6 +181,9 @@ void ibex_plot_plan_kv(ibex_report_plots *P, const json_t *const *all, size_t na
     for (size_t j = 0; j < npol; j++)
         if (isfinite(resv[j]))
             rmax = fmax(rmax, resv[j]);
+    double pool_b = ibex_report_num(pts[0], "kv/pool_bytes");
+    if (isfinite(pool_b))
+        rmax = fmax(rmax, pool_b); /* the budget line shares the axis */
     bool gib = rmax >= 4.0 * 1073741824.0;
     static const char *m_paths[] = {"kv/peak_reserved", "kv/peak_used"};
     const char *m_titles[] = {gib ? "peak reserved (GiB)" : "peak reserved (MiB)",
@@ -166,6 +194,13 @@ void ibex_plot_plan_kv(ibex_report_plots *P, const json_t *const *all, size_t na
                         m_titles, m_scale, m_y2);
     if (q) {
         snprintf(q->ylabel, sizeof q->ylabel, "%s", gib ? "GiB" : "MiB");
+        double pool = ibex_report_num(pts[0], "kv/pool_bytes");
+        if (isfinite(pool) && pool > 0) {
+            char pb[64];
+            q->hline = pool / unit;
+            snprintf(q->hline_title, sizeof q->hline_title, "KV budget (pool) %s",
+                     ibex_report_fmt_bytes(pool, pb, sizeof pb));
+        }
         for (size_t i = 0; i < q->ncat; i++) {
             double r = ibex_report_num(pts[i], "kv/peak_reserved"), u = ibex_report_num(pts[i], "kv/peak_used");
             char a[64], b[64];
@@ -254,26 +289,50 @@ bool ibex_plot_plan_kv_vs_seq(ibex_report_plots *P, const json_t *const *pts, si
     p->logx = p->logy = true;
     p->logbase = 2;
     p->xtics_data = true;
-    for (size_t g = 0; g < ng; g++) {
-        char t[300];
-        snprintf(t, sizeof t, "%s%sreserved", groups[g], groups[g][0] ? " " : "");
-        ibex_plot_add_series(P, p, t);
-        snprintf(t, sizeof t, "%s%sused", groups[g], groups[g][0] ? " " : "");
-        ibex_plot_add_series(P, p, t);
-        if (P->oom)
-            return false;
-        series *r = &p->s[p->ns - 2], *u = &p->s[p->ns - 1];
-        r->lc = u->lc = lc[g];
-        r->pt = u->pt = ptype[g];
-        u->dashed = true;
+    /* Every "reserved" line first, then every "used" line, thicker and dashed, on top:
+     * a configuration whose used bytes equal another's reserved bytes (contiguous used
+     * and paged reserved) must not vanish under it. */
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t g = 0; g < ng; g++) {
+            char t[300];
+            snprintf(t, sizeof t, "%s%s%s", groups[g], groups[g][0] ? " " : "", pass ? "used" : "reserved");
+            series *s = ibex_plot_add_series(P, p, t);
+            if (!s)
+                return false;
+            s->lc = lc[g];
+            s->pt = ptype[g];
+            if (pass) {
+                s->dashed = true;
+                s->lw = 2;
+            }
+            for (size_t i = 0; i < np; i++) {
+                char gl[256];
+                ibex_plot_short_group_label(pts[i], keys, nk, is_length_key, gl, sizeof gl);
+                if (strcmp(gl, groups[g]) != 0)
+                    continue;
+                ibex_plot_series_push(P, s, seq_x(pts[i], with_out),
+                                      ibex_report_num(pts[i], pass ? "kv/peak_used" : "kv/peak_reserved") / 1073741824.0);
+            }
+        }
+    /* the budget every configuration draws from, as a flat reference line */
+    double pool = ibex_report_num(pts[0], "kv/pool_bytes");
+    if (isfinite(pool) && pool > 0 && !P->oom) {
+        double xlo = INFINITY, xhi = -INFINITY;
         for (size_t i = 0; i < np; i++) {
-            char gl[256];
-            ibex_plot_short_group_label(pts[i], keys, nk, is_length_key, gl, sizeof gl);
-            if (strcmp(gl, groups[g]) != 0)
-                continue;
             double x = seq_x(pts[i], with_out);
-            ibex_plot_series_push(P, r, x, ibex_report_num(pts[i], "kv/peak_reserved") / 1073741824.0);
-            ibex_plot_series_push(P, u, x, ibex_report_num(pts[i], "kv/peak_used") / 1073741824.0);
+            if (isfinite(x)) {
+                xlo = fmin(xlo, x);
+                xhi = fmax(xhi, x);
+            }
+        }
+        char bt[128], b[64];
+        snprintf(bt, sizeof bt, "KV budget (pool) %s", ibex_report_fmt_bytes(pool, b, sizeof b));
+        series *s = ibex_plot_add_series(P, p, bt);
+        if (s && isfinite(xlo)) {
+            s->reference = true;
+            s->lw = 2;
+            ibex_plot_series_push(P, s, xlo, pool / 1073741824.0);
+            ibex_plot_series_push(P, s, xhi, pool / 1073741824.0);
         }
     }
     if (!ibex_plot_prune_series(P, p, 1) || P->oom)
@@ -281,10 +340,12 @@ bool ibex_plot_plan_kv_vs_seq(ibex_report_plots *P, const json_t *const *pts, si
     size_t mem_plot = P->n - 1;
 
     /* Utilisation against the same lengths, read per KV configuration. */
+    const char *uwhat;
+    const char *upath = util_path(pts, np, &uwhat);
     plot *q = ibex_plot_new(P, "kv_utilisation_vs_length", "KV utilisation vs sequence length", PLOT_LINES);
     if (q) {
         snprintf(q->xlabel, sizeof q->xlabel, "%s", p->xlabel);
-        snprintf(q->ylabel, sizeof q->ylabel, "mean KV utilisation, used / reserved (%%)");
+        snprintf(q->ylabel, sizeof q->ylabel, "KV utilisation %s, used / reserved (%%)", uwhat);
         q->logx = true;
         q->logbase = 2;
         q->xtics_data = true;
@@ -299,12 +360,12 @@ bool ibex_plot_plan_kv_vs_seq(ibex_report_plots *P, const json_t *const *pts, si
                 char gl[256];
                 ibex_plot_short_group_label(pts[i], keys, nk, is_length_key, gl, sizeof gl);
                 if (strcmp(gl, groups[g]) == 0)
-                    ibex_plot_series_push(P, u, seq_x(pts[i], with_out), 100.0 * ibex_report_num(pts[i], "kv/utilisation_mean"));
+                    ibex_plot_series_push(P, u, seq_x(pts[i], with_out), 100.0 * ibex_report_num(pts[i], upath));
             }
         }
         if (!P->oom && ibex_plot_prune_series(P, q, 1)) {
-            ibex_plot_appendf(P, &q->reading, "Used / reserved KV bytes averaged over the steps of each point (accounting "
-                                    "only, exact).");
+            ibex_plot_appendf(P, &q->reading, "Used / reserved KV bytes, %s, per point (accounting only, exact).",
+                              uwhat);
             for (size_t c = 0; c < ncf; c++) {
                 double sum = 0, lo = INFINITY, hi = -INFINITY, conc = NAN;
                 size_t cnt = 0;
@@ -313,7 +374,7 @@ bool ibex_plot_plan_kv_vs_seq(ibex_report_plots *P, const json_t *const *pts, si
                     ibex_plot_kv_config(pts[i], keys, nk, ci, sizeof ci);
                     if (strcmp(ci, cfgs[c]) != 0)
                         continue;
-                    double u = ibex_report_num(pts[i], "kv/utilisation_mean");
+                    double u = ibex_report_num(pts[i], upath);
                     if (isfinite(u)) {
                         sum += u;
                         cnt++;
@@ -431,9 +492,9 @@ bool ibex_plot_plan_kv_vs_seq(ibex_report_plots *P, const json_t *const *pts, si
                 first = false;
                 break;
             }
-        double pool = ibex_report_num(pts[0], "kv/pool_bytes");
-        if (!first && isfinite(pool))
-            ibex_plot_appendf(P, &p->reading, ", of the %s pool", ibex_report_fmt_bytes(pool, a, sizeof a));
+        double pool_r = ibex_report_num(pts[0], "kv/pool_bytes");
+        if (!first && isfinite(pool_r))
+            ibex_plot_appendf(P, &p->reading, ", of the %s pool", ibex_report_fmt_bytes(pool_r, a, sizeof a));
         if (!first)
             ibex_plot_appendf(P, &p->reading, ".");
     }

@@ -22,6 +22,8 @@ void ibex_plot_plan_prompt_scaling(ibex_report_plots *P, const json_t *const *pt
     snprintf(p->xlabel, sizeof p->xlabel, "prompt tokens");
     snprintf(p->ylabel, sizeof p->ylabel, "time per repetition (s)");
     p->logx = p->logy = true;
+    p->logbase = 2;
+    p->xtics_data = true; /* a tick at every prompt length run: a log axis over 256..2047 has one decade tick */
     for (size_t g = 0; g < ng; g++) {
         ibex_plot_add_series(P, p, "prefill");
         ibex_plot_add_series(P, p, "attention");
@@ -40,8 +42,18 @@ void ibex_plot_plan_prompt_scaling(ibex_report_plots *P, const json_t *const *pt
             double w = ibex_report_num(pts[i], "metrics/prefill_s");
             if (!isfinite(w))
                 w = ibex_plot_ops_ns(pts[i], "prefill", NULL, NULL) * 1e-9 / reps;
-            ibex_plot_series_push(P, whole, x, w);
-            ibex_plot_series_push(P, att, x, ibex_plot_ops_ns(pts[i], "prefill", "attention", NULL) * 1e-9 / reps);
+            if (isfinite(ibex_report_num(pts[i], "metrics/prefill_s")))
+                ibex_plot_push_timed(P, whole, x, pts[i], "prefill_s", 1.0);
+            else
+                ibex_plot_series_push(P, whole, x, w);
+            double a = ibex_plot_ops_ns(pts[i], "prefill", "attention", NULL) * 1e-9 / reps;
+            ibex_plot_series_push(P, att, x, a);
+            /* the attention op's bar: its own repetitions, else the relative spread of
+               the whole prefill (report_noise.c) */
+            ibex_report_spread sp;
+            if (ibex_report_spread_get(pts[i], "attention_prefill_s", &sp) && sp.n >= 2 && isfinite(sp.lo) &&
+                sp.median > 0)
+                ibex_plot_series_bar(P, att, a * fmin(sp.lo / sp.median, 1), a * fmax(sp.hi / sp.median, 1));
             ibex_plot_series_push(P, rest, x, ibex_plot_ops_ns(pts[i], "prefill", NULL, "attention") * 1e-9 / reps);
         }
         if (P->oom)
@@ -85,6 +97,14 @@ void ibex_plot_plan_prompt_scaling(ibex_report_plots *P, const json_t *const *pt
             ibex_plot_appendf(P, &p->reading, ".");
         }
     }
+    /* n and n² through the first prefill point: quadratic attention shows as a curve
+       parallel to n², linear ops as one parallel to n */
+    if (!P->oom && p->ns >= 1 && p->s[0].n >= 2) {
+        ibex_plot_add_slopes(P, p, 0);
+        ibex_plot_appendf(P, &p->reading, "%sGrey dotted lines: slopes n and n² through the first prefill point, for "
+                                          "reference. Error bars: the spread of the repetitions.",
+                          p->reading ? " " : "");
+    }
     if (!ibex_plot_prune_series(P, p, 1) || P->oom)
         goto decode;
     if (!p->reading)
@@ -112,8 +132,7 @@ decode:
             char gl[256];
             ibex_plot_group_label(pts[i], keys, nk, xk, gl, sizeof gl);
             if (strcmp(gl, groups[g]) == 0)
-                ibex_plot_series_push(P, s, ibex_report_swept_num(pts[i], xk),
-                            ibex_report_num(pts[i], "metrics/decode_ms_per_token"));
+                ibex_plot_push_timed(P, s, ibex_report_swept_num(pts[i], xk), pts[i], "decode_ms_per_token", 1.0);
         }
         ibex_plot_series_sort(s);
         if (s->n == 0)
@@ -219,15 +238,13 @@ void ibex_plot_plan_output_scaling(ibex_report_plots *P, const json_t *const *pt
                 ibex_plot_group_label(pts[i], keys, nk, xk, gl, sizeof gl);
                 if (strcmp(gl, groups[g]) != 0)
                     continue;
-                double y;
-                if (total) {
-                    y = ibex_report_num(pts[i], "metrics/wall_s");
-                } else {
-                    y = ibex_report_num(pts[i], "metrics/tpot/p50") * 1e3;
-                    if (!isfinite(y))
-                        y = ibex_report_num(pts[i], "metrics/decode_ms_per_token");
-                }
-                ibex_plot_series_push(P, s, ibex_report_swept_num(pts[i], xk), y);
+                double x = ibex_report_swept_num(pts[i], xk);
+                if (total)
+                    ibex_plot_push_timed(P, s, x, pts[i], "wall_s", 1.0);
+                else if (isfinite(ibex_report_num(pts[i], "metrics/tpot/p50")))
+                    ibex_plot_push_timed(P, s, x, pts[i], "tpot_p50", 1e3);
+                else
+                    ibex_plot_push_timed(P, s, x, pts[i], "decode_ms_per_token", 1.0);
             }
             ibex_plot_series_sort(s);
             b[g] = ibex_plot_fit_b(s, &r2[g]);
@@ -315,6 +332,16 @@ void ibex_plot_plan_output_scaling(ibex_report_plots *P, const json_t *const *pt
             return;
         }
         p->reading = rd;
+        if (total && ng > 0) {
+            /* slopes through the no-cache series when there is one, else the first */
+            size_t anchor = none_g >= 0 ? (size_t)none_g : 0;
+            if (p->s[anchor].n >= 2) {
+                ibex_plot_add_slopes(P, p, anchor);
+                ibex_plot_appendf(P, &p->reading, " Grey dotted lines: slopes n and n² through the first point of %s, "
+                                                  "for reference.",
+                                  groups[anchor][0] ? groups[anchor] : "the series");
+            }
+        }
         if (!ibex_plot_prune_series(P, p, 1))
             continue;
     }

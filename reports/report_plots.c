@@ -104,44 +104,82 @@ void ibex_plot_series_push(ibex_report_plots *P, series *s, double x, double y)
         return;
     if (s->n == s->cap) {
         size_t cap = s->cap ? 2 * s->cap : 16;
-        double *nx = realloc(s->x, cap * sizeof *nx);
-        if (!nx) {
-            P->oom = true;
-            return;
+        double **arr[4] = {&s->x, &s->y, &s->lo, &s->hi};
+        for (int k = 0; k < 4; k++) {
+            double *r = realloc(*arr[k], cap * sizeof *r);
+            if (!r) {
+                P->oom = true;
+                return;
+            }
+            *arr[k] = r;
         }
-        s->x = nx;
-        double *ny = realloc(s->y, cap * sizeof *ny);
-        if (!ny) {
-            P->oom = true;
-            return;
-        }
-        s->y = ny;
         s->cap = cap;
     }
     s->x[s->n] = x;
     s->y[s->n] = y;
+    s->lo[s->n] = s->hi[s->n] = NAN;
     s->n++;
 }
 
+void ibex_plot_series_bar(ibex_report_plots *P, series *s, double lo, double hi)
+{
+    if (P->oom || !s || s->n == 0)
+        return;
+    s->lo[s->n - 1] = lo;
+    s->hi[s->n - 1] = hi;
+}
+
+void ibex_plot_push_timed(ibex_report_plots *P, series *s, double x, const json_t *pt, const char *metric,
+                          double scale)
+{
+    ibex_report_spread sp;
+    if (!ibex_report_spread_get(pt, metric, &sp))
+        return;
+    size_t before = s ? s->n : 0;
+    ibex_plot_series_push(P, s, x, sp.median * scale);
+    if (s && s->n > before && sp.n >= 2 && isfinite(sp.lo) && isfinite(sp.hi))
+        ibex_plot_series_bar(P, s, fmin(sp.lo, sp.median) * scale, fmax(sp.hi, sp.median) * scale);
+}
+
+void ibex_plot_add_slopes(ibex_report_plots *P, plot *p, size_t si)
+{
+    if (P->oom || !p || si >= p->ns || p->s[si].n < 2)
+        return;
+    ibex_plot_series_sort(&p->s[si]);
+    double x0 = p->s[si].x[0], y0 = p->s[si].y[0], x1 = p->s[si].x[p->s[si].n - 1];
+    if (!(x0 > 0) || !(y0 > 0) || !(x1 > x0))
+        return;
+    static const char *const titles[2] = {"∝ n (reference: linear)", "∝ n² (reference: quadratic)"};
+    for (int k = 1; k <= 2; k++) {
+        series *r = ibex_plot_add_series(P, p, titles[k - 1]);
+        if (!r)
+            return;
+        r->reference = true;
+        r->lw = k; /* n² a little heavier, so the two can be told apart in grey */
+        ibex_plot_series_push(P, r, x0, y0);
+        ibex_plot_series_push(P, r, x1, y0 * pow(x1 / x0, k));
+    }
+}
 void ibex_plot_series_sort(series *s)
 {
     for (size_t i = 1; i < s->n; i++) /* insertion sort: sweeps are short */
         for (size_t j = i; j > 0 && s->x[j - 1] > s->x[j]; j--) {
-            double t = s->x[j];
-            s->x[j] = s->x[j - 1];
-            s->x[j - 1] = t;
-            t = s->y[j];
-            s->y[j] = s->y[j - 1];
-            s->y[j - 1] = t;
+            double *arr[4] = {s->x, s->y, s->lo, s->hi};
+            for (int k = 0; k < 4; k++) {
+                double t = arr[k][j];
+                arr[k][j] = arr[k][j - 1];
+                arr[k][j - 1] = t;
+            }
         }
 }
-
 void ibex_plot_free(plot *p)
 {
     for (size_t i = 0; i < p->ns; i++) {
         free(p->s[i].title);
         free(p->s[i].x);
         free(p->s[i].y);
+        free(p->s[i].lo);
+        free(p->s[i].hi);
     }
     free(p->s);
     for (size_t i = 0; i < p->ncat; i++)
@@ -172,6 +210,8 @@ bool ibex_plot_prune_series(ibex_report_plots *P, plot *p, size_t min_n)
             free(p->s[i].title);
             free(p->s[i].x);
             free(p->s[i].y);
+            free(p->s[i].lo);
+            free(p->s[i].hi);
         }
     }
     p->ns = k;
@@ -382,7 +422,20 @@ plot *ibex_plot_plan_vs(ibex_report_plots *P, const char *name, const char *titl
                 char gl[256];
                 ibex_plot_group_label(pts[i], keys, nk, xk, gl, sizeof gl);
                 if (strcmp(gl, groups[g]) == 0)
-                    ibex_plot_series_push(P, s, ibex_report_swept_num(pts[i], xk), ibex_report_num(pts[i], paths[m]) * scale);
+                {
+                    /* a timed metric ("metrics/ttft/p99" is "ttft_p99" in repetitions)
+                       gets the spread of its repetitions as an error bar */
+                    char metric[96];
+                    snprintf(metric, sizeof metric, "%s", strncmp(paths[m], "metrics/", 8) == 0 ? paths[m] + 8 : "");
+                    for (char *c = metric; *c; c++)
+                        if (*c == '/')
+                            *c = '_';
+                    double x = ibex_report_swept_num(pts[i], xk);
+                    if (metric[0])
+                        ibex_plot_push_timed(P, s, x, pts[i], metric, scale);
+                    else
+                        ibex_plot_series_push(P, s, x, ibex_report_num(pts[i], paths[m]) * scale);
+                }
             }
         }
     if (!ibex_plot_prune_series(P, p, 1) || P->oom)

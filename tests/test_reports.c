@@ -582,7 +582,7 @@ Test(reports, accounting_only_points_get_no_timing_plots)
     cr_assert_not_null(gp);
     cr_assert(strstr(gp, "set logscale x 2\n") != NULL, "%s", gp);
     cr_assert(strstr(gp, "set xtics (576, 1088, 2112)\n") != NULL, "%s", gp);
-    cr_assert(strstr(gp, " dt 2 title 'contiguous batch=32 used'") != NULL, "%s", gp);
+    cr_assert(strstr(gp, " dt 2 lw 2 title 'contiguous batch=32 used'") != NULL, "%s", gp);
     free(gp);
     rm_tree(dir);
     ibex_report_plots_free(p);
