@@ -101,14 +101,21 @@ static ibex_status fill_gp(FILE *f, void *ctx, ibex_err *err)
     /* Bar labels too wide for their slot (about 7 px a character in 880 px) are drawn
      * vertically, in an image made taller to hold them. */
     int height = 600;
-    bool vertical = false;
+    bool vertical = false, slanted = false;
     if (p->kind == PLOT_BARS && p->ncat > 0) {
         size_t catw = 0;
         for (size_t i = 0; i < p->ncat; i++)
             catw = strlen(p->cat[i]) > catw ? strlen(p->cat[i]) : catw;
-        vertical = p->ncat > 4 || catw * 7 > 880 / p->ncat;
+        /* a label needs about 7 px a character, a slot is about 800 px / ncat wide (the
+           plot area, less the axes); labels past 70 % of their slot touch their
+           neighbours: slanted at 30 degrees, or vertical when that is not enough */
+        double slot = 800.0 / (double)p->ncat, need = 7.0 * (double)catw;
+        vertical = p->ncat > 6 || need > 1.6 * slot;
+        slanted = !vertical && need > 0.7 * slot;
         if (vertical)
             height += (int)(catw > 60 ? 60 : catw) * 6;
+        else if (slanted)
+            height += (int)(catw > 60 ? 60 : catw) * 4;
     }
     fprintf(f,
             "if (!exists(\"png_out\")) png_out = '%s.png'\n"
@@ -240,6 +247,8 @@ static ibex_status fill_gp(FILE *f, void *ctx, ibex_err *err)
             fputs("set yrange [0:*]\n", f);
         if (vertical)
             fputs("set xtics rotate by 90 right\n", f);
+        else if (slanted)
+            fputs("set xtics rotate by 30 right\n", f);
         if (y2) {
             fputs("set ytics nomirror\nset y2tics\n", f);
             if (ymax[1] > 0)

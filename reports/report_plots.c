@@ -374,9 +374,25 @@ plot *ibex_plot_plan_bars(ibex_report_plots *P, const char *name, const char *ti
         P->oom = true;
         return NULL;
     }
+    /* Categories name only the swept keys whose value differs between these points: a
+     * one-value sweep (kept to survive --quick) would only lengthen every label. */
+    const char *vk[MAX_SWEPT];
+    size_t nvk = 0;
+    for (size_t k = 0; k < nk && nvk < MAX_SWEPT; k++) {
+        char v0[256], vi[256];
+        ibex_report_swept_text(pts[0], keys[k], v0, sizeof v0);
+        bool varies = false;
+        for (size_t i = 1; i < np && !varies; i++)
+            varies = strcmp(ibex_report_swept_text(pts[i], keys[k], vi, sizeof vi), v0) != 0;
+        if (varies)
+            vk[nvk++] = keys[k];
+    }
     for (size_t i = 0; i < np; i++) {
         char c[256];
-        ibex_plot_category_label(pts[i], i, keys, nk, c, sizeof c);
+        if (nvk > 0)
+            ibex_plot_category_label(pts[i], i, vk, nvk, c, sizeof c);
+        else
+            ibex_plot_category_label(pts[i], i, keys, nk, c, sizeof c);
         p->cat[p->ncat++] = ibex_plot_dup_str(P, c);
     }
     for (size_t c = 0; c < ncol && c < MAX_BAR_COLS; c++) {
