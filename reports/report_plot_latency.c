@@ -85,6 +85,13 @@ void ibex_plot_plan_cdf(ibex_report_plots *P, const json_t *const *pts, size_t n
     }
     if (!ibex_plot_prune_series(P, p, 1) || P->oom)
         return;
+    for (size_t i = 0; i < p->ns; i++)
+        if (p->s[i].n == 1) {
+            p->s[i].points = true; /* a step plot of one sample draws nothing */
+            ibex_plot_appendf(P, &p->reading, " A series with a single sample is drawn as one point: it has no "
+                                              "distribution to show.");
+            break;
+        }
     /* A log axis only helps when the samples span more than a decade or so. */
     double lo = INFINITY, hi = 0;
     for (size_t i = 0; i < p->ns; i++) {

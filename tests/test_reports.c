@@ -1500,3 +1500,62 @@ Test(reports, undefined_tpot_and_itl_and_busy_warning_in_markdown)
     free(md);
     json_decref(r);
 }
+
+/* ---------------------------------------------------------------- plot references */
+
+Test(reports, scaling_plots_get_ticks_slopes_error_bars_and_kv_a_budget)
+{
+    /* quadratic results whose points have three repetitions of prefill_s (±10 %) */
+    json_t *r = make_results();
+    size_t i;
+    json_t *pt;
+    json_array_foreach(json_object_get(r, "points"), i, pt) {
+        double pf = json_real_value(json_object_get(json_object_get(pt, "metrics"), "prefill_s"));
+        json_t *reps = json_pack("[{s:f},{s:f},{s:f}]", "prefill_s", 0.9 * pf, "prefill_s", pf, "prefill_s", 1.1 * pf);
+        json_object_set_new(pt, "repetitions", reps);
+    }
+    ibex_report_plots *p = ibex_report_plots_plan(r, NULL);
+    cr_assert_not_null(p);
+    char dir[4096], path[4200];
+    make_tmpdir(dir, sizeof dir);
+    ibex_err e = {0};
+    cr_assert_eq(ibex_report_plots_render(p, dir, NULL, "off", &e), IBEX_OK, "%s", e.msg);
+    snprintf(path, sizeof path, "%s/prefill_scaling.gp", dir);
+    char *gp = slurp(path, NULL);
+    cr_assert_not_null(gp);
+    cr_expect(strstr(gp, "set xtics (128, 256, 512, 1024)") != NULL, "a tick at every prompt length: %s", gp);
+    cr_expect(strstr(gp, "title '∝ n (reference: linear)'") != NULL, "%s", gp);
+    cr_expect(strstr(gp, "title '∝ n² (reference: quadratic)'") != NULL, "%s", gp);
+    cr_expect(strstr(gp, "using 1:2:3:4 with yerrorlines") != NULL, "error bars from repetitions: %s", gp);
+    free(gp);
+    snprintf(path, sizeof path, "%s/prefill_scaling.dat", dir);
+    char *dat = slurp(path, NULL);
+    cr_assert_not_null(dat);
+    /* the whole prefill at 128 tokens: its three repetitions span 0.9..1.1 of the median */
+    double pf = json_real_value(
+        json_object_get(json_object_get(json_array_get(json_object_get(r, "points"), 0), "metrics"), "prefill_s"));
+    char want[128];
+    snprintf(want, sizeof want, "\n128 %.9g %.9g %.9g\n", pf, 0.9 * pf, 1.1 * pf);
+    cr_expect(strstr(dat, want) != NULL, "want '%s' in %s", want + 1, dat);
+    free(dat);
+    rm_tree(dir);
+    ibex_report_plots_free(p);
+    json_decref(r);
+
+    /* KV bars: a budget line at the pool */
+    r = make_results_swept(N_PTS, true);
+    p = ibex_report_plots_plan(r, NULL);
+    cr_assert_not_null(p);
+    make_tmpdir(dir, sizeof dir);
+    cr_assert_eq(ibex_report_plots_render(p, dir, NULL, "off", &e), IBEX_OK, "%s", e.msg);
+    snprintf(path, sizeof path, "%s/kv_memory.gp", dir);
+    gp = slurp(path, NULL);
+    cr_assert_not_null(gp);
+    cr_expect(strstr(gp, "256 with lines lc rgb '#c00000' dt 2 lw 2 title 'KV budget (pool) 256 MiB'") != NULL, "%s",
+              gp);
+    cr_expect(strstr(gp, "set yrange [0:286.72]") != NULL, "headroom over the budget line: %s", gp);
+    free(gp);
+    rm_tree(dir);
+    ibex_report_plots_free(p);
+    json_decref(r);
+}
