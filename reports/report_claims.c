@@ -306,7 +306,7 @@ static ibex_claim_verdict judged(ibex_claim_row *r, const fig *f, int nf, judge_
             snprintf(r->note, sizeof r->note, "noisy: %s CV %.0f %%", q->what, 100 * q->cv);
         else
             snprintf(r->note, sizeof r->note, "noisy: %s (%s)", q->what, q->reason[0] ? q->reason : "flagged noisy");
-        if (noisy > 1) app(r->note, sizeof r->note, "; %d more figures", noisy - 1);
+        if (noisy > 1) app(r->note, sizeof r->note, "; %d more figure%s", noisy - 1, noisy > 2 ? "s" : "");
         return IBEX_CLAIM_INCONCLUSIVE;
     }
     for (unsigned corner = 0; corner < (1u << nf); corner++) {
@@ -461,13 +461,17 @@ static void claim_a(ibex_claims *c, const cl_ctx *x) {
         ibex_report_spread_get(fp[j], "wall_s", &z);
         ibex_report_fmt_spread(&z, true, "", "-", sp[j], sizeof sp[j]);
     }
+    /* a fit through 2 points is exact by construction (R² 1): report none */
+    char fit0[96] = "", fit1[96] = "";
+    if (k0 >= 3) snprintf(fit0, sizeof fit0, "fitted total ∝ n^%.2f (R² %.3f), ", b0, r20);
+    if (k1 >= 3) snprintf(fit1, sizeof fit1, "∝ n^%.2f (R² %.3f), ", b1, r21);
     app(r->measured, sizeof r->measured,
-        "1 request, %g-token prompt, n = %g..%g output tokens. No cache (none): total %s at n=%g → %s at n=%g, fitted "
-        "total ∝ n^%.2f (R² %.3f), local exponent %.2f between n=%g (%s) and %g (%s); per generated token %s → %s "
-        "(×%.2f). %s cache: total %s → %s, ∝ n^%.2f (R² %.3f), local %.2f (%s, %s); per token %s → %s (×%.2f).",
-        prompt, n0[0], n0[k0 - 1], fsec(t0[0]).s, n0[0], fsec(t0[k0 - 1]).s, n0[k0 - 1], b0, r20, l0, n0[k0 - 2], sp[0],
-        n0[k0 - 1], sp[1], fsec(pt0a).s, fsec(pt0b).s, pt0b / pt0a, cached, fsec(t1[0]).s, fsec(t1[k1 - 1]).s, b1, r21,
-        l1, sp[2], sp[3], fsec(pt1a).s, fsec(pt1b).s, pt1b / pt1a);
+        "1 request, %g-token prompt, n = %g..%g output tokens. No cache (none): total %s at n=%g → %s at n=%g, %slocal "
+        "exponent %.2f between n=%g (%s) and %g (%s); per generated token %s → %s (×%.2f). %s cache: total %s → %s, "
+        "%slocal %.2f (%s, %s); per token %s → %s (×%.2f).",
+        prompt, n0[0], n0[k0 - 1], fsec(t0[0]).s, n0[0], fsec(t0[k0 - 1]).s, n0[k0 - 1], fit0, l0, n0[k0 - 2], sp[0],
+        n0[k0 - 1], sp[1], fsec(pt0a).s, fsec(pt0b).s, pt0b / pt0a, cached, fsec(t1[0]).s, fsec(t1[k1 - 1]).s, fit1, l1,
+        sp[2], sp[3], fsec(pt1a).s, fsec(pt1b).s, pt1b / pt1a);
     if (isfinite(slow)) app(r->measured, sizeof r->measured, " At n=%g no cache is ×%.1f slower.", slow_n, slow);
     a_ctx ac = {n0[k0 - 2], n0[k0 - 1], n1[k1 - 2], n1[k1 - 1]};
     ibex_claim_verdict v = judge_a(fv, &ac);
@@ -1202,7 +1206,8 @@ static void claim_g(ibex_claims *c, const cl_ctx *x) {
     if (pp) {
         double pre = ibex_report_num(pp, "kv/preemptions"), rec = ibex_report_num(pp, "kv/recomputed_tokens");
         double share = ibex_report_num(pp, "kv/recompute_share"), pf = ibex_report_num(pp, "kv/prefill_tokens");
-        if (!isfinite(share) && isfinite(rec) && pf > 0) share = rec / pf;
+        /* kv.prefill_tokens counts every prefill token, the recomputed ones too */
+        if (!isfinite(share) && isfinite(rec) && pf > rec) share = rec / (pf - rec);
         if (isfinite(pre) && isfinite(rec)) {
             num(r, "paged_preemptions", pre);
             num(r, "paged_recomputed_tokens", rec);

@@ -504,8 +504,8 @@ static void kv_table(const json_t *r, FILE *out, const char **swept, size_t nk)
         cell_int(out, pt, "kv/recomputed_tokens");
         double rs = ibex_report_num(pt, "kv/recompute_share");
         double rt = ibex_report_num(pt, "kv/recomputed_tokens"), pf = ibex_report_num(pt, "kv/prefill_tokens");
-        if (!isfinite(rs) && isfinite(rt) && pf > 0)
-            rs = rt / pf;
+        if (!isfinite(rs) && isfinite(rt) && pf > rt) /* prefill_tokens includes the recomputed ones */
+            rs = rt / (pf - rt);
         char b[64];
         if (isfinite(rs))
             snprintf(b, sizeof b, "+%.1f%%", 100 * rs);

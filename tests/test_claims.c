@@ -762,7 +762,7 @@ Test(claims, kv_size_names_llama2_13b_and_paging_has_a_price) {
     json_t *kv = json_object_get(pg, "kv");
     json_object_set_new(kv, "preemptions", json_integer(1708));
     json_object_set_new(kv, "recomputed_tokens", json_integer(609080));
-    json_object_set_new(kv, "prefill_tokens", json_integer(1050000));
+    json_object_set_new(kv, "prefill_tokens", json_integer(1050000 + 609080)); /* first-time + recomputed */
     write_results(dir, "naive_vs_paged", pts, sub, sizeof sub);
     ibex_claims_sub g = {.name = "naive_vs_paged", .dir = sub};
     c = eval(&g, 1);
@@ -770,5 +770,31 @@ Test(claims, kv_size_names_llama2_13b_and_paging_has_a_price) {
     cr_expect(strstr(gr->measured, "1708 preemptions") != NULL, "%s", gr->measured);
     cr_expect(strstr(gr->measured, "609080 tokens recomputed, +58% of prefill work") != NULL, "%s", gr->measured);
     cr_expect_float_eq(ibex_claim_value(gr, "paged_recompute_share"), 609080.0 / 1050000.0, 1e-12);
+    free(c);
+}
+
+Test(claims, quick_no_cache_with_two_lengths_is_not_judged_and_not_fitted) {
+    char dir[512], sub[1100];
+    tmpdir("quick_a", dir, sizeof dir);
+    json_t *pts = naive_points(2.0, 1.0);
+    /* keep n = 16 and 32 only */
+    for (size_t i = json_array_size(pts); i-- > 0;) {
+        double n = json_real_value(json_object_get(
+            json_object_get(json_object_get(json_array_get(pts, i), "params"), "workload.output_tokens"), "value"));
+        if (n > 32) json_array_remove(pts, i);
+    }
+    snprintf(sub, sizeof sub, "%s/claims_naive_vs_cache", dir);
+    mkdir(sub, 0755);
+    json_t *root = json_pack("{s:i,s:b,s:{s:s,s:b},s:o}", "schema_version", 1, "complete", 1, "scenario", "name",
+                             "claims_naive_vs_cache", "quick", 1, "points", pts);
+    char path[1200];
+    snprintf(path, sizeof path, "%s/results.json", sub);
+    cr_assert_eq(json_dump_file(root, path, 0), 0);
+    json_decref(root);
+    ibex_claims_sub s = {.name = "claims_naive_vs_cache", .dir = sub};
+    ibex_claims *c = eval(&s, 1);
+    const ibex_claim_row *a = row(c, "a");
+    cr_expect_eq(a->verdict, IBEX_CLAIM_NOT_JUDGED, "%s", a->assessment);
+    cr_expect(strstr(a->measured, "R²") == NULL, "no fit from 2 lengths: %s", a->measured);
     free(c);
 }
