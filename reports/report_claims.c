@@ -624,9 +624,9 @@ static void claim_b(ibex_claims *c, const cl_ctx *x) {
         if (sx <= 1.05)
             snprintf(r->assessment, sizeof r->assessment,
                      "Beam search is slow (×%.2f per step at width %d: it decodes %d sequences every step), but "
-                     "sampling costs only %+.1f%% over greedy: the sampler is small beside the forward pass, so "
-                     "\"medium\" is not a speed class of its own.",
-                     bx, width, width, (sx - 1) * 100);
+                     "sampling is not measurably slower than greedy (×%.2f per step): the sampler is small beside "
+                     "the forward pass, so \"medium\" is not a speed class of its own.",
+                     bx, width, width, sx);
         else
             snprintf(r->assessment, sizeof r->assessment,
                      "Beam search is slower than greedy (×%.2f at width %d) but sampling is slower still (×%.2f).", bx,
