@@ -19,28 +19,15 @@
  * article's numbers are the only constants. A claim whose scenario is missing, failed
  * or lacks the points it needs is "not measured", with the reason.
  *
- * Verdict thresholds (documented in the report's notes):
- *   a  holds: the no-cache local exponent (between the two longest runs) ≥ 1.5 and
- *      ≥ 0.4 above the cached one; partly: the no-cache exponent (fitted or local) ≥ 0.15
- *      above the cached one; wrong otherwise.
- *   b  holds: per-step time greedy < sample (by > 5%) < widest beam; partly: the beam
- *      is > 5% slower than greedy but sampling is not between; wrong: it is not.
- *   c  holds: article within 10% of the formula; partly: within 25%; wrong otherwise.
- *   d  (paged KV when measured: it reserves what the tokens need) holds: KV > 60% of
- *      (KV + F16 weights) already at the smallest batch; partly: > 60% is reachable
- *      within the budget; wrong otherwise.
- *   e  holds: attention exponent in [1.6, 2.4] and whole-prefill 2048/512 ratio within
- *      25% of 16×; partly: only attention; wrong: attention neither.
- *   f  at the largest batch below the number of requests (else the largest > 1):
- *      holds: continuous ≥ 1.10× static output throughput; partly: static leaves
- *      ≥ 10% of its slot-steps idle (kv.idle_slot_steps) though time hides it;
- *      wrong otherwise.
- *   g  holds: paged ≥ 70% and the worst contiguous ≤ 45% mean utilisation; partly:
- *      paged ≥ 70% and above every contiguous; wrong otherwise.
- *   h1 one point each for: Q8_0 saving within 5 points of 50%, Q4_0 within 5 of 75%,
- *      F16 within 10% of 14 GB, 6 GB within 15% of Q8_0 or Q4_0: all → holds, some →
- *      partly, none → wrong.
- *   h2 always not measured (the bandwidth-bound ceiling is given, labelled an estimate).
+ * Verdicts (the thresholds are printed at the end of claims.md, "How the verdicts are
+ * decided"): holds / partly / wrong from the measured figures; inconclusive when a
+ * timed figure is noisy (CV > 10 % or < 3 repetitions) or the verdict changes within
+ * the spread of the repetitions (every corner of the figures' intervals is tried: a
+ * dead zone around each threshold as wide as the noise); not judged when a --quick run
+ * dropped what the claim needs; not measured when a scenario or its points are missing
+ * or failed, with the reason. (a) and (e) are judged on local exponents (a: the two
+ * longest runs; e: between 512 and 2048), never on the fit over all points.
+ *   quantization    h1 (loaded weight bytes), h2 (decode tok/s of F16 / Q8_0 / Q4_0)
  *
  * Nothing here prints except into a FILE the caller passes. */
 #ifndef IBEX_CLAIMS_H
@@ -61,9 +48,12 @@ typedef enum ibex_claim_verdict {
     IBEX_CLAIM_HOLDS,
     IBEX_CLAIM_PARTLY,
     IBEX_CLAIM_WRONG,
+    IBEX_CLAIM_INCONCLUSIVE, /* measured, but the figures are noisy or their spread straddles a threshold */
+    IBEX_CLAIM_NOT_JUDGED,   /* a quick run kept too little of the experiment to judge it */
+    IBEX_CLAIM_VERDICTS      /* the number of verdicts */
 } ibex_claim_verdict;
 
-/* "not measured", "holds", "partly", "wrong". Cannot fail. */
+/* "not measured", "holds", "partly", "wrong", "inconclusive", "not judged". Cannot fail. */
 const char *ibex_claim_verdict_name(ibex_claim_verdict v);
 
 /* A named number behind a verdict ("exp_none", "kv_2048_formula_bytes"), for tests and
@@ -79,7 +69,8 @@ typedef struct ibex_claim_row {
     char source[160];       /* the scenario(s) measured */
     char measured[2048];    /* what ibex measured: numbers with units */
     ibex_claim_verdict verdict;
-    char assessment[1024];  /* where the article is right or wrong, and by how much */
+    char assessment[1400];  /* where the article is right or wrong, and by how much */
+    char note[256];         /* why inconclusive or not judged ("noisy: wall_s of none at n=128 CV 24 %") */
     int n_nums;
     ibex_claim_num nums[IBEX_CLAIMS_MAX_NUMS];
 } ibex_claim_row;
@@ -103,6 +94,8 @@ typedef struct ibex_claims {
     } subs[IBEX_CLAIMS_MAX_SUBS];
     int n_rows;
     ibex_claim_row rows[IBEX_CLAIMS_MAX_ROWS];
+    bool quick;              /* a scenario ran with --quick */
+    char warnings[1024];     /* the scenarios' busy-machine warnings (conditions.warning), "" when none */
 } ibex_claims;
 
 /* Reads each sub's DIR/results.json (ibex_report_load) and fills out->subs and

@@ -39,18 +39,6 @@ static void header(FILE *out, const char *const *cols, size_t n, const char **sw
     fputs("|\n", out);
 }
 
-static void cell_seconds(FILE *out, const json_t *pt, const char *path)
-{
-    char b[64];
-    cell(out, ibex_report_fmt_seconds(ibex_report_num(pt, path), b, sizeof b));
-}
-
-static void cell_value(FILE *out, const json_t *pt, const char *path, const char *unit, double scale)
-{
-    char b[64];
-    cell(out, ibex_report_fmt_value(ibex_report_num(pt, path) * scale, unit, b, sizeof b));
-}
-
 static void cell_bytes(FILE *out, const json_t *pt, const char *path)
 {
     char b[64];
@@ -198,35 +186,120 @@ static void what_was_run(const json_t *r, FILE *out, const char **swept, size_t 
     }
 }
 
+/* A timed figure with its spread over the repetitions (report_noise.c). */
+static void cell_spread(FILE *out, const json_t *pt, const char *metric, bool seconds, const char *missing)
+{
+    ibex_report_spread s;
+    char b[128];
+    ibex_report_spread_get(pt, metric, &s);
+    cell(out, ibex_report_fmt_spread(&s, seconds, "", missing, b, sizeof b));
+}
+
+/* TPOT and ITL need a request that streamed two tokens or more: without one (beam
+ * search emits its hypothesis at the end, or every output was 1 token) they are
+ * undefined, not 0. */
+static const char *undefined_if_no_pairs(const json_t *pt, const char *what)
+{
+    const char *st = ibex_report_str(pt, "status");
+    if (st && strcmp(st, "ok") != 0)
+        return "-";
+    char path[64];
+    snprintf(path, sizeof path, "metrics/%s/count", what);
+    double c = ibex_report_num(pt, path);
+    return !isfinite(c) || c == 0 ? "undefined" : "-";
+}
+
+/* Busy-machine and starvation warnings of the points (conditions.warning), one block
+ * at the top of the report: a figure measured under load is slower and noisier. */
+static void conditions_warnings(const json_t *r, FILE *out)
+{
+    const json_t *pts = ibex_report_get(r, "points");
+    size_t i, nw = 0, np = json_array_size(pts);
+    const json_t *pt;
+    json_array_foreach(pts, i, pt) {
+        const char *w = ibex_report_str(pt, "conditions/warning");
+        nw += w && *w;
+    }
+    if (nw == 0)
+        return;
+    fprintf(out, "> **Busy machine:** %zu of %zu points were measured while the machine was busy or ibex was "
+                 "starved of CPU; their timings are slower and noisier than on an idle machine:\n",
+            nw, np);
+    size_t shown = 0;
+    json_array_foreach(pts, i, pt) {
+        const char *w = ibex_report_str(pt, "conditions/warning");
+        if (!w || !*w)
+            continue;
+        if (shown++ == 8) {
+            fprintf(out, "> - … and %zu more\n", nw - 8);
+            break;
+        }
+        const char *label = ibex_report_str(pt, "label");
+        fprintf(out, "> - point %zu (%s): %s\n", i, label ? label : "-", w);
+    }
+    fputc('\n', out);
+}
+
 static void results_table(const json_t *r, FILE *out, const char **swept, size_t nk)
 {
     static const char *cols[] = {"#",        "status",   "wall",     "output tok/s",  "total tok/s",
                                  "TTFT p50", "TTFT p99", "TPOT p50", "TPOT p99",      "ITL p99",
                                  "E2E p99",  "prefill tok/s", "decode ms/token", "KV util"};
-    fputs("## Results\n\nMedians over the timed repetitions; latency percentiles pooled over them.\n\n", out);
+    fputs("## Results\n\nMedians over the timed repetitions (latency percentiles pooled over them), each with "
+          "its spread over the repetitions: median ± sd (CV = sd / mean); `(n=1)`: one repetition, no spread "
+          "known. ⚠ marks a noisy figure (CV above 10 % or fewer than 3 repetitions): do not conclude from it "
+          "alone. TPOT and ITL are *undefined* when no request streamed two tokens or more (beam search emits "
+          "its answer at the end).\n\n",
+          out);
     header(out, cols, sizeof cols / sizeof cols[0], swept, nk);
     const json_t *pts = ibex_report_get(r, "points");
     size_t i;
     const json_t *pt;
+    size_t noisy_pts = 0;
     json_array_foreach(pts, i, pt) {
         cells_index_swept(out, pt, i, swept, nk);
         const char *st = ibex_report_str(pt, "status");
         cell(out, st ? st : "-");
-        cell_seconds(out, pt, "metrics/wall_s");
-        cell_value(out, pt, "metrics/output_tok_per_s", "", 1);
-        cell_value(out, pt, "metrics/total_tok_per_s", "", 1);
-        cell_seconds(out, pt, "metrics/ttft/p50");
-        cell_seconds(out, pt, "metrics/ttft/p99");
-        cell_seconds(out, pt, "metrics/tpot/p50");
-        cell_seconds(out, pt, "metrics/tpot/p99");
-        cell_seconds(out, pt, "metrics/itl/p99");
-        cell_seconds(out, pt, "metrics/e2e/p99");
-        cell_value(out, pt, "metrics/prefill_tok_per_s", "", 1);
-        cell_value(out, pt, "metrics/decode_ms_per_token", "", 1);
-        cell_pct(out, pt, "kv/utilisation_mean");
+        cell_spread(out, pt, "wall_s", true, "-");
+        cell_spread(out, pt, "output_tok_per_s", false, "-");
+        cell_spread(out, pt, "total_tok_per_s", false, "-");
+        cell_spread(out, pt, "ttft_p50", true, "-");
+        cell_spread(out, pt, "ttft_p99", true, "-");
+        cell_spread(out, pt, "tpot_p50", true, undefined_if_no_pairs(pt, "tpot"));
+        cell_spread(out, pt, "tpot_p99", true, undefined_if_no_pairs(pt, "tpot"));
+        cell_spread(out, pt, "itl_p99", true, undefined_if_no_pairs(pt, "itl"));
+        cell_spread(out, pt, "e2e_p99", true, "-");
+        cell_spread(out, pt, "prefill_tok_per_s", false, "-");
+        cell_spread(out, pt, "decode_ms_per_token", false, "-");
+        double ut = ibex_report_num(pt, "kv/utilisation_time_weighted");
+        cell_pct(out, pt, isfinite(ut) ? "kv/utilisation_time_weighted" : "kv/utilisation_mean");
         fputs("|\n", out);
+        const json_t *nm = ibex_report_get(pt, "noisy_metrics");
+        noisy_pts += json_is_array(nm) && json_array_size(nm) > 0;
     }
     fputc('\n', out);
+    if (noisy_pts) {
+        fprintf(out, "Noisy figures (the runner's noise guard, `noisy_metrics`):\n\n");
+        json_array_foreach(pts, i, pt) {
+            const json_t *nm = ibex_report_get(pt, "noisy_metrics");
+            if (!json_is_array(nm) || json_array_size(nm) == 0)
+                continue;
+            fprintf(out, "- point %zu:", i);
+            size_t k;
+            const json_t *m;
+            json_array_foreach(nm, k, m) {
+                if (!json_is_string(m))
+                    continue;
+                char path[128];
+                snprintf(path, sizeof path, "noise/%s/reason", json_string_value(m));
+                const char *why = ibex_report_str(pt, path);
+                fprintf(out, "%s %s%s%s%s", k ? "," : "", json_string_value(m), why ? " (" : "", why ? why : "",
+                        why ? ")" : "");
+            }
+            fputc('\n', out);
+        }
+        fputc('\n', out);
+    }
     bool any_fail = false;
     json_array_foreach(pts, i, pt) {
         const char *st = ibex_report_str(pt, "status");
@@ -400,11 +473,15 @@ static void ops_section(const json_t *r, FILE *out, const char **swept, size_t n
 static void kv_table(const json_t *r, FILE *out, const char **swept, size_t nk)
 {
     static const char *cols[] = {"#",           "policy",         "block",       "pool",
-                                 "peak reserved", "peak used",    "util (mean)", "frag (peak)",
-                                 "max concurrent", "preemptions", "recomputed tok", "weights",
-                                 "activations (peak)", "process RSS (peak)"};
-    fputs("## KV cache and memory\n\nUtilisation is used / reserved KV bytes, averaged over steps; "
-          "fragmentation is reserved - used.\n\n",
+                                 "peak reserved", "peak used",    "util at peak", "util time-weighted",
+                                 "util (step mean)", "frag (peak)",
+                                 "max concurrent", "preemptions", "recomputed tok", "extra prefill",
+                                 "weights", "activations (peak)", "process RSS (peak)"};
+    fputs("## KV cache and memory\n\nUtilisation is used / reserved KV bytes: *at peak* at the step of peak "
+          "reservation, *time-weighted* summed over the steps weighted by their wall time, *step mean* the plain "
+          "mean over steps (which over-weighs the short steps of chunked prefill). Fragmentation is reserved - "
+          "used. The cost of paging: preemptions, recomputed tokens and *extra prefill* (recomputed / first-time "
+          "prefill tokens).\n\n",
           out);
     header(out, cols, sizeof cols / sizeof cols[0], swept, nk);
     const json_t *pts = ibex_report_get(r, "points");
@@ -418,11 +495,23 @@ static void kv_table(const json_t *r, FILE *out, const char **swept, size_t nk)
         cell_bytes(out, pt, "kv/pool_bytes");
         cell_bytes(out, pt, "kv/peak_reserved");
         cell_bytes(out, pt, "kv/peak_used");
+        cell_pct(out, pt, "kv/utilisation_at_peak");
+        cell_pct(out, pt, "kv/utilisation_time_weighted");
         cell_pct(out, pt, "kv/utilisation_mean");
         cell_bytes(out, pt, "kv/fragmentation_peak");
         cell_int(out, pt, "kv/max_concurrent");
         cell_int(out, pt, "kv/preemptions");
         cell_int(out, pt, "kv/recomputed_tokens");
+        double rs = ibex_report_num(pt, "kv/recompute_share");
+        double rt = ibex_report_num(pt, "kv/recomputed_tokens"), pf = ibex_report_num(pt, "kv/prefill_tokens");
+        if (!isfinite(rs) && isfinite(rt) && pf > rt) /* prefill_tokens includes the recomputed ones */
+            rs = rt / (pf - rt);
+        char b[64];
+        if (isfinite(rs))
+            snprintf(b, sizeof b, "+%.1f%%", 100 * rs);
+        else
+            snprintf(b, sizeof b, "-");
+        cell(out, b);
         cell_bytes(out, pt, "memory/weights");
         cell_bytes(out, pt, "memory/activations_peak");
         cell_bytes(out, pt, "memory/process_peak_rss");
@@ -1079,6 +1168,7 @@ ibex_status ibex_report_markdown(const json_t *results, const ibex_report_plots 
     const char *desc = ibex_report_str(results, "scenario/description");
     if (desc && desc[0])
         fprintf(out, "%s\n\n", desc);
+    conditions_warnings(results, out);
     what_was_run(results, out, swept, nk);
     results_table(results, out, swept, nk);
     ops_section(results, out, swept, nk);

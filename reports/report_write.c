@@ -89,9 +89,15 @@ ibex_status ibex_report_terminal(const json_t *results, FILE *out, ibex_err *err
         cells[1] = ibex_report_fmt_seconds(ibex_report_num(pt, "metrics/ttft/p50"), buf[1], 64);
         cells[2] = ibex_report_fmt_seconds(ibex_report_num(pt, "metrics/ttft/p99"), buf[2], 64);
         cells[3] = ibex_report_fmt_seconds(ibex_report_num(pt, "metrics/tpot/p50"), buf[3], 64);
+        /* no request streamed two tokens (beam search, 1-token outputs): undefined, not 0 */
+        double tc = ibex_report_num(pt, "metrics/tpot/count");
+        if (st && strcmp(st, "ok") == 0 && !isfinite(ibex_report_num(pt, "metrics/tpot/p50")) && !(tc > 0))
+            cells[3] = "undefined";
         cells[4] = ibex_report_fmt_value(ibex_report_num(pt, "metrics/prefill_tok_per_s"), "", buf[4], 64);
         cells[5] = ibex_report_fmt_value(ibex_report_num(pt, "metrics/decode_ms_per_token"), "", buf[5], 64);
-        double u = ibex_report_num(pt, "kv/utilisation_mean");
+        double u = ibex_report_num(pt, "kv/utilisation_time_weighted");
+        if (!isfinite(u))
+            u = ibex_report_num(pt, "kv/utilisation_mean");
         if (isfinite(u))
             snprintf(b, sizeof b, "%.1f%%", 100.0 * u);
         else

@@ -89,6 +89,44 @@ char *ibex_report_fmt_value(double v, const char *unit, char *buf, size_t n);
 bool ibex_report_power_fit(const double *x, const double *y, size_t n, double *a, double *b,
                            double *r2);
 
+/* ---------------------------------------------------------------- noise */
+
+/* CV above which a figure is noisy when results.json carries no noise object (the
+ * runner's default noise.cv_max). */
+#define IBEX_REPORT_CV_MAX 0.10
+
+/* The spread of one timed figure of a point over its repetitions. */
+typedef struct ibex_report_spread {
+    size_t n;           /* repetitions behind the figure; 0 when unknown */
+    double median;      /* the figure itself (metrics.*, else the median of the repetitions) */
+    double sd, cv;      /* sample sd and sd / |mean| over the repetitions; NaN when n < 2 */
+    double lo, hi;      /* the interval verdicts use (NaN when n < 2): noise.M.ci_lo..ci_hi
+                           (~95 % CI of the median, order statistics) when given, else the
+                           min..max of the repetitions */
+    bool is_ci;         /* lo..hi is a CI of the median (false: the range of the repetitions) */
+    bool noisy;         /* noise.M.noisy when given, else n < 3 or cv > IBEX_REPORT_CV_MAX */
+    bool proxy;         /* the repetitions of another metric were scaled (see below) */
+    char reason[80];    /* why noisy ("cv 14.2% > 10%", "under-sampled: n=1"); "" otherwise */
+} ibex_report_spread;
+
+/* The spread of timed metric `metric` of a point, by its name in repetitions[] and
+ * noise{} ("wall_s", "prefill_s", "decode_ms_per_token", "output_tok_per_s",
+ * "ttft_p50", ... or "attention_prefill_s": ops.prefill.attention per repetition).
+ * Read from noise.<metric> when present; else computed from repetitions[k].<metric>;
+ * else, for a metric the repetitions lack, from a proxy they hold, each repetition's
+ * value scaled by the figure over the proxy's median (decode_ms_per_token and
+ * decode_tok_per_s from decode_s, prefill_tok_per_s and attention_prefill_s from
+ * prefill_s): same relative spread, proxy set. Returns false (out zeroed, NaN figures)
+ * when the point has no value for the metric. */
+bool ibex_report_spread_get(const json_t *point, const char *metric, ibex_report_spread *out);
+
+/* "12.3 ± 0.4 ms (CV 3 %)" (seconds: the unit follows the figure), "1234 ± 56 tok/s
+ * (CV 4 %)" (unit given, seconds false), "12.3 ms (n=1)" with one repetition, the bare
+ * figure when n is unknown, then " ⚠" when noisy. A NaN figure gives `missing`
+ * ("-", or "undefined" for TPOT/ITL that no request defined). Returns buf. */
+char *ibex_report_fmt_spread(const ibex_report_spread *s, bool seconds, const char *unit, const char *missing,
+                             char *buf, size_t n);
+
 /* ---------------------------------------------------------------- CSV */
 
 /* Writes results.csv to out: a header row, then one row per point:

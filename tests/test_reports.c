@@ -582,7 +582,7 @@ Test(reports, accounting_only_points_get_no_timing_plots)
     cr_assert_not_null(gp);
     cr_assert(strstr(gp, "set logscale x 2\n") != NULL, "%s", gp);
     cr_assert(strstr(gp, "set xtics (576, 1088, 2112)\n") != NULL, "%s", gp);
-    cr_assert(strstr(gp, " dt 2 title 'contiguous batch=32 used'") != NULL, "%s", gp);
+    cr_assert(strstr(gp, " dt 2 lw 2 title 'contiguous batch=32 used'") != NULL, "%s", gp);
     free(gp);
     rm_tree(dir);
     ibex_report_plots_free(p);
@@ -719,8 +719,8 @@ Test(reports, markdown_tables_formulas_and_readings)
     cr_assert(strstr(md, "abc123def456") != NULL);
     cr_assert(strstr(md, "| # | workload.prompt_tokens | status |") != NULL, "%s", md);
     /* Result rows: index, swept value, status, wall time with unit. */
-    cr_assert(strstr(md, "| 0 | 128 | ok | 250 ms |") != NULL, "%s", md);
-    cr_assert(strstr(md, "| 3 | 1024 | ok | 550 ms |") != NULL, "%s", md);
+    cr_assert(strstr(md, "| 0 | 128 | ok | 250 ± 0 ms (CV 0 %) |") != NULL, "%s", md);
+    cr_assert(strstr(md, "| 3 | 1024 | ok | 550 ± 0 ms (CV 0 %) |") != NULL, "%s", md);
     /* Per-op rows: 1024 tokens, attention share 67.2% (see the plan test). */
     cr_assert(strstr(md, "### Point 3: workload.prompt_tokens=1024") != NULL);
     cr_assert(strstr(md, "| attention | 67.2% |") != NULL, "%s", md);
@@ -1397,4 +1397,165 @@ Test(reports, write_all_writes_kernels_csv_only_with_gpu_activity)
     free(md);
     json_decref(r);
     rm_tree(dir);
+}
+
+/* ---------------------------------------------------------------- noise and undefined */
+
+/* A point holding only what the spread reader looks at. */
+static json_t *spread_point(json_t *metrics, json_t *reps, json_t *noise)
+{
+    json_t *pt = json_pack("{s:s, s:o}", "status", "ok", "metrics", metrics);
+    if (reps)
+        json_object_set_new(pt, "repetitions", reps);
+    if (noise)
+        json_object_set_new(pt, "noise", noise);
+    return pt;
+}
+
+Test(reports, spread_from_repetitions_formats_median_sd_and_cv)
+{
+    /* wall 10, 12, 14 ms: sd 2 ms, mean 12 ms, CV 16.7 % > 10 %: noisy. The figure is
+     * metrics.wall_s (the runner's median), never the mean. */
+    json_t *pt = spread_point(json_pack("{s:f}", "wall_s", 0.012),
+                              json_pack("[{s:f},{s:f},{s:f}]", "wall_s", 0.010, "wall_s", 0.014, "wall_s", 0.012), NULL);
+    ibex_report_spread s;
+    cr_assert(ibex_report_spread_get(pt, "wall_s", &s));
+    cr_expect_eq(s.n, 3);
+    cr_expect_float_eq(s.median, 0.012, 1e-15);
+    cr_expect_float_eq(s.sd, 0.002, 1e-12);
+    cr_expect_float_eq(s.cv, 0.002 / 0.012, 1e-12);
+    cr_expect_float_eq(s.lo, 0.010, 1e-15);
+    cr_expect_float_eq(s.hi, 0.014, 1e-15);
+    cr_expect(!s.is_ci);
+    cr_expect(s.noisy);
+    cr_expect_str_eq(s.reason, "cv 16.7% > 10%");
+    char b[128];
+    cr_expect_str_eq(ibex_report_fmt_spread(&s, true, "", "-", b, sizeof b), "12.0 ± 2 ms (CV 17 %) ⚠");
+    json_decref(pt);
+
+    /* a quiet point: 100, 101, 99 tok/s, CV 1 % */
+    pt = spread_point(json_pack("{s:f}", "output_tok_per_s", 100.0),
+                      json_pack("[{s:f},{s:f},{s:f}]", "output_tok_per_s", 100.0, "output_tok_per_s", 101.0,
+                                "output_tok_per_s", 99.0),
+                      NULL);
+    cr_assert(ibex_report_spread_get(pt, "output_tok_per_s", &s));
+    cr_expect(!s.noisy);
+    cr_expect_str_eq(ibex_report_fmt_spread(&s, false, "tok/s", "-", b, sizeof b), "100 ± 1 tok/s (CV 1.0 %)");
+    json_decref(pt);
+
+    /* one repetition: no spread known, under-sampled */
+    pt = spread_point(json_pack("{s:f}", "wall_s", 2.5), json_pack("[{s:f}]", "wall_s", 2.5), NULL);
+    cr_assert(ibex_report_spread_get(pt, "wall_s", &s));
+    cr_expect_eq(s.n, 1);
+    cr_expect(s.noisy);
+    cr_expect_str_eq(s.reason, "under-sampled: n=1");
+    cr_expect(isnan(s.lo));
+    cr_expect_str_eq(ibex_report_fmt_spread(&s, true, "", "-", b, sizeof b), "2.50 s (n=1) ⚠");
+    json_decref(pt);
+}
+
+Test(reports, spread_prefers_the_runner_noise_object_and_scales_a_proxy)
+{
+    json_t *noise = json_pack("{s:{s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:b, s:s}}", "wall_s", "n", 8, "median", 1.0,
+                              "mean", 1.0, "sd", 0.05, "cv", 0.05, "ci_lo", 0.97, "ci_hi", 1.04, "noisy", 1, "reason",
+                              "busy machine");
+    json_t *pt = spread_point(json_pack("{s:f}", "wall_s", 1.0), NULL, noise);
+    ibex_report_spread s;
+    cr_assert(ibex_report_spread_get(pt, "wall_s", &s));
+    cr_expect_eq(s.n, 8);
+    cr_expect(s.is_ci);
+    cr_expect_float_eq(s.lo, 0.97, 1e-15);
+    cr_expect_float_eq(s.hi, 1.04, 1e-15);
+    cr_expect(s.noisy, "the runner's flag wins over the CV");
+    cr_expect_str_eq(s.reason, "busy machine");
+    json_decref(pt);
+
+    /* decode_ms_per_token missing from the repetitions: scaled from decode_s */
+    pt = spread_point(json_pack("{s:f}", "decode_ms_per_token", 10.0),
+                      json_pack("[{s:f},{s:f},{s:f}]", "decode_s", 1.0, "decode_s", 2.0, "decode_s", 1.5), NULL);
+    cr_assert(ibex_report_spread_get(pt, "decode_ms_per_token", &s));
+    cr_expect(s.proxy);
+    cr_expect_float_eq(s.lo, 10.0 / 1.5, 1e-12);
+    cr_expect_float_eq(s.hi, 20.0 / 1.5, 1e-12);
+    json_decref(pt);
+}
+
+Test(reports, undefined_tpot_and_itl_and_busy_warning_in_markdown)
+{
+    json_t *r = make_results();
+    json_t *pt = json_array_get(json_object_get(r, "points"), 0);
+    json_t *m = json_object_get(pt, "metrics");
+    json_object_set_new(m, "tpot", json_pack("{s:i, s:n, s:n, s:n}", "count", 0, "p50", "p90", "p99"));
+    json_object_set_new(m, "itl", json_pack("{s:i, s:n, s:n, s:n}", "count", 0, "p50", "p90", "p99"));
+    json_object_set_new(pt, "conditions", json_pack("{s:i, s:s}", "threads", 2, "warning", "load 7.9 on 2 cores"));
+    ibex_status st;
+    char *md = capture_md(r, NULL, &st);
+    cr_assert_eq(st, IBEX_OK);
+    cr_expect(strstr(md, "| undefined | undefined | undefined |") != NULL, "%s", md);
+    cr_expect(strstr(md, "| 0.00") == NULL, "an undefined TPOT must not print as 0: %s", md);
+    const char *warn = strstr(md, "> **Busy machine:** 1 of");
+    cr_expect(warn != NULL, "%s", md);
+    cr_expect(warn && warn < strstr(md, "## What was run"), "the warning comes first");
+    cr_expect(strstr(md, "load 7.9 on 2 cores") != NULL);
+    free(md);
+    json_decref(r);
+}
+
+/* ---------------------------------------------------------------- plot references */
+
+Test(reports, scaling_plots_get_ticks_slopes_error_bars_and_kv_a_budget)
+{
+    /* quadratic results whose points have three repetitions of prefill_s (±10 %) */
+    json_t *r = make_results();
+    size_t i;
+    json_t *pt;
+    json_array_foreach(json_object_get(r, "points"), i, pt) {
+        double pf = json_real_value(json_object_get(json_object_get(pt, "metrics"), "prefill_s"));
+        json_t *reps = json_pack("[{s:f},{s:f},{s:f}]", "prefill_s", 0.9 * pf, "prefill_s", pf, "prefill_s", 1.1 * pf);
+        json_object_set_new(pt, "repetitions", reps);
+    }
+    ibex_report_plots *p = ibex_report_plots_plan(r, NULL);
+    cr_assert_not_null(p);
+    char dir[4096], path[4200];
+    make_tmpdir(dir, sizeof dir);
+    ibex_err e = {0};
+    cr_assert_eq(ibex_report_plots_render(p, dir, NULL, "off", &e), IBEX_OK, "%s", e.msg);
+    snprintf(path, sizeof path, "%s/prefill_scaling.gp", dir);
+    char *gp = slurp(path, NULL);
+    cr_assert_not_null(gp);
+    cr_expect(strstr(gp, "set xtics (128, 256, 512, 1024)") != NULL, "a tick at every prompt length: %s", gp);
+    cr_expect(strstr(gp, "title '∝ n (reference: linear)'") != NULL, "%s", gp);
+    cr_expect(strstr(gp, "title '∝ n² (reference: quadratic)'") != NULL, "%s", gp);
+    cr_expect(strstr(gp, "using 1:2:3:4 with yerrorlines") != NULL, "error bars from repetitions: %s", gp);
+    free(gp);
+    snprintf(path, sizeof path, "%s/prefill_scaling.dat", dir);
+    char *dat = slurp(path, NULL);
+    cr_assert_not_null(dat);
+    /* the whole prefill at 128 tokens: its three repetitions span 0.9..1.1 of the median */
+    double pf = json_real_value(
+        json_object_get(json_object_get(json_array_get(json_object_get(r, "points"), 0), "metrics"), "prefill_s"));
+    char want[128];
+    snprintf(want, sizeof want, "\n128 %.9g %.9g %.9g\n", pf, 0.9 * pf, 1.1 * pf);
+    cr_expect(strstr(dat, want) != NULL, "want '%s' in %s", want + 1, dat);
+    free(dat);
+    rm_tree(dir);
+    ibex_report_plots_free(p);
+    json_decref(r);
+
+    /* KV bars: a budget line at the pool */
+    r = make_results_swept(N_PTS, true);
+    p = ibex_report_plots_plan(r, NULL);
+    cr_assert_not_null(p);
+    make_tmpdir(dir, sizeof dir);
+    cr_assert_eq(ibex_report_plots_render(p, dir, NULL, "off", &e), IBEX_OK, "%s", e.msg);
+    snprintf(path, sizeof path, "%s/kv_memory.gp", dir);
+    gp = slurp(path, NULL);
+    cr_assert_not_null(gp);
+    cr_expect(strstr(gp, "256 with lines lc rgb '#c00000' dt 2 lw 2 title 'KV budget (pool) 256 MiB'") != NULL, "%s",
+              gp);
+    cr_expect(strstr(gp, "set yrange [0:286.72]") != NULL, "headroom over the budget line: %s", gp);
+    free(gp);
+    rm_tree(dir);
+    ibex_report_plots_free(p);
+    json_decref(r);
 }
