@@ -231,7 +231,7 @@ static bool provenance(ibex_compare_result *r, const json_t *base, const json_t 
         {"provenance/cpu_model", "machine/cpu", true},   {"provenance/cpu_cores", "machine/cores", true},
         {"provenance/compiler", NULL, true},             {"provenance/c_flags", NULL, true},
         {"provenance/build_type", "ibex/build_type", true}, {"provenance/native", NULL, true},
-        {"provenance/hostname", NULL, false},            {"provenance/threads_default", NULL, false},
+        {"provenance/hostname", NULL, true},             {"provenance/threads_default", NULL, false},
         {"provenance/omp_env", NULL, false},             {"provenance/mem_total_bytes", "machine/memory_bytes", false},
     };
     bool same = true;
@@ -243,6 +243,12 @@ static bool provenance(ibex_compare_result *r, const json_t *base, const json_t 
         if (f[i].machine) same = false;
         push_str(&r->warnings, &r->n_warnings, "%s differs: BASE '%s', NEW '%s'", strchr(f[i].key, '/') + 1,
                  a[0] ? a : "(not recorded)", b[0] ? b : "(not recorded)");
+    }
+    /* a machine is only known to match when both runs recorded their provenance */
+    if (!json_is_object(json_object_get(base, "provenance")) || !json_is_object(json_object_get(nw, "provenance"))) {
+        push_str(&r->warnings, &r->n_warnings, "%s has no provenance: cannot tell whether the machines match",
+                 json_is_object(json_object_get(base, "provenance")) ? "NEW" : "BASE");
+        same = false;
     }
     const json_t *da = ibex_report_get(base, "provenance/git_dirty"), *db = ibex_report_get(nw, "provenance/git_dirty");
     if (json_is_true(da)) push_str(&r->warnings, &r->n_warnings, "BASE was built from a tree with uncommitted changes");

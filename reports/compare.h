@@ -51,8 +51,10 @@ const char *ibex_cmp_verdict_name(ibex_cmp_verdict v);
 typedef enum ibex_cmp_kind { IBEX_CMP_TIMING, IBEX_CMP_COUNTER, IBEX_CMP_INSTRUCTIONS } ibex_cmp_kind;
 
 /* How timing regressions count: strict (fail), informative (shown only), or auto
- * (strict when the two runs' machines match: same cpu_model, cpu_cores, compiler,
- * c_flags, build_type and native flag; informative otherwise). */
+ * (strict when both runs carry a provenance and their machines match: same
+ * cpu_model, cpu_cores, compiler, c_flags, build_type, native flag and hostname;
+ * informative otherwise, so a CI runner that is not the baseline's machine never fails
+ * on timings). */
 typedef enum ibex_cmp_timings { IBEX_CMP_TIMINGS_STRICT, IBEX_CMP_TIMINGS_INFO, IBEX_CMP_TIMINGS_AUTO } ibex_cmp_timings;
 
 typedef struct ibex_compare_opts {
