@@ -106,14 +106,24 @@ res = json.load(open(os.path.join(out + "_bad", "results.json")))
 check(res["complete"] is False and "prompts.jsonl:6:" in (res["points"][0]["error"] or ""),
       f"arrivals: a bad JSONL line is reported with its line: {res['points'][0]['error']}")
 
-r = run("bench", "-m", "synthetic:tiny", "-p", "16,32", "-n", "4", "-b", "1-2+1", "-r", "1", "-o", "csv")
+r = run("bench", "-m", "synthetic:tiny", "-p", "16,32", "-n", "4", "-c", "1-2+1", "-r", "2", "-o", "csv")
 rows = list(csv.DictReader(r.stdout.splitlines()))
-check(r.returncode == 0 and len(rows) == 4, f"bench: 2 prompts x 2 batches = {len(rows)} CSV rows")
-check(all(row["status"] == "ok" and float(row["decode t/s"]) > 0 for row in rows), "bench: every row measured")
-check([(row["prompt"], row["batch"]) for row in rows] == [("16", "1"), ("16", "2"), ("32", "1"), ("32", "2")],
-      "bench: last list varies fastest")
+check(r.returncode == 0 and len(rows) == 6, f"bench: (pp16, pp32, tg4) x 2 concurrencies = {len(rows)} CSV rows")
+check(all(row["status"] == "ok" and float(row["avg_ts"]) > 0 and len(row["samples_ts"].split()) == 2 for row in rows),
+      "bench: every row measured, two samples each")
+check([(row["n_prompt"], row["n_gen"], row["concurrency"]) for row in rows] ==
+      [("16", "0", "1"), ("32", "0", "1"), ("0", "4", "1"), ("16", "0", "2"), ("32", "0", "2"), ("0", "4", "2")],
+      "bench: tests vary fastest, as in llama-bench")
 r = run("bench", "-p", "64-32+8")
-check(r.returncode == 2 and "bad range" in r.stderr, "bench: a bad range is refused")
+check(r.returncode == 2 and "empty range" in r.stderr, "bench: an empty range is refused as such")
+r = run("bench", "-b", "4")
+check(r.returncode == 2 and "--concurrency" in r.stderr, "bench: -b is refused, naming -c/--concurrency")
+r = run("bench", "-m", "synthetic:tiny", "-p", "16", "-n", "0", "-pg", "8,4", "-r", "2", "-o", "sql")
+if shutil.which("sqlite3"):
+    q = subprocess.run(["sqlite3", ":memory:"], input=r.stdout + "SELECT n_prompt, n_gen FROM test;\n",
+                       capture_output=True, text=True)
+    check(r.returncode == 0 and q.returncode == 0 and q.stdout.split() == ["16|0", "8|4"],
+          f"bench: -o sql rows load into sqlite3 ({q.stdout.strip()} {q.stderr.strip()[:200]})")
 
 bad = os.path.join(a.workdir, "bad.yaml")
 open(bad, "w").write("model: synthetic:tiny\nkv:\n  polcy: paged\n")
