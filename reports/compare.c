@@ -341,8 +341,12 @@ static size_t samples(const json_t *pt, const char *ops_phase, const char *name,
     return n;
 }
 
+/* A metric is noisy on a side when the run says so (noise.METRIC.noisy), or when the
+ * whole point ran on a busy machine or starved (conditions.busy): its timings then
+ * measure the neighbours as much as the code. */
 static bool noisy(const json_t *pt, const char *metric) {
-    return json_is_true(json_object_get(json_object_get(json_object_get(pt, "noise"), metric), "noisy"));
+    return json_is_true(json_object_get(json_object_get(json_object_get(pt, "noise"), metric), "noisy")) ||
+           json_is_true(json_object_get(json_object_get(pt, "conditions"), "busy"));
 }
 
 #define MAX_REPS 4096
@@ -371,7 +375,7 @@ static bool timing_row(ibex_compare_result *r, size_t *cap, const ibex_compare_o
     if (!na || !nb) {
         w->verdict = IBEX_CMP_INCONCLUSIVE;
         snprintf(w->note, sizeof w->note, "no per-repetition samples in %s", !na && !nb ? "either run" : !na ? "BASE" : "NEW");
-    } else if (!o->ignore_noise && (noisy(a->pt, name) || noisy(b->pt, name)) && !ops_phase) {
+    } else if (!o->ignore_noise && (noisy(a->pt, name) || noisy(b->pt, name))) {
         w->verdict = IBEX_CMP_INCONCLUSIVE;
         snprintf(w->note, sizeof w->note, "marked noisy in %s",
                  noisy(a->pt, name) && noisy(b->pt, name) ? "both runs" : noisy(a->pt, name) ? "BASE" : "NEW");
@@ -498,9 +502,9 @@ static bool compare_pair(ibex_compare_result *r, size_t *cap, const ibex_compare
     if (!isnan(ta) && !isnan(tb) && ta != tb)
         push_str(&r->warnings, &r->n_warnings, "%s: threads used differ (BASE %g, NEW %g)", label, ta, tb);
     if (json_is_true(ibex_report_get(a->pt, "conditions/busy")))
-        push_str(&r->warnings, &r->n_warnings, "%s: BASE ran on a busy machine", label);
+        push_str(&r->warnings, &r->n_warnings, "%s: BASE ran on a busy machine (its timings are inconclusive)", label);
     if (json_is_true(ibex_report_get(b->pt, "conditions/busy")))
-        push_str(&r->warnings, &r->n_warnings, "%s: NEW ran on a busy machine", label);
+        push_str(&r->warnings, &r->n_warnings, "%s: NEW ran on a busy machine (its timings are inconclusive)", label);
 
     for (size_t i = 0; i < sizeof k_timings / sizeof k_timings[0]; i++)
         if (wanted(o, k_timings[i].name) &&

@@ -9,7 +9,8 @@
  *    medians. Direction-aware: "worse" is lower for rates (…_per_s), higher otherwise.
  *    regression  = p < alpha AND worse by more than the threshold;
  *    improved    = p < alpha AND better by more than the threshold;
- *    inconclusive= either side marked noisy (noise.METRIC.noisy), or the sample sizes
+ *    inconclusive= either side marked noisy (noise.METRIC.noisy, or conditions.busy
+ *                  for every timing of the point), or the sample sizes
  *                  cannot reach alpha (ibex_mann_whitney_min_p(n_a, n_b) > alpha), or
  *                  a side has no samples;
  *    pass        = otherwise.

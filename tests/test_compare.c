@@ -31,6 +31,7 @@ typedef struct fx {
     bool reversed;     /* points written in the other order */
     const char *other; /* kv.policy of the second point */
     bool noisy;        /* noise.wall_s.noisy on every point */
+    bool busy;         /* conditions.busy on every point */
     double instr;      /* instructions count per point (0: none) */
 } fx;
 
@@ -56,6 +57,7 @@ static json_t *mk_point(const fx *f, const char *policy, int idx) {
                           "matmul", "ns", 1e6, "calls", 10, "flops", 1e9, "bytes", 2e6, "repetitions", reps);
     if (f->noisy)
         json_object_set_new(p, "noise", json_pack("{s:{s:b,s:s}}", "wall_s", "noisy", 1, "reason", "cv 30 %"));
+    if (f->busy) json_object_set_new(p, "conditions", json_pack("{s:b,s:i}", "busy", 1, "threads", 1));
     if (f->instr > 0) json_object_set_new(p, "instructions", json_pack("{s:f,s:s}", "count", f->instr, "tool", "callgrind"));
     return p;
 }
@@ -206,6 +208,17 @@ Test(compare, noisy_side_is_inconclusive) {
     o.ignore_noise = true;
     r = run_cmp(&a, &b, &o);
     cr_assert_eq(row(r, "contiguous", "wall_s")->verdict, IBEX_CMP_REGRESSION);
+    ibex_compare_free(r);
+}
+
+Test(compare, busy_side_makes_every_timing_inconclusive) {
+    fx a = fx_default(), b = fx_default();
+    b.slow = 1.25, b.busy = true, b.peak_delta = 1;
+    ibex_compare_result *r = run_cmp(&a, &b, NULL);
+    cr_assert_eq(row(r, "contiguous", "wall_s")->verdict, IBEX_CMP_INCONCLUSIVE);
+    cr_assert_eq(row(r, "paged", "ops.decode.matmul")->verdict, IBEX_CMP_INCONCLUSIVE);
+    cr_assert_eq(r->n_regressions, 0);
+    cr_assert_eq(ibex_compare_exit_code(r), 1, "counters are still strict on a busy machine");
     ibex_compare_free(r);
 }
 
