@@ -37,10 +37,17 @@ awk 'BEGIN{skip=0} /^kv:/{skip=1; while ((getline l < "'"$OUT/kv.yaml"'") > 0) p
      skip && /^  /{next} {skip=0; print}' "$OUT/point.yaml" >"$OUT/point2.yaml"
 mv "$OUT/point2.yaml" "$OUT/point.yaml"
 
-run() { # run NAME [PCT]
-  IBEX_DEBUG_SLOWDOWN_PCT="${2:-0}" "$IBEX" run "$OUT/point.yaml" --out "$OUT/$1" >"$OUT/$1.log" 2>&1 \
-    || { echo "prove_gate.sh: run $1 failed:" >&2; tail -5 "$OUT/$1.log" >&2; exit 2; }
+run() { # run NAME [PCT]; NAME.cpw gets the process's CPU time / wall time
+  local t
+  t=$( { TIMEFORMAT='%R %U %S'; time IBEX_DEBUG_SLOWDOWN_PCT="${2:-0}" "$IBEX" run "$OUT/point.yaml" --out "$OUT/$1" \
+         >"$OUT/$1.log" 2>&1; } 2>&1 ) || { echo "prove_gate.sh: run $1 failed:" >&2; tail -5 "$OUT/$1.log" >&2; exit 2; }
+  echo "$t" | awk '{ printf "%.3f\n", ($2 + $3) / $1 }' >"$OUT/$1.cpw"
 }
+# Whether both runs of a comparison kept their one thread busy (CPU / wall >= CPW_MIN):
+# a stand-in for the runner's conditions.busy guard, which makes `ibex compare` call
+# the timings of a starved run inconclusive instead of comparing them.
+CPW_MIN=${CPW_MIN:-0.9}
+quiet() { awk -v a="$(cat "$OUT/$1.cpw")" -v b="$(cat "$OUT/$2.cpw")" -v m="$CPW_MIN" 'BEGIN { exit !(a >= m && b >= m) }'; }
 verdict() { # verdict BASE NEW -> prints the exit code and the failing metrics
   local rc=0
   "$IBEX" compare "$OUT/$1" "$OUT/$2" --json "$OUT/$2.cmp.json" "${EXTRA[@]}" >"$OUT/$2.cmp.md" 2>&1 || rc=$?
@@ -49,9 +56,17 @@ verdict() { # verdict BASE NEW -> prints the exit code and the failing metrics
   echo "$rc $m"
 }
 
-declare -A hits
-hits[aa]=0
-for p in $PCTS; do hits[$p]=0; done
+declare -A hits qhits qn
+hits[aa]=0 qhits[aa]=0 qn[aa]=0
+for p in $PCTS; do hits[$p]=0 qhits[$p]=0 qn[$p]=0; done
+tally() { # tally KEY BASE NEW RC
+  [ "$4" = 1 ] && hits[$1]=$((hits[$1] + 1))
+  if quiet "$2" "$3"; then
+    qn[$1]=$((qn[$1] + 1))
+    [ "$4" = 1 ] && qhits[$1]=$((qhits[$1] + 1))
+  fi
+  return 0
+}
 start=$(date +%s)
 echo "prove_gate: $PAIRS pairs, slowdowns: $PCTS %; $(uptime | sed 's/.*load/load/')" | tee "$OUT/summary.txt"
 for i in $(seq 1 "$PAIRS"); do
@@ -60,18 +75,23 @@ for i in $(seq 1 "$PAIRS"); do
   for j in $(printf '%s\n' "${jobs[@]}" | shuf); do run "${j%%:*}" "${j##*:}"; done
   line="pair $i:"
   read -r rc m < <(verdict "a$i" "aa$i")
-  [ "$rc" = 1 ] && hits[aa]=$((hits[aa] + 1))
+  tally aa "a$i" "aa$i" "$rc"
   line+=" A/A rc=$rc ($m)"
   for p in $PCTS; do
     read -r rc m < <(verdict "a$i" "s${p}_$i")
-    [ "$rc" = 1 ] && hits[$p]=$((hits[$p] + 1))
+    tally "$p" "a$i" "s${p}_$i" "$rc"
     line+="; +$p% rc=$rc ($m)"
   done
+  line+="; cpu/wall A $(cat "$OUT/a$i.cpw") A' $(cat "$OUT/aa$i.cpw")"
+  for p in $PCTS; do line+=" +$p% $(cat "$OUT/s${p}_$i.cpw")"; done
   echo "$line" | tee -a "$OUT/summary.txt"
 done
 {
   echo "A/A false alarms: ${hits[aa]} / $PAIRS"
   for p in $PCTS; do echo "+$p % slowdown detected: ${hits[$p]} / $PAIRS"; done
+  echo "only comparisons whose two runs had CPU/wall >= $CPW_MIN (the busy guard; the others are inconclusive):"
+  echo "  A/A false alarms: ${qhits[aa]} / ${qn[aa]}"
+  for p in $PCTS; do echo "  +$p % slowdown detected: ${qhits[$p]} / ${qn[$p]}"; done
   echo "settings: ibex compare defaults ${EXTRA[*]:-}; $(($(date +%s) - start)) s; $(uptime | sed 's/.*load/load/')"
   echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores"
 } | tee -a "$OUT/summary.txt"
