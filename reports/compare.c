@@ -43,6 +43,7 @@ static const struct {
     const char *summary;
 } k_timings[] = {
     {"wall_s", false, "metrics/wall_s"},
+    {"cpu_s", false, NULL}, /* per-repetition CPU time, where a run records it: robust to time-slicing */
     {"output_tok_per_s", true, "metrics/output_tok_per_s"},
     {"total_tok_per_s", true, "metrics/total_tok_per_s"},
     {"hypothesis_tok_per_s", true, "metrics/hypothesis_tok_per_s"},
