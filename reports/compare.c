@@ -429,11 +429,14 @@ static bool counter_row(ibex_compare_result *r, size_t *cap, const ibex_compare_
     return true;
 }
 
-/* point.instructions: a number, or {"count": N, "tool": "callgrind"}. */
-static double instructions(const json_t *pt, const char **tool) {
+/* point.instructions: a number, or {"count": N, "tool": "callgrind", "scope": "..."};
+ * tool is written as "TOOL" or "TOOL (SCOPE)" into buf (or left empty). */
+static double instructions(const json_t *pt, char *tool, size_t n) {
     const json_t *v = json_object_get(pt, "instructions");
+    tool[0] = 0;
     if (json_is_object(v)) {
-        if (tool) *tool = json_string_value(json_object_get(v, "tool"));
+        const char *t = json_string_value(json_object_get(v, "tool")), *sc = json_string_value(json_object_get(v, "scope"));
+        if (t) snprintf(tool, n, "%s%s%s%s", t, sc ? " (" : "", sc ? sc : "", sc ? ")" : "");
         v = json_object_get(v, "count");
     }
     return json_is_number(v) ? json_number_value(v) : NAN;
@@ -441,8 +444,8 @@ static double instructions(const json_t *pt, const char **tool) {
 
 static bool instr_row(ibex_compare_result *r, size_t *cap, const ibex_compare_opts *o, const char *label, const pt_ref *a,
                       const pt_ref *b) {
-    const char *ta = NULL, *tb = NULL;
-    double ia = instructions(a->pt, &ta), ib = instructions(b->pt, &tb);
+    char ta[160], tb[160];
+    double ia = instructions(a->pt, ta, sizeof ta), ib = instructions(b->pt, tb, sizeof tb);
     if (isnan(ia) && isnan(ib)) return true;
     ibex_compare_row *w = push_row(r, cap);
     if (!w) return false;
@@ -457,7 +460,7 @@ static bool instr_row(ibex_compare_result *r, size_t *cap, const ibex_compare_op
         return true;
     }
     w->change = ia != 0 ? (ib - ia) / fabs(ia) : NAN;
-    if (ta && tb && strcmp(ta, tb)) {
+    if (ta[0] && tb[0] && strcmp(ta, tb)) {
         w->verdict = IBEX_CMP_INCONCLUSIVE, r->n_inconclusive++;
         snprintf(w->note, sizeof w->note, "counted by different tools (%s vs %s)", ta, tb);
     } else if (isfinite(w->change) && w->change > o->instr_threshold) {

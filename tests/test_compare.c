@@ -33,6 +33,7 @@ typedef struct fx {
     bool noisy;        /* noise.wall_s.noisy on every point */
     bool busy;         /* conditions.busy on every point */
     double instr;      /* instructions count per point (0: none) */
+    const char *scope; /* instructions.scope (NULL: none) */
 } fx;
 
 static fx fx_default(void) { return (fx){.reps = 9, .slow = 1.0, .spread = 0.01, .cpu = "Test CPU", .other = "paged"}; }
@@ -58,7 +59,11 @@ static json_t *mk_point(const fx *f, const char *policy, int idx) {
     if (f->noisy)
         json_object_set_new(p, "noise", json_pack("{s:{s:b,s:s}}", "wall_s", "noisy", 1, "reason", "cv 30 %"));
     if (f->busy) json_object_set_new(p, "conditions", json_pack("{s:b,s:i}", "busy", 1, "threads", 1));
-    if (f->instr > 0) json_object_set_new(p, "instructions", json_pack("{s:f,s:s}", "count", f->instr, "tool", "callgrind"));
+    if (f->instr > 0) {
+        json_t *in = json_pack("{s:f,s:s}", "count", f->instr, "tool", "callgrind");
+        if (f->scope) json_object_set_new(in, "scope", json_string(f->scope));
+        json_object_set_new(p, "instructions", in);
+    }
     return p;
 }
 
@@ -266,6 +271,11 @@ Test(compare, instructions_gate) {
     b.instr = 1.005e9;
     r = run_cmp(&a, &b, NULL);
     cr_assert_eq(row(r, "contiguous", "instructions")->verdict, IBEX_CMP_PASS);
+    ibex_compare_free(r);
+    b.instr = 2e9, b.scope = "ibex_engine_step"; /* counted over another scope: not comparable */
+    r = run_cmp(&a, &b, NULL);
+    cr_assert_eq(row(r, "contiguous", "instructions")->verdict, IBEX_CMP_INCONCLUSIVE);
+    cr_assert_eq(ibex_compare_exit_code(r), 0);
     ibex_compare_free(r);
 }
 
