@@ -247,8 +247,9 @@ static bool provenance(ibex_compare_result *r, const json_t *base, const json_t 
     }
     /* a machine is only known to match when both runs recorded their provenance */
     if (!json_is_object(json_object_get(base, "provenance")) || !json_is_object(json_object_get(nw, "provenance"))) {
-        push_str(&r->warnings, &r->n_warnings, "%s has no provenance: cannot tell whether the machines match",
-                 json_is_object(json_object_get(base, "provenance")) ? "NEW" : "BASE");
+        bool pa = json_is_object(json_object_get(base, "provenance")), pb = json_is_object(json_object_get(nw, "provenance"));
+        push_str(&r->warnings, &r->n_warnings, "%s no provenance: cannot tell whether the machines match",
+                 !pa && !pb ? "BASE and NEW have" : pa ? "NEW has" : "BASE has");
         same = false;
     }
     const json_t *da = ibex_report_get(base, "provenance/git_dirty"), *db = ibex_report_get(nw, "provenance/git_dirty");
