@@ -14,7 +14,7 @@ static void usage(FILE *f) {
             "\n"
             "commands:\n"
             "  run        run a scenario file: sweeps, metrics, results.json, CSV, Markdown, plots\n"
-            "  bench      llama-bench-style one-liners: -p 128,512 -n 32 -b 1,4 --kv contiguous,paged -r 5\n"
+            "  bench      llama-bench-style tests: -p 512 -n 128 -pg 512,128 -d 0,512 -c 1,4 --kv contiguous,paged -o sql\n"
             "  compare    regression gate: 'compare BASE NEW' (results.json, run folders or suites);\n"
             "             Mann-Whitney U on repetitions + a floor, exact counters; exit 1 on a regression\n"
             "  report     re-render the reports of a results directory from its results.json\n"
