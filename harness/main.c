@@ -14,7 +14,9 @@ static void usage(FILE *f) {
             "\n"
             "commands:\n"
             "  run        run a scenario file: sweeps, metrics, results.json, CSV, Markdown, plots\n"
-            "  bench      llama-bench-style one-liners: -p 128,512 -n 32 -b 1,4 --kv contiguous,paged -r 5\n"
+            "  bench      llama-bench-style tests: -p 512 -n 128 -pg 512,128 -d 0,512 -c 1,4 --kv contiguous,paged -o sql\n"
+            "  compare    regression gate: 'compare BASE NEW' (results.json, run folders or suites);\n"
+            "             Mann-Whitney U on repetitions + a floor, exact counters; exit 1 on a regression\n"
             "  report     re-render the reports of a results directory from its results.json\n"
             "  generate   run a prompt through a model and print text and prefill/decode speed\n"
             "  opbench    single-op microbenchmarks on a backend: decode attention (contiguous vs paged,\n"
@@ -42,6 +44,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "run")) return ibex_cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "report")) return ibex_cmd_report(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return ibex_cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "compare")) return ibex_cmd_compare(argc - 1, argv + 1);
     if (!strcmp(cmd, "opbench")) return ibex_cmd_opbench(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("ibex %s (commit %s, %s build)\n", IBEX_VERSION, IBEX_GIT_COMMIT, IBEX_BUILD_TYPE);
@@ -51,7 +54,7 @@ int main(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
-    static const char *const cmds[] = {"run", "report", "bench", "opbench", "generate", "batch", "model", "version", "help", NULL};
+    static const char *const cmds[] = {"run", "report", "compare", "bench", "opbench", "generate", "batch", "model", "version", "help", NULL};
     /* A prefix ("gen", "rep") or an extension ("benchmark") first, then the nearest spelling. */
     const char *s = NULL;
     for (const char *const *c = cmds; !s && *c; c++) {

@@ -577,6 +577,11 @@ static ibex_status run_rep(const ibex_point *pt, const ibex_model *m, ibex_backe
         if (hook) on_span(in, true, "step", -1);
         int nev = ibex_engine_step(e, ev, cap, err);
         double te = ibex_cli_now_s();
+        /* IBEX_DEBUG_SLOWDOWN_PCT=P busy-waits P % of each step's time: the injected
+         * slowdown that proves the regression gate (docs/COMPARE.md). Unset: no cost. */
+        static double slow = -1;
+        if (slow < 0) slow = getenv("IBEX_DEBUG_SLOWDOWN_PCT") ? fmax(atof(getenv("IBEX_DEBUG_SLOWDOWN_PCT")), 0) / 100 : 0;
+        if (slow > 0) for (double until = te + (te - ts) * slow; (te = ibex_cli_now_s()) < until;) {}
         if (hook) on_span(in, false, "step", -1);
         if (nev < 0) {
             st = err->status;
