@@ -22,9 +22,6 @@
 #include "engine/sampler.h"
 #include "harness/cli.h"
 #include "harness/cupti.h"
-#if defined(IBEX_HAVE_CUPTI)
-#include <cupti.h>
-#endif
 #include "harness/metrics.h"
 #include "harness/nvtx.h"
 #include "ibex_build.h"
@@ -1032,12 +1029,10 @@ static void instruments_setup(const ibex_scenario *s, run_globals *gx) {
         want |= s->points[i].instruments == IBEX_INSTR_CUPTI && s->points[i].engine.compute;
     if (!want) return;
     ibex_err err = {0};
-#if defined(IBEX_HAVE_CUPTI)
-    Dl_info di;
-    if (!getenv("NVTX_INJECTION64_PATH") && dladdr((void *)cuptiGetVersion, &di) && di.dli_fname)
-        setenv("NVTX_INJECTION64_PATH", di.dli_fname, 0);
-#endif
-    if (!(gx->cupti = ibex_cupti_new(&err)) || ibex_cupti_start(gx->cupti, &err)) {
+    gx->cupti = ibex_cupti_new(&err); /* opens libcupti (not linked: cuda_libs.h) */
+    if (gx->cupti && !getenv("NVTX_INJECTION64_PATH") && ibex_cupti_library()[0])
+        setenv("NVTX_INJECTION64_PATH", ibex_cupti_library(), 0);
+    if (!gx->cupti || ibex_cupti_start(gx->cupti, &err)) {
         ibex_cupti_free(gx->cupti);
         gx->cupti = NULL;
         snprintf(gx->cupti_error, sizeof gx->cupti_error, "%s", err.msg);

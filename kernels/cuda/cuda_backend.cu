@@ -34,7 +34,10 @@
  *     need x converted to F16/BF16 (losing precision the CPU keeps); the matvec kernel
  *     streams F16/BF16 weight rows with 128-bit loads and keeps x and the sums in F32.
  *     cuBLAS (tensor cores) takes T > 4, where reuse of each weight makes it compute bound.
- *  7. Threads: a backend serves one host thread at a time; every entry point first makes
+ *  7. Libraries: cudart is linked statically and cuBLAS is opened at run time
+ *     (cuda_cublas.cu, before anything else in the constructor), so the binary needs no
+ *     CUDA shared library to start and a missing cuBLAS is this constructor's error.
+ *  8. Threads: a backend serves one host thread at a time; every entry point first makes
  *     the backend's device current, so that thread may change between calls. */
 #include <stdarg.h>
 #include <stdio.h>
@@ -414,7 +417,7 @@ done:
 static void ctx_release(ibex_cuda_ctx *ctx) {
     (void)ibex_cuda_enter(ctx);
     if (ctx->stream) (void)cudaStreamSynchronize(ctx->stream);
-    if (ctx->cublas) (void)cublasDestroy(ctx->cublas);
+    if (ctx->cublas) (void)ibex_cublas.destroy(ctx->cublas);
     for (size_t i = 0; i < ctx->bufs.cap; i++)
         if (ctx->bufs.e[i].key) (void)cudaFree(ctx->bufs.e[i].dev);
     free(ctx->bufs.e);
@@ -449,6 +452,12 @@ extern "C" ibex_backend *ibex_backend_cuda_new(int device, ibex_err *err) {
     ibex_backend *be = NULL;
     ibex_cuda_ctx *ctx = NULL;
     cudaDeviceProp prop;
+    /* cuBLAS is opened at run time (cuda_cublas.cu): without it the backend cannot start,
+     * and the message names the library, whatever the state of the driver */
+    if (ibex_cuda_cublas_load(err) != IBEX_OK) {
+        (void)cudaGetLastError();
+        return NULL;
+    }
     if (e != cudaSuccess) {
         (void)cudaGetLastError();
         /* With no NVIDIA driver at all the runtime says "driver version is insufficient". */
@@ -480,8 +489,8 @@ extern "C" ibex_backend *ibex_backend_cuda_new(int device, ibex_err *err) {
     if (IBEX_CUDA_TRY(ctx, err, cudaSetDevice(device)) != IBEX_OK ||
         IBEX_CUDA_TRY(ctx, err, cudaGetDeviceProperties(&prop, device)) != IBEX_OK ||
         IBEX_CUDA_TRY(ctx, err, cudaStreamCreateWithFlags(&ctx->stream, cudaStreamNonBlocking)) != IBEX_OK ||
-        IBEX_CUBLAS_TRY(ctx, err, cublasCreate(&ctx->cublas)) != IBEX_OK ||
-        IBEX_CUBLAS_TRY(ctx, err, cublasSetStream(ctx->cublas, ctx->stream)) != IBEX_OK)
+        IBEX_CUBLAS_TRY(ctx, err, ibex_cublas.create(&ctx->cublas)) != IBEX_OK ||
+        IBEX_CUBLAS_TRY(ctx, err, ibex_cublas.set_stream(ctx->cublas, ctx->stream)) != IBEX_OK)
         goto fail;
     snprintf(ctx->name, sizeof ctx->name, "%s", prop.name);
     ctx->cc_major = prop.major;
@@ -491,10 +500,10 @@ extern "C" ibex_backend *ibex_backend_cuda_new(int device, ibex_err *err) {
      * the handle to the default workspace pool */
     ctx->cublas_ws = ibex_cuda_buf_alloc(ctx, CUBLAS_WORKSPACE_BYTES, IBEX_BUF_WORKSPACE, false, err);
     if (!ctx->cublas_ws ||
-        IBEX_CUBLAS_TRY(ctx, err, cublasSetWorkspace(ctx->cublas, ctx->cublas_ws, CUBLAS_WORKSPACE_BYTES)) != IBEX_OK ||
+        IBEX_CUBLAS_TRY(ctx, err, ibex_cublas.set_workspace(ctx->cublas, ctx->cublas_ws, CUBLAS_WORKSPACE_BYTES)) != IBEX_OK ||
         /* default math allows tensor cores for F16/BF16 inputs; F32 GEMMs ask for
          * CUBLAS_COMPUTE_32F_PEDANTIC per call (no TF32), see cuda_matmul.cu */
-        IBEX_CUBLAS_TRY(ctx, err, cublasSetMathMode(ctx->cublas, CUBLAS_DEFAULT_MATH)) != IBEX_OK)
+        IBEX_CUBLAS_TRY(ctx, err, ibex_cublas.set_math_mode(ctx->cublas, CUBLAS_DEFAULT_MATH)) != IBEX_OK)
         goto fail;
     memset(&ctx->err, 0, sizeof ctx->err);
 

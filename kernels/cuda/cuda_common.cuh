@@ -61,6 +61,30 @@ typedef struct ibex_cuda_ctx {
 
 static inline ibex_cuda_ctx *ibex_cuda_ctx_of(ibex_backend *be) { return (ibex_cuda_ctx *)be->ctx; }
 
+/* ---- cuBLAS, opened at run time (cuda_cublas.cu) ---- */
+
+/* The cuBLAS functions the backend calls; valid after ibex_cuda_cublas_load succeeded. */
+typedef struct ibex_cublas_api {
+    cublasStatus_t (*create)(cublasHandle_t *h);
+    cublasStatus_t (*destroy)(cublasHandle_t h);
+    cublasStatus_t (*set_stream)(cublasHandle_t h, cudaStream_t s);
+    cublasStatus_t (*set_workspace)(cublasHandle_t h, void *p, size_t bytes);
+    cublasStatus_t (*set_math_mode)(cublasHandle_t h, cublasMath_t m);
+    const char *(*status_string)(cublasStatus_t s);
+    cublasStatus_t (*gemm_ex)(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                              const void *alpha, const void *A, cudaDataType_t at, int lda, const void *B,
+                              cudaDataType_t bt, int ldb, const void *beta, void *C, cudaDataType_t ct, int ldc,
+                              cublasComputeType_t comp, cublasGemmAlgo_t algo);
+} ibex_cublas_api;
+extern ibex_cublas_api ibex_cublas;
+
+/* Opens libcublas.so.13 (kernels/cuda/cuda_libs.h says where it looks) and fills
+ * ibex_cublas, once per process; thread-safe. IBEX_ERR_UNSUPPORTED with err naming the
+ * library when it cannot. */
+ibex_status ibex_cuda_cublas_load(ibex_err *err);
+/* The file cuBLAS was loaded from ("" before a successful load). */
+const char *ibex_cuda_cublas_path(void);
+
 /* ---- errors (cuda_backend.cu) ---- */
 
 /* Records "stmt failed: why (in func, file:line)" as the sticky error if none is recorded
@@ -87,7 +111,8 @@ static inline ibex_status ibex_cublas_check(ibex_cuda_ctx *ctx, ibex_err *err, c
                                             const char *stmt, const char *func, const char *file,
                                             int line) {
     if (s == CUBLAS_STATUS_SUCCESS) return IBEX_OK;
-    return ibex_cuda_fail(ctx, err, IBEX_ERR_BACKEND, stmt, func, file, line, cublasGetStatusString(s));
+    return ibex_cuda_fail(ctx, err, IBEX_ERR_BACKEND, stmt, func, file, line,
+                          ibex_cublas.status_string ? ibex_cublas.status_string(s) : "cuBLAS error");
 }
 
 /* The check macros. Each evaluates stmt once; on failure it records the sticky error

@@ -172,7 +172,7 @@ extern "C" void ibex_cuda_matmul(ibex_backend *be, float *y, const float *x, con
         compute = CUBLAS_COMPUTE_32F;
     }
     const float alpha = 1.0f, beta = 0.0f;
-    IBEX_CUBLAS_CHECK_OP(ctx, cublasGemmEx(ctx->cublas, CUBLAS_OP_T, CUBLAS_OP_N, n_out, T, n_in, &alpha, w, ab,
+    IBEX_CUBLAS_CHECK_OP(ctx, ibex_cublas.gemm_ex(ctx->cublas, CUBLAS_OP_T, CUBLAS_OP_N, n_out, T, n_in, &alpha, w, ab,
                                            n_in, b, ab, n_in, &beta, y, CUDA_R_32F, n_out, compute,
                                            CUBLAS_GEMM_DEFAULT));
 }
