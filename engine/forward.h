@@ -41,7 +41,14 @@ typedef struct ibex_op_stats {
     int64_t calls[IBEX_OP_COUNT];
     double flops[IBEX_OP_COUNT];
     double bytes[IBEX_OP_COUNT];
+    int64_t runs;          /* ibex_forward_run calls */
+    ibex_dev_counters dev; /* device work of those calls: kernel launches, host syncs,
+                            * allocations, bytes copied (zeros on a backend without
+                            * get_counters, such as the CPU) */
 } ibex_op_stats;
+
+/* acc += after − before, field by field (for splitting stats between kinds of step). */
+void ibex_op_stats_delta(ibex_op_stats *acc, const ibex_op_stats *before, const ibex_op_stats *after);
 
 /* One sequence's part of a forward call. */
 typedef struct ibex_fwd_seq {

@@ -384,12 +384,7 @@ typedef struct rep_result {
 } rep_result;
 
 static void op_delta(ibex_op_stats *acc, const ibex_op_stats *before, const ibex_op_stats *after) {
-    for (int o = 0; o < IBEX_OP_COUNT; o++) {
-        acc->ns[o] += after->ns[o] - before->ns[o];
-        acc->calls[o] += after->calls[o] - before->calls[o];
-        acc->flops[o] += after->flops[o] - before->flops[o];
-        acc->bytes[o] += after->bytes[o] - before->bytes[o];
-    }
+    ibex_op_stats_delta(acc, before, after); /* also the device counters (engine/forward.h) */
 }
 
 static ibex_status run_rep(const ibex_point *pt, const ibex_model *m, ibex_backend *be, workload *w,
@@ -944,6 +939,14 @@ static json_t *run_point(const ibex_scenario *s, int32_t idx, model_cache *mc, c
                                       (json_int_t)ibex_mem_process_peak_rss()));
         json_object_set_new(P, "ops", json_pack("{s:o,s:o}", "prefill", ops_json(&ops[0], smp_ns[0], sch_ns[0], n_st[0]),
                                                 "decode", ops_json(&ops[1], smp_ns[1], sch_ns[1], n_st[1])));
+        if (ops[1].runs > 0 && be && be->get_counters) { /* device work per decode forward call, all repetitions */
+            const ibex_dev_counters *dc = &ops[1].dev;
+            const double n = (double)ops[1].runs;
+            json_object_set_new(P, "device_counters", json_pack("{s:I,s:f,s:f,s:f,s:f,s:f,s:f}", "decode_calls",
+                (json_int_t)ops[1].runs, "launches_per_step", dc->launches / n, "syncs_per_step", dc->syncs / n,
+                "allocs_per_step", dc->allocs / n, "h2d_bytes_per_step", dc->h2d_bytes / n, "d2h_bytes_per_step",
+                dc->d2h_bytes / n, "d2d_bytes_per_step", dc->d2d_bytes / n));
+        }
         json_object_set_new(P, "sampler", json_pack("{s:o,s:I}", "ns_per_token",
                                                     num(sample_calls ? sample_ns / sample_calls : NAN), "calls",
                                                     (json_int_t)sample_calls));

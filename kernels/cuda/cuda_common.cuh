@@ -46,18 +46,32 @@ typedef struct ibex_cuda_ctx {
 
     char name[128];
     int cc_major, cc_minor, sm_count;
+    double spec_bw; /* data-sheet bytes/s (memory clock × bus width × 2), 0 if unknown */
 
     ibex_cuda_map bufs;    /* device pointer -> (bytes, kind): every live cudaMalloc */
     ibex_cuda_map weights; /* host pointer -> device copy */
     int64_t held[IBEX_BUF_KIND_COUNT];
     int64_t held_total, peak;
 
-    void *scratch; /* op workspace (F16 copies of x, attention scores and partials) */
+    void *scratch; /* op workspace (F16 copies of x, attention scores and partials); sized
+                    * at construction for decode, grown (a sync and a cudaMalloc) only by
+                    * a larger prefill */
     size_t scratch_bytes;
 
     ibex_attn_impl attn;
     ibex_err err; /* sticky: the first error since the last sync (status IBEX_OK if none) */
+
+    ibex_dev_counters cnt; /* launches, syncs, allocations, bytes copied (device_info) */
+    /* pinned host buffers from host_alloc: copies from/to them are queued, not waited for */
+    struct ibex_cuda_pinned { char *p; size_t bytes; } *pinned;
+    int n_pinned, cap_pinned;
+    /* marks: events created on first use, recorded in order, ids 0..n_marks−1 */
+    cudaEvent_t *marks;
+    int n_marks, n_created;
 } ibex_cuda_ctx;
+
+/* Most marks between two marks_reset calls (the forward pass resets every call). */
+#define IBEX_CUDA_MAX_MARKS 8192
 
 static inline ibex_cuda_ctx *ibex_cuda_ctx_of(ibex_backend *be) { return (ibex_cuda_ctx *)be->ctx; }
 
@@ -135,6 +149,7 @@ static inline ibex_status ibex_cublas_check(ibex_cuda_ctx *ctx, ibex_err *err, c
     do { if (IBEX_CUDA_TRY(ctx, NULL, stmt) != IBEX_OK) return; } while (0)
 #define IBEX_CUDA_CHECK_LAUNCH(ctx, kernel)                                                   \
     do {                                                                                      \
+        (ctx)->cnt.launches++;                                                                \
         if (ibex_cuda_check((ctx), NULL, cudaGetLastError(), "launch of " #kernel, __func__, \
                             __FILE__, __LINE__) != IBEX_OK)                                   \
             return;                                                                           \
@@ -151,6 +166,12 @@ static inline cudaError_t ibex_cuda_enter(const ibex_cuda_ctx *ctx) {
     int cur = -1;
     if (cudaGetDevice(&cur) == cudaSuccess && cur == ctx->device) return cudaSuccess;
     return cudaSetDevice(ctx->device);
+}
+
+/* Waits for the backend's stream, counted as a host sync. */
+static inline cudaError_t ibex_cuda_stream_sync(ibex_cuda_ctx *ctx) {
+    ctx->cnt.syncs++;
+    return cudaStreamSynchronize(ctx->stream);
 }
 
 /* ---- memory (cuda_backend.cu) ---- */

@@ -139,6 +139,12 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d) {
     p->major = 9, p->minor = 0, p->multiProcessorCount = 132;
     return cudaSuccess;
 }
+/* an H100 SXM's HBM3: 2619 MHz, 5120 bits (3.35 TB/s) */
+cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr a, int d) {
+    if (d != 0) return ret(cudaErrorInvalidDevice);
+    *v = a == cudaDevAttrMemoryClockRate ? 2619000 : 5120;
+    return cudaSuccess;
+}
 cudaError_t cudaMalloc(void **p, size_t n) {
     if (n == 0) { *p = NULL; return cudaSuccess; }
     *p = malloc(n);
@@ -153,6 +159,20 @@ cudaError_t cudaFree(void *p) {
     if (it == g_allocs.end()) { fprintf(stderr, "EMU: cudaFree of unknown %p\n", p); abort(); }
     g_held -= it->second;
     g_allocs.erase(it);
+    free(p);
+    return cudaSuccess;
+}
+/* pinned host memory: plain host memory, tracked so a wrong free aborts */
+static std::map<void *, size_t> g_pinned;
+cudaError_t cudaMallocHost(void **p, size_t n) {
+    *p = malloc(n ? n : 1);
+    if (!*p) return ret(cudaErrorMemoryAllocation);
+    g_pinned[*p] = n;
+    return cudaSuccess;
+}
+cudaError_t cudaFreeHost(void *p) {
+    if (!p) return cudaSuccess;
+    if (!g_pinned.erase(p)) { fprintf(stderr, "EMU: cudaFreeHost of unknown %p\n", p); abort(); }
     free(p);
     return cudaSuccess;
 }
