@@ -66,6 +66,8 @@ struct ibex_forward {
     const void **w_qkv;  /* n_layers: wq|wk|wv rows */
     const void **w_gu;   /* n_layers: w_gate|w_up rows */
     ibex_dev_counters dev0; /* counters at the start of the current call */
+    bool graphs;            /* capture decode steps into a graph (ibex_forward_set_graphs) */
+    ibex_err graph_err;     /* why capture failed and graphs went off, status 0 if not */
     bool marks;             /* the backend has device marks: ops are timed by them */
     struct { int op, a, b; } pending[4096]; /* marked ops of the call, read after its sync */
     int n_pending;
@@ -182,6 +184,10 @@ ibex_forward *ibex_forward_new(const ibex_model *m, ibex_backend *be, int32_t ma
     f->layer = -1;
     f->dev = be->alloc != NULL;
     f->marks = f->dev && be->mark && be->mark_elapsed_ms && be->marks_reset;
+    {   /* graphs are opt-in: IBEX_CUDA_GRAPHS=1, or ibex_forward_set_graphs */
+        const char *g = getenv("IBEX_CUDA_GRAPHS");
+        f->graphs = g && g[0] == '1' && be->graph_begin && be->graph_end;
+    }
     if (f->dev && (!be->dealloc || !be->weight || !be->upload || !be->download || !be->copy || !be->sync)) {
         ibex_err_set(err, IBEX_ERR_BACKEND, "backend %s has device memory but not every memory op", be->name);
         goto fail;
@@ -239,6 +245,14 @@ void ibex_forward_free(ibex_forward *f) {
 
 int32_t ibex_forward_max_tokens(const ibex_forward *f) { return f->max_tokens; }
 void ibex_forward_set_profiling(ibex_forward *f, bool on) { f->profiling = on; }
+void ibex_forward_set_graphs(ibex_forward *f, bool on) {
+    f->graphs = on && f->be->graph_begin && f->be->graph_end;
+    memset(&f->graph_err, 0, sizeof f->graph_err);
+}
+bool ibex_forward_graphs(const ibex_forward *f, ibex_err *why_off) {
+    if (why_off) *why_off = f->graph_err;
+    return f->graphs;
+}
 void ibex_forward_set_span_hook(ibex_forward *f, ibex_span_fn fn, void *ctx) { f->span = fn, f->span_ctx = ctx; }
 const ibex_op_stats *ibex_forward_stats(const ibex_forward *f) { return &f->st; }
 void ibex_forward_reset_stats(ibex_forward *f) { memset(&f->st, 0, sizeof f->st); }
@@ -258,6 +272,8 @@ void ibex_op_stats_delta(ibex_op_stats *acc, const ibex_op_stats *before, const 
     acc->dev.h2d_bytes += after->dev.h2d_bytes - before->dev.h2d_bytes;
     acc->dev.d2h_bytes += after->dev.d2h_bytes - before->dev.d2h_bytes;
     acc->dev.d2d_bytes += after->dev.d2d_bytes - before->dev.d2d_bytes;
+    acc->dev.graph_launches += after->dev.graph_launches - before->dev.graph_launches;
+    acc->dev.graph_builds += after->dev.graph_builds - before->dev.graph_builds;
 }
 
 /* Adds the device work since dev0 to the stats (end of a call). */
@@ -474,51 +490,13 @@ ibex_status ibex_forward_run(ibex_forward *f, ibex_kv_pool *pool, const ibex_fwd
     return st;
 }
 
-static ibex_status run_layers(ibex_forward *f, ibex_kv_pool *pool, const ibex_fwd_seq *seqs, int n_seqs, int T,
-                              int64_t R, ibex_err *err) {
+/* Queues the step's device work, embedding to the logits copy (no wait). */
+static ibex_status queue_ops(ibex_forward *f, ibex_kv_pool *pool, const ibex_fwd_seq *seqs, int n_seqs, int T,
+                             int64_t R, bool pinned, ibex_err *err) {
     const ibex_model *m = f->m;
     const ibex_model_config *c = &m->cfg;
     ibex_backend *be = f->be;
-    const bool pinned = f->dev && be->host_alloc && be->host_free;
-    if (R > f->logit_rows) {
-        act_free(f, f->logits);
-        if (f->h_logits) be->host_free(be, f->h_logits), f->h_logits = NULL;
-        f->logits = act_alloc(f, (size_t)R * c->vocab_size * sizeof(float), err);
-        f->logit_rows = f->logits ? (int32_t)R : 0;
-        if (f->logits && pinned &&
-            !(f->h_logits = be->host_alloc(be, (size_t)R * c->vocab_size * sizeof(float), err))) {
-            act_free(f, f->logits);
-            f->logits = NULL, f->logit_rows = 0;
-        }
-        if (!f->logits) {
-            ibex_err_prefix(err, "%lld rows of logits", (long long)R);
-            return err && err->status ? err->status : IBEX_ERR_NOMEM;
-        }
-    }
-    if (n_seqs > f->seq_cap) {
-        const int32_t **t = realloc(f->seq_table, (size_t)n_seqs * sizeof *t);
-        if (t) f->seq_table = t;
-        int32_t *b = realloc(f->seq_first, (size_t)n_seqs * sizeof *b);
-        if (b) f->seq_first = b;
-        if (!t || !b) return ibex_err_set(err, IBEX_ERR_NOMEM, "out of memory for a batch of %d sequences", n_seqs);
-        f->seq_cap = n_seqs;
-    }
-    ibex_status st;
-    if (pinned) {
-        if ((st = stage_pinned(f, pool, seqs, n_seqs, T, f->seq_table, err))) return st;
-    } else {
-        if ((st = stage_tables(f, pool, seqs, n_seqs, f->seq_table, err))) return st;
-    }
-    for (int s = 0; s < n_seqs; s++)
-        f->seq_first[s] = seqs[s].contiguous && is_run(&seqs[s], pool->block_size) ? seqs[s].block_table[0] : -1;
-    if (!pinned) f->cur_tok = f->d_tok, f->cur_pos = f->d_pos;
-    if (f->dev) {
-        f->dev_err.status = IBEX_OK;
-        if (!pinned && ((st = be->upload(be, f->d_tok, f->tok, (size_t)T * sizeof(int32_t), err)) ||
-                        (st = be->upload(be, f->d_pos, f->pos, (size_t)T * sizeof(int32_t), err))))
-            return st;
-    }
-
+    ibex_status st = IBEX_OK;
     const int d = c->dim, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
     const float scale = 1.0f / sqrtf((float)c->head_dim);
     /* the fused ops need device staging (the slots) and, for the matmuls, fused weights */
@@ -655,7 +633,76 @@ static ibex_status run_layers(ibex_forward *f, ibex_kv_pool *pool, const ibex_fw
                 }
             }
         });
-        if (st) return st;
+    }
+    return st;
+}
+
+static ibex_status run_layers(ibex_forward *f, ibex_kv_pool *pool, const ibex_fwd_seq *seqs, int n_seqs, int T,
+                              int64_t R, ibex_err *err) {
+    const ibex_model *m = f->m;
+    const ibex_model_config *c = &m->cfg;
+    ibex_backend *be = f->be;
+    const bool pinned = f->dev && be->host_alloc && be->host_free;
+    if (R > f->logit_rows) {
+        act_free(f, f->logits);
+        if (f->h_logits) be->host_free(be, f->h_logits), f->h_logits = NULL;
+        f->logits = act_alloc(f, (size_t)R * c->vocab_size * sizeof(float), err);
+        f->logit_rows = f->logits ? (int32_t)R : 0;
+        if (f->logits && pinned &&
+            !(f->h_logits = be->host_alloc(be, (size_t)R * c->vocab_size * sizeof(float), err))) {
+            act_free(f, f->logits);
+            f->logits = NULL, f->logit_rows = 0;
+        }
+        if (!f->logits) {
+            ibex_err_prefix(err, "%lld rows of logits", (long long)R);
+            return err && err->status ? err->status : IBEX_ERR_NOMEM;
+        }
+    }
+    if (n_seqs > f->seq_cap) {
+        const int32_t **t = realloc(f->seq_table, (size_t)n_seqs * sizeof *t);
+        if (t) f->seq_table = t;
+        int32_t *b = realloc(f->seq_first, (size_t)n_seqs * sizeof *b);
+        if (b) f->seq_first = b;
+        if (!t || !b) return ibex_err_set(err, IBEX_ERR_NOMEM, "out of memory for a batch of %d sequences", n_seqs);
+        f->seq_cap = n_seqs;
+    }
+    ibex_status st;
+    if (pinned) {
+        if ((st = stage_pinned(f, pool, seqs, n_seqs, T, f->seq_table, err))) return st;
+    } else {
+        if ((st = stage_tables(f, pool, seqs, n_seqs, f->seq_table, err))) return st;
+    }
+    for (int s = 0; s < n_seqs; s++)
+        f->seq_first[s] = seqs[s].contiguous && is_run(&seqs[s], pool->block_size) ? seqs[s].block_table[0] : -1;
+    if (!pinned) f->cur_tok = f->d_tok, f->cur_pos = f->d_pos;
+    if (f->dev) {
+        f->dev_err.status = IBEX_OK;
+        if (!pinned && ((st = be->upload(be, f->d_tok, f->tok, (size_t)T * sizeof(int32_t), err)) ||
+                        (st = be->upload(be, f->d_pos, f->pos, (size_t)T * sizeof(int32_t), err))))
+            return st;
+    }
+
+    /* A pure decode step on a backend that captures graphs: captured and launched as one
+     * graph (updated in place from the previous step's when only parameters changed). If
+     * the capture fails, the step runs uncaptured and graphs stay off for this context. */
+    const bool decode = T == n_seqs;
+    if (f->graphs && pinned && decode && !f->profiling && be->graph_begin && be->graph_end) {
+        ibex_err gerr = {0};
+        const ibex_op_stats saved = f->st;
+        if (be->graph_begin(be, &gerr) == IBEX_OK) {
+            st = queue_ops(f, pool, seqs, n_seqs, T, R, pinned, &gerr);
+            const ibex_status gst = be->graph_end(be, st ? NULL : &gerr);
+            if (st == IBEX_OK && gst == IBEX_OK) goto queued;
+        }
+        f->st = saved; /* the ops run again below */
+        f->graphs = false;
+        f->graph_err = gerr;
+    }
+    if ((st = queue_ops(f, pool, seqs, n_seqs, T, R, pinned, err))) return st;
+queued:
+    if (R > 0) {
+        const size_t row_bytes = (size_t)c->vocab_size * sizeof(float);
+        int r = 0;
         if (pinned) { /* the step's one wait, then the rows to each caller's memory */
             if ((st = be->sync(be, err))) return st;
             for (int s = 0; s < n_seqs; s++) {

@@ -92,6 +92,15 @@ void ibex_forward_set_span_hook(ibex_forward *f, ibex_span_fn fn, void *ctx);
  * queued execution (be->sync) each timed op also waits for the device, so times are
  * real but the pipeline is serialized: use CUPTI for undisturbed kernel times. */
 void ibex_forward_set_profiling(ibex_forward *f, bool on);
+/* CUDA graphs (off by default; the environment variable IBEX_CUDA_GRAPHS=1 turns them on
+ * for every new context): each pure decode step (one token per sequence) is captured and
+ * launched as one graph, the executable graph updated in place from the previous step's
+ * when only kernel parameters changed. Needs a backend with graph_begin/graph_end and
+ * pinned staging; profiling turns capture off (its marks cannot be captured). When a
+ * capture fails, the step runs without it and graphs go off: ibex_forward_graphs says
+ * whether they are on and, through why_off (may be NULL), why capture failed. */
+void ibex_forward_set_graphs(ibex_forward *f, bool on);
+bool ibex_forward_graphs(const ibex_forward *f, ibex_err *why_off);
 const ibex_op_stats *ibex_forward_stats(const ibex_forward *f);
 void ibex_forward_reset_stats(ibex_forward *f);
 

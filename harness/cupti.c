@@ -77,6 +77,7 @@ void ibex_cupti_get_stats(const ibex_cupti *c, ibex_cupti_stats *out) {
 }
 uint64_t ibex_cupti_origin(const ibex_cupti *c) { return 0; }
 const char *ibex_cupti_library(void) { return ""; }
+bool ibex_cupti_started(const ibex_cupti *c) { return false; }
 double ibex_cupti_host_origin_s(const ibex_cupti *c) { return 0; }
 void ibex_cupti_set_origin(ibex_cupti *c, uint64_t origin_ns) { (void)c, (void)origin_ns; }
 ibex_status ibex_cupti_consume(ibex_cupti *c, uint8_t *buf, size_t valid_bytes, uint64_t dropped, ibex_err *err) {
@@ -592,6 +593,8 @@ ibex_status ibex_cupti_stop(ibex_cupti *c, ibex_err *err) {
         return ibex_err_set(err, IBEX_ERR_BACKEND, "cupti: cuptiActivityFlushAll failed at stop: %s", cupti_str(r));
     return IBEX_OK;
 }
+
+bool ibex_cupti_started(const ibex_cupti *c) { return c && c->state == TRACER_STARTED; }
 
 bool ibex_cupti_attributes_ops(const ibex_cupti *c) {
     return c && c->state == TRACER_STARTED && (c->enabled & (1u << KIND_EXTCORR));

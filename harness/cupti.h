@@ -148,6 +148,10 @@ ibex_cupti *ibex_cupti_new(ibex_err *err);
  * kernels/cuda/cuda_libs.h for where it looks) and fails with err naming it when absent. */
 const char *ibex_cupti_library(void);
 
+/* Whether c is started (recording activity); false for NULL. The runner stops the
+ * tracer for points that do not ask for `cupti` and starts it again for those that do. */
+bool ibex_cupti_started(const ibex_cupti *c);
+
 /* Stops the tracer if it is started (errors ignored), then frees it. NULL is a no-op. */
 void ibex_cupti_free(ibex_cupti *c);
 

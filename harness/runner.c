@@ -545,6 +545,14 @@ static void gpu_activity(ibex_cupti *c, ibex_backend *be, const rep_result *rr, 
     /* roofline per op class */
     double bw = be && be->copy_bandwidth ? be->copy_bandwidth(be, (size_t)1 << 30, &err) : 0;
     json_object_set_new(g, "copy_bandwidth_bytes_per_s", bw > 0 ? json_real(bw) : json_null());
+    /* the roofline: a read-only stream where the backend has one (copies flatter kernels) */
+    double rbw = be && be->read_bandwidth ? be->read_bandwidth(be, (size_t)1 << 30, &err) : 0;
+    ibex_device_info dvi = {0};
+    if (be && be->device_info) be->device_info(be, &dvi);
+    json_object_set_new(g, "read_bandwidth_bytes_per_s", rbw > 0 ? json_real(rbw) : json_null());
+    json_object_set_new(g, "spec_bandwidth_bytes_per_s", dvi.spec_bandwidth > 0 ? json_real(dvi.spec_bandwidth) : json_null());
+    json_object_set_new(g, "roofline_kind", json_string(rbw > 0 ? "read_stream" : "copy"));
+    if (rbw > 0) bw = rbw;
     ibex_cupti_op_row *rows = NULL;
     int64_t n = 0;
     json_t *roof = json_array();
@@ -813,6 +821,12 @@ static json_t *run_point(const ibex_scenario *s, int32_t idx, model_cache *mc, c
     ibex_slo slo = {pt->slo_ttft, pt->slo_tpot, pt->slo_e2e};
     double sample_ns = 0;
     int64_t sample_calls = 0;
+    if (gx->cupti) { /* CUPTI traces only the points that ask for it (so off/nvtx measure no CUPTI) */
+        ibex_err ce = {0};
+        bool want_cupti = pt->instruments == IBEX_INSTR_CUPTI;
+        if (want_cupti != ibex_cupti_started(gx->cupti))
+            (void)(want_cupti ? ibex_cupti_start(gx->cupti, &ce) : ibex_cupti_stop(gx->cupti, &ce));
+    }
     for (int r = 0; r < n_total; r++) {
         bool timed = r >= pt->warmup;
         if (o->progress_tty)

@@ -70,13 +70,16 @@ int ibex_attn_impl_from_name(const char *s, ibex_attn_impl *out);
 /* Work a device backend has queued or waited for since it was created. Monotonic, so
  * the counts of a step are differences of two readings (zero on the CPU backend). */
 typedef struct ibex_dev_counters {
-    int64_t launches;  /* kernels and memsets queued (one cuBLAS call counts 1) */
+    int64_t launches;  /* kernel launches the host made (a cuBLAS call or a graph counts 1;
+                        * kernels captured into a graph are not launches) */
     int64_t syncs;     /* host waits for the device (stream or event synchronizations) */
     int64_t allocs;    /* device allocations (cudaMalloc) */
     int64_t frees;     /* device frees (cudaFree) */
     int64_t h2d_bytes; /* bytes copied host -> device */
     int64_t d2h_bytes; /* bytes copied device -> host */
     int64_t d2d_bytes; /* bytes copied within the device */
+    int64_t graph_launches;  /* captured graphs launched (each is also 1 in launches) */
+    int64_t graph_builds;    /* graphs instantiated (not updated in place) */
 } ibex_dev_counters;
 
 /* A device's identity and memory, as the backend reports it. */
@@ -205,6 +208,14 @@ struct ibex_backend {
     void (*rope_kv)(ibex_backend *be, float *q, float *k, const float *v, float *kpool, float *vpool,
                     const int32_t *slots, const int32_t *pos, int T, int n_heads, int n_kv_heads, int head_dim,
                     int rope_dim, float freq_base);
+
+    /* Capture into a graph (optional): graph_begin records the ops that follow instead
+     * of running them; graph_end turns the record into the backend's executable graph
+     * (updated in place when only kernel parameters changed, built again otherwise) and
+     * launches it. If anything in between could not be captured, graph_end fails with
+     * nothing run and the caller runs the ops again without capture. */
+    ibex_status (*graph_begin)(ibex_backend *be, ibex_err *err);
+    ibex_status (*graph_end)(ibex_backend *be, ibex_err *err);
 
     /* Measured read bandwidth in bytes/s of a kernel that only streams `bytes` of device
      * memory in (128-bit loads, nothing written back), median of several runs: the

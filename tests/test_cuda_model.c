@@ -207,12 +207,13 @@ typedef struct step_count {
     float *logits;
 } step_count;
 
-static step_count decode_step(ibex_backend *be, const ibex_model *m) {
+static step_count decode_step(ibex_backend *be, const ibex_model *m, bool graphs) {
     const int V = m->cfg.vocab_size, n = 8;
     ibex_err err = {0};
     ibex_kv_pool *pool = ibex_kv_pool_new_on(&m->cfg, 4, 16, be, &err);
     ibex_forward *f = ibex_forward_new(m, be, 64, &err);
     cr_assert(pool && f, "%s", err.msg);
+    ibex_forward_set_graphs(f, graphs);
     int32_t ids[10], table[4] = {2, 0, 3, 1};
     for (int i = 0; i < 10; i++) ids[i] = 3 + (i * 7919) % (V - 3);
     step_count out = {.logits = malloc((size_t)V * sizeof(float))};
@@ -226,6 +227,8 @@ static step_count decode_step(ibex_backend *be, const ibex_model *m) {
     cr_assert_eq(ibex_forward_run(f, pool, &dec, 1, &err), IBEX_OK, "%s", err.msg);
     ibex_op_stats_delta(&acc, &before, ibex_forward_stats(f));
     cr_assert_eq(acc.runs, 1);
+    ibex_err why = {0};
+    cr_assert_eq(ibex_forward_graphs(f, &why), graphs, "graphs went off: %s", why.msg);
     out.d = acc.dev;
     ibex_forward_free(f);
     ibex_kv_pool_free(pool);
@@ -238,12 +241,13 @@ Test(cuda_model, decode_step_syncs_once_and_allocates_nothing_after_warm_up) {
     ibex_model *m = load("synthetic:tiny", IBEX_TYPE_F16);
     const int32_t full = m->cfg.n_layers, L = 2, V = m->cfg.vocab_size;
     m->cfg.n_layers = L;
-    step_count ref = decode_step(cpu, m);
-    step_count now = decode_step(gpu, m);
+    step_count ref = decode_step(cpu, m, false);
+    step_count now = decode_step(gpu, m, false);
+    step_count gra = decode_step(gpu, m, true);
     ibex_backend old = *gpu; /* the pre-issue-15 step: no staging, no fused ops */
     gpu->host_alloc = NULL, gpu->host_free = NULL, gpu->weight_cat = NULL, gpu->matmul_split = NULL;
     gpu->matmul_add = NULL, gpu->matmul_swiglu = NULL, gpu->rope_kv = NULL;
-    step_count was = decode_step(gpu, m);
+    step_count was = decode_step(gpu, m, false);
     *gpu = old;
     cr_log_info("decode step, %d layers: launches %lld -> %lld, syncs %lld -> %lld, allocs %lld -> %lld, "
                 "h2d bytes %lld -> %lld, d2h bytes %lld -> %lld, d2d bytes %lld -> %lld", L,
@@ -265,7 +269,18 @@ Test(cuda_model, decode_step_syncs_once_and_allocates_nothing_after_warm_up) {
         for (int j = 0; j < V; j++) num += (g[j] - ref.logits[j]) * (g[j] - ref.logits[j]), den += ref.logits[j] * ref.logits[j];
         cr_assert_leq(sqrt(num / den), 1e-3, "%s step: logits error %g", i ? "unfused" : "fused", sqrt(num / den));
     }
-    free(ref.logits), free(now.logits), free(was.logits);
+    /* the same step captured as a graph: one launch (the graph, updated in place, not
+     * rebuilt), one sync, and the launched step's logits bit for bit */
+    cr_log_info("graph decode step: launches %lld, syncs %lld, graph launches %lld, builds %lld",
+                (long long)gra.d.launches, (long long)gra.d.syncs, (long long)gra.d.graph_launches,
+                (long long)gra.d.graph_builds);
+    cr_assert_eq(gra.d.graph_launches, 1);
+    cr_assert_eq(gra.d.launches, 1);
+    cr_assert_eq(gra.d.graph_builds, 0, "the second decode step updates the first one's graph");
+    cr_assert_eq(gra.d.syncs, 1);
+    cr_assert_eq(gra.d.allocs, 0);
+    cr_assert(!memcmp(gra.logits, now.logits, (size_t)V * sizeof(float)), "graph replay differs from the launched step");
+    free(ref.logits), free(now.logits), free(was.logits), free(gra.logits);
     m->cfg.n_layers = full;
     ibex_model_free(m);
     ibex_backend_free(cpu);

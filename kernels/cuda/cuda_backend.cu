@@ -37,7 +37,19 @@
  *  7. Libraries: cudart is linked statically and cuBLAS is opened at run time
  *     (cuda_cublas.cu, before anything else in the constructor), so the binary needs no
  *     CUDA shared library to start and a missing cuBLAS is this constructor's error.
- *  8. Threads: a backend serves one host thread at a time; every entry point first makes
+ *  8. Counters (get_counters): every launch check, cuBLAS call and graph launch adds to
+ *     launches, every stream or event wait to syncs, every cudaMalloc/cudaFree to
+ *     allocs/frees, every copy its bytes by direction. They are what the tests of "one
+ *     sync, no allocation per decode step" read, and results.json's device_counters.
+ *  9. Pinned staging (host_alloc): copies from or to those buffers are queued without a
+ *     wait; the forward pass packs a step's ids, positions, KV slots and block tables in
+ *     one and reads the logits back through another, so a step waits once.
+ * 10. Marks (mark/mark_elapsed_ms): events recorded between ops, read after the step's
+ *     sync: per-op device times without a wait per op.
+ * 11. Graphs (graph_begin/graph_end): stream capture in thread-local mode, so a sync or a
+ *     cudaMalloc inside it fails the capture instead of running; the executable graph is
+ *     kept and updated in place (cudaGraphExecUpdate) while the topology stays the same.
+ * 12. Threads: a backend serves one host thread at a time; every entry point first makes
  *     the backend's device current, so that thread may change between calls. */
 #include <stdarg.h>
 #include <stdio.h>
@@ -500,6 +512,66 @@ static double cuda_mark_elapsed_ms(ibex_backend *be, int a, int b) {
 
 static void cuda_marks_reset(ibex_backend *be) { ibex_cuda_ctx_of(be)->n_marks = 0; }
 
+static ibex_status cuda_graph_begin(ibex_backend *be, ibex_err *err) {
+    ibex_cuda_ctx *ctx = ibex_cuda_ctx_of(be);
+    if (ctx->capturing) return ibex_err_set(err, IBEX_ERR_INVALID, "CUDA graph_begin: already capturing");
+    if (ctx->err.status) { /* an earlier error belongs to the caller's next sync, not to this graph */
+        if (err) *err = ctx->err;
+        return ctx->err.status;
+    }
+    IBEX_CUDA_CHECK(ctx, err, ibex_cuda_enter(ctx));
+    IBEX_CUDA_CHECK(ctx, err, cudaStreamBeginCapture(ctx->stream, cudaStreamCaptureModeThreadLocal));
+    ctx->capturing = true;
+    ctx->launches_at_capture = ctx->cnt.launches;
+    return IBEX_OK;
+}
+
+static ibex_status cuda_graph_end(ibex_backend *be, ibex_err *err) {
+    ibex_cuda_ctx *ctx = ibex_cuda_ctx_of(be);
+    if (!ctx->capturing) return ibex_err_set(err, IBEX_ERR_INVALID, "CUDA graph_end: not capturing");
+    ctx->capturing = false;
+    /* captured kernels are not launches: the graph launch below is the one */
+    ctx->cnt.launches = ctx->launches_at_capture;
+    cudaGraph_t g = NULL;
+    cudaError_t e = cudaStreamEndCapture(ctx->stream, &g);
+    if (e != cudaSuccess || ctx->err.status) {
+        /* an op failed inside the capture (a sync, an allocation, a bad launch): nothing
+         * ran; the error is this capture's, not the stream's */
+        char why[sizeof ctx->err.msg];
+        snprintf(why, sizeof why, "%s", ctx->err.status ? ctx->err.msg : cudaGetErrorString(e));
+        memset(&ctx->err, 0, sizeof ctx->err);
+        if (g) (void)cudaGraphDestroy(g);
+        (void)cudaGetLastError();
+        return ibex_err_set(err, IBEX_ERR_BACKEND, "CUDA graph capture failed: %s", why);
+    }
+    bool updated = false;
+    if (ctx->gexec) {
+        cudaGraphExecUpdateResultInfo info;
+        memset(&info, 0, sizeof info);
+        updated = cudaGraphExecUpdate(ctx->gexec, g, &info) == cudaSuccess;
+        if (!updated) {
+            (void)cudaGetLastError();
+            (void)cudaGraphExecDestroy(ctx->gexec);
+            ctx->gexec = NULL;
+        }
+    }
+    if (!updated) {
+        e = cudaGraphInstantiate(&ctx->gexec, g, 0);
+        if (e != cudaSuccess) {
+            ctx->gexec = NULL;
+            (void)cudaGraphDestroy(g);
+            return ibex_cuda_fail(NULL, err, IBEX_ERR_BACKEND, "cudaGraphInstantiate", __func__, __FILE__, __LINE__,
+                                  cudaGetErrorString(e));
+        }
+        ctx->cnt.graph_builds++;
+    }
+    (void)cudaGraphDestroy(g);
+    ctx->cnt.launches++;
+    ctx->cnt.graph_launches++;
+    IBEX_CUDA_CHECK(ctx, err, cudaGraphLaunch(ctx->gexec, ctx->stream));
+    return IBEX_OK;
+}
+
 static void cuda_get_counters(ibex_backend *be, ibex_dev_counters *out) { *out = ibex_cuda_ctx_of(be)->cnt; }
 
 static int cmp_float(const void *a, const void *b) {
@@ -616,10 +688,16 @@ done:
 /* Releases everything ctx holds; safe on a partly built ctx. Never fails. */
 static void ctx_release(ibex_cuda_ctx *ctx) {
     (void)ibex_cuda_enter(ctx);
+    if (ctx->capturing) { /* a capture left open (an abandoned step): end it, run nothing */
+        cudaGraph_t g = NULL;
+        if (cudaStreamEndCapture(ctx->stream, &g) == cudaSuccess && g) (void)cudaGraphDestroy(g);
+        ctx->capturing = false;
+    }
     if (ctx->stream) (void)ibex_cuda_stream_sync(ctx);
     if (ctx->cublas) (void)ibex_cublas.destroy(ctx->cublas);
     for (size_t i = 0; i < ctx->bufs.cap; i++)
         if (ctx->bufs.e[i].key) (void)cudaFree(ctx->bufs.e[i].dev);
+    if (ctx->gexec) (void)cudaGraphExecDestroy(ctx->gexec);
     for (int i = 0; i < ctx->n_created; i++) (void)cudaEventDestroy(ctx->marks[i]);
     free(ctx->marks);
     for (int i = 0; i < ctx->n_pinned; i++) (void)cudaFreeHost(ctx->pinned[i].p);
@@ -748,6 +826,8 @@ extern "C" ibex_backend *ibex_backend_cuda_new(int device, ibex_err *err) {
     be->copy_bandwidth = cuda_copy_bandwidth;
     be->read_bandwidth = cuda_read_bandwidth;
     be->get_counters = cuda_get_counters;
+    be->graph_begin = cuda_graph_begin;
+    be->graph_end = cuda_graph_end;
     be->mark = cuda_mark;
     be->mark_elapsed_ms = cuda_mark_elapsed_ms;
     be->marks_reset = cuda_marks_reset;

@@ -68,6 +68,10 @@ typedef struct ibex_cuda_ctx {
     /* marks: events created on first use, recorded in order, ids 0..n_marks−1 */
     cudaEvent_t *marks;
     int n_marks, n_created;
+    /* graph capture (graph_begin/graph_end) */
+    cudaGraphExec_t gexec; /* the last executable graph, updated in place when it can be */
+    bool capturing;
+    int64_t launches_at_capture; /* cnt.launches when capture began */
 } ibex_cuda_ctx;
 
 /* Most marks between two marks_reset calls (the forward pass resets every call). */

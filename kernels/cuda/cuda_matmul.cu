@@ -88,8 +88,10 @@ static __device__ __forceinline__ void mv_row(float acc[IBEX_CUDA_MATVEC_MAX_T],
         mv_chunk<BF16>(acc, u3, x, T, n_in, c + 96);
     }
     for (; c < n_chunks; c += 32) mv_chunk<BF16>(acc, __ldcs(wr + c), x, T, n_in, c);
+    /* T is the same for the whole warp: no divergence, and batch 1 pays one reduction */
 #pragma unroll
-    for (int t = 0; t < IBEX_CUDA_MATVEC_MAX_T; t++) acc[t] = ibex_warp_sum(acc[t]);
+    for (int t = 0; t < IBEX_CUDA_MATVEC_MAX_T; t++)
+        if (t < T) acc[t] = ibex_warp_sum(acc[t]);
 }
 
 /* acc[lane] with constant indices, so acc stays in registers. */
