@@ -600,17 +600,20 @@ static ibex_status queue_ops(ibex_forward *f, ibex_kv_pool *pool, const ibex_fwd
     f->layer = -1;
 
     if (R > 0) {
-        /* Gather the rows that need logits, so the output matrix is read once per call. */
+        /* Gather the rows that need logits, so the output matrix is read once per call;
+         * when every row does (a decode step), the norm reads them in place instead */
         int r = 0;
-        for (int s = 0, off = 0; s < n_seqs; off += seqs[s].n_tokens, s++) {
-            if (!seqs[s].logits) continue;
-            int first = seqs[s].all_logits ? 0 : seqs[s].n_tokens - 1;
-            int n = seqs[s].n_tokens - first;
-            dcopy(f, f->xb + (size_t)r * d, f->x + (size_t)(off + first) * d, (size_t)n * d * sizeof(float));
-            r += n;
+        if (R < T) {
+            for (int s = 0, off = 0; s < n_seqs; off += seqs[s].n_tokens, s++) {
+                if (!seqs[s].logits) continue;
+                int first = seqs[s].all_logits ? 0 : seqs[s].n_tokens - 1;
+                int n = seqs[s].n_tokens - first;
+                dcopy(f, f->xb + (size_t)r * d, f->x + (size_t)(off + first) * d, (size_t)n * d * sizeof(float));
+                r += n;
+            }
         }
         IBEX_OP(f, IBEX_OP_RMSNORM, 4.0 * R * d, 8.0 * R * d,
-                be->rmsnorm(be, f->xb, f->xb, f->output_norm, (int)R, d, c->norm_eps));
+                be->rmsnorm(be, f->xb, R < T ? f->xb : f->x, f->output_norm, (int)R, d, c->norm_eps));
         ibex_weight out = m->output;
         out.data = f->output;
         mm(f, IBEX_OP_OUTPUT, f->logits, f->xb, &out, (int)R);

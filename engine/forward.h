@@ -89,8 +89,10 @@ typedef void (*ibex_span_fn)(void *ctx, bool begin, const char *name, int layer)
 void ibex_forward_set_span_hook(ibex_forward *f, ibex_span_fn fn, void *ctx);
 
 /* Per-op timing (off by default: one clock read per op when on). On a backend with
- * queued execution (be->sync) each timed op also waits for the device, so times are
- * real but the pipeline is serialized: use CUPTI for undisturbed kernel times. */
+ * device marks (CUDA events: be->mark) each op is timed on the device between two marks
+ * and the times are read after the step's one sync, so the pipeline keeps running; on a
+ * queued backend without marks each timed op waits for the device (real but serialized
+ * times). CUPTI gives per-kernel times. */
 void ibex_forward_set_profiling(ibex_forward *f, bool on);
 /* CUDA graphs (off by default; the environment variable IBEX_CUDA_GRAPHS=1 turns them on
  * for every new context): each pure decode step (one token per sequence) is captured and

@@ -196,7 +196,7 @@ Test(cuda_model, no_device_is_a_clear_error) {
     cr_assert(strstr(err.msg, "CUDA"), "the message says what is missing: %s", err.msg);
 }
 
-/* One decode step of the first 2 layers of synthetic:tiny (F16) after a warm-up, counted
+/* One decode step of the first 2 layers of synthetic:tiny (F16, 512 vocabulary rows) after a warm-up, counted
  * by the backend: the fused step must launch at most 8 kernels per layer (+3: embedding,
  * final norm, output), wait once, allocate and free nothing, and copy only the packed
  * ids/positions/slots/table up and one logits row down. The same step with the fused
@@ -239,8 +239,12 @@ Test(cuda_model, decode_step_syncs_once_and_allocates_nothing_after_warm_up) {
     ibex_backend *gpu = cuda_or_skip();
     ibex_backend *cpu = ibex_backend_cpu_new(1);
     ibex_model *m = load("synthetic:tiny", IBEX_TYPE_F16);
-    const int32_t full = m->cfg.n_layers, L = 2, V = m->cfg.vocab_size;
-    m->cfg.n_layers = L;
+    /* the first 2 layers and the first 512 rows of the vocabulary (the output matrix's
+     * first rows are a smaller output matrix): the shape of a model, at a size the
+     * emulator runs in a minute */
+    const int32_t full = m->cfg.n_layers, full_vocab = m->cfg.vocab_size, L = 2, V = 512;
+    const int64_t out_rows = m->output.n_out;
+    m->cfg.n_layers = L, m->cfg.vocab_size = V, m->output.n_out = V;
     step_count ref = decode_step(cpu, m, false);
     step_count now = decode_step(gpu, m, false);
     step_count gra = decode_step(gpu, m, true);
@@ -261,6 +265,7 @@ Test(cuda_model, decode_step_syncs_once_and_allocates_nothing_after_warm_up) {
     cr_assert_eq(now.d.frees, 0);
     cr_assert_eq(now.d.h2d_bytes, (3 + 1) * 4, "tok, pos, slot and a one-block table");
     cr_assert_eq(now.d.d2h_bytes, (int64_t)V * 4, "one logits row");
+    cr_assert_eq(now.d.d2d_bytes, 0, "the decode row is normed in place, not gathered");
     cr_assert_lt(now.d.launches, was.d.launches);
     cr_assert_lt(now.d.syncs, was.d.syncs);
     for (int i = 0; i < 2; i++) {
@@ -281,7 +286,7 @@ Test(cuda_model, decode_step_syncs_once_and_allocates_nothing_after_warm_up) {
     cr_assert_eq(gra.d.allocs, 0);
     cr_assert(!memcmp(gra.logits, now.logits, (size_t)V * sizeof(float)), "graph replay differs from the launched step");
     free(ref.logits), free(now.logits), free(was.logits), free(gra.logits);
-    m->cfg.n_layers = full;
+    m->cfg.n_layers = full, m->cfg.vocab_size = full_vocab, m->output.n_out = out_rows;
     ibex_model_free(m);
     ibex_backend_free(cpu);
     ibex_backend_free(gpu);
