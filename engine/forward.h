@@ -41,7 +41,14 @@ typedef struct ibex_op_stats {
     int64_t calls[IBEX_OP_COUNT];
     double flops[IBEX_OP_COUNT];
     double bytes[IBEX_OP_COUNT];
+    int64_t runs;          /* ibex_forward_run calls */
+    ibex_dev_counters dev; /* device work of those calls: kernel launches, host syncs,
+                            * allocations, bytes copied (zeros on a backend without
+                            * get_counters, such as the CPU) */
 } ibex_op_stats;
+
+/* acc += after − before, field by field (for splitting stats between kinds of step). */
+void ibex_op_stats_delta(ibex_op_stats *acc, const ibex_op_stats *before, const ibex_op_stats *after);
 
 /* One sequence's part of a forward call. */
 typedef struct ibex_fwd_seq {
@@ -82,9 +89,20 @@ typedef void (*ibex_span_fn)(void *ctx, bool begin, const char *name, int layer)
 void ibex_forward_set_span_hook(ibex_forward *f, ibex_span_fn fn, void *ctx);
 
 /* Per-op timing (off by default: one clock read per op when on). On a backend with
- * queued execution (be->sync) each timed op also waits for the device, so times are
- * real but the pipeline is serialized: use CUPTI for undisturbed kernel times. */
+ * device marks (CUDA events: be->mark) each op is timed on the device between two marks
+ * and the times are read after the step's one sync, so the pipeline keeps running; on a
+ * queued backend without marks each timed op waits for the device (real but serialized
+ * times). CUPTI gives per-kernel times. */
 void ibex_forward_set_profiling(ibex_forward *f, bool on);
+/* CUDA graphs (off by default; the environment variable IBEX_CUDA_GRAPHS=1 turns them on
+ * for every new context): each pure decode step (one token per sequence) is captured and
+ * launched as one graph, the executable graph updated in place from the previous step's
+ * when only kernel parameters changed. Needs a backend with graph_begin/graph_end and
+ * pinned staging; profiling turns capture off (its marks cannot be captured). When a
+ * capture fails, the step runs without it and graphs go off: ibex_forward_graphs says
+ * whether they are on and, through why_off (may be NULL), why capture failed. */
+void ibex_forward_set_graphs(ibex_forward *f, bool on);
+bool ibex_forward_graphs(const ibex_forward *f, ibex_err *why_off);
 const ibex_op_stats *ibex_forward_stats(const ibex_forward *f);
 void ibex_forward_reset_stats(ibex_forward *f);
 

@@ -76,6 +76,8 @@ void ibex_cupti_get_stats(const ibex_cupti *c, ibex_cupti_stats *out) {
     if (out) memset(out, 0, sizeof *out);
 }
 uint64_t ibex_cupti_origin(const ibex_cupti *c) { return 0; }
+const char *ibex_cupti_library(void) { return ""; }
+bool ibex_cupti_started(const ibex_cupti *c) { return false; }
 double ibex_cupti_host_origin_s(const ibex_cupti *c) { return 0; }
 void ibex_cupti_set_origin(ibex_cupti *c, uint64_t origin_ns) { (void)c, (void)origin_ns; }
 ibex_status ibex_cupti_consume(ibex_cupti *c, uint8_t *buf, size_t valid_bytes, uint64_t dropped, ibex_err *err) {
@@ -103,8 +105,84 @@ json_t *ibex_cupti_to_json(const ibex_cupti *c, const char *const *op_names, int
 #include <time.h>
 
 #include <cupti.h>
+#include <dlfcn.h>
+
+#include "kernels/cuda/cuda_libs.h"
 
 enum { IBEX_CUPTI_BUF = 8 << 20, IBEX_CUPTI_ALIGN = 8 };
+
+/* ---------------------------------------------------------------- libcupti, opened at run time */
+
+/* libcupti.so.13 is opened by the first ibex_cupti_new (a point asking for `cupti`), not
+ * linked: ibex starts without it, and a run without `cupti` points never loads it. */
+#ifndef IBEX_CUPTI_LIBDIR
+#define IBEX_CUPTI_LIBDIR ""
+#endif
+#define CU_FN(name) __typeof__(cupti##name) *name
+static struct {
+    CU_FN(ActivityDisable);
+    CU_FN(ActivityEnable);
+    CU_FN(ActivityFlushAll);
+    CU_FN(ActivityGetNextRecord);
+    CU_FN(ActivityGetNumDroppedRecords);
+    CU_FN(ActivityPopExternalCorrelationId);
+    CU_FN(ActivityPushExternalCorrelationId);
+    CU_FN(ActivityRegisterCallbacks);
+    CU_FN(GetResultString);
+    CU_FN(GetTimestamp);
+    CU_FN(GetVersion);
+} cu;
+#undef CU_FN
+static pthread_mutex_t g_load_mu = PTHREAD_MUTEX_INITIALIZER;
+static bool g_loaded;
+static char g_lib_path[512];
+
+static ibex_status cupti_load(ibex_err *err) {
+    pthread_mutex_lock(&g_load_mu);
+    if (g_loaded) {
+        pthread_mutex_unlock(&g_load_mu);
+        return IBEX_OK;
+    }
+    static const char *const subdirs[] = {"extras/CUPTI/lib64", "lib64", "lib", NULL};
+    void *h = ibex_cuda_dlopen("libcupti.so.13", "CUPTI", subdirs, IBEX_CUPTI_LIBDIR, g_lib_path, sizeof g_lib_path,
+                               err);
+    if (!h) {
+        pthread_mutex_unlock(&g_load_mu);
+        return IBEX_ERR_UNSUPPORTED;
+    }
+    struct {
+        void **slot;
+        const char *name;
+    } syms[] = {
+#define CU_SYM(name) {(void **)&cu.name, "cupti" #name}
+        CU_SYM(ActivityDisable), CU_SYM(ActivityEnable), CU_SYM(ActivityFlushAll), CU_SYM(ActivityGetNextRecord),
+        CU_SYM(ActivityGetNumDroppedRecords), CU_SYM(ActivityPopExternalCorrelationId),
+        CU_SYM(ActivityPushExternalCorrelationId), CU_SYM(ActivityRegisterCallbacks), CU_SYM(GetResultString),
+        CU_SYM(GetTimestamp), CU_SYM(GetVersion),
+#undef CU_SYM
+    };
+    for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
+        if (!(*syms[i].slot = dlsym(h, syms[i].name))) {
+            ibex_err_set(err, IBEX_ERR_UNSUPPORTED, "cupti: %s has no symbol %s (is it CUPTI 13?)", g_lib_path,
+                         syms[i].name);
+            dlclose(h);
+            g_lib_path[0] = '\0';
+            pthread_mutex_unlock(&g_load_mu);
+            return IBEX_ERR_UNSUPPORTED;
+        }
+    }
+    g_loaded = true;
+    pthread_mutex_unlock(&g_load_mu);
+    return IBEX_OK;
+}
+
+const char *ibex_cupti_library(void) {
+    pthread_mutex_lock(&g_load_mu);
+    const char *p = g_loaded ? g_lib_path : "";
+    pthread_mutex_unlock(&g_load_mu);
+    return p;
+}
+
 
 typedef enum tracer_state { TRACER_IDLE, TRACER_STARTED, TRACER_STOPPED } tracer_state;
 
@@ -264,9 +342,12 @@ static const struct {
      * on (nvFuser's CUPTI profiler found the same); ibex skips the records. Enabled
      * before EXTERNAL_CORRELATION, which start enables only if this one is on. */
     {CUPTI_ACTIVITY_KIND_DRIVER, "DRIVER", false},
+    /* ibex's launches are runtime calls (cudart, cuBLAS): their external correlation
+     * comes with RUNTIME records, so attribution needs this kind beside DRIVER */
+    {CUPTI_ACTIVITY_KIND_RUNTIME, "RUNTIME", false},
     {CUPTI_ACTIVITY_KIND_EXTERNAL_CORRELATION, "EXTERNAL_CORRELATION", false},
 };
-enum { N_KINDS = sizeof kinds / sizeof kinds[0], KIND_DRIVER = 5, KIND_EXTCORR = 6 };
+enum { N_KINDS = sizeof kinds / sizeof kinds[0], KIND_DRIVER = 5, KIND_RUNTIME = 6, KIND_EXTCORR = 7 };
 
 /* Which record table a CUPTI API version needs (the branches of cupti.h's table). A
  * libcupti whose branch differs from the headers' writes records of other layouts. */
@@ -309,7 +390,7 @@ static void unlock(const ibex_cupti *c) { pthread_mutex_unlock((pthread_mutex_t 
 
 static const char *cupti_str(CUptiResult r) {
     const char *s = NULL;
-    if (cuptiGetResultString(r, &s) != CUPTI_SUCCESS || !s) return "unknown CUPTI error";
+    if (cu.GetResultString(r, &s) != CUPTI_SUCCESS || !s) return "unknown CUPTI error";
     return s;
 }
 
@@ -320,6 +401,7 @@ static double mono_s(void) {
 }
 
 ibex_cupti *ibex_cupti_new(ibex_err *err) {
+    if (cupti_load(err) != IBEX_OK) return NULL;
     ibex_cupti *c = calloc(1, sizeof *c);
     if (!c) {
         ibex_err_set(err, IBEX_ERR_NOMEM, "cupti: out of memory for the tracer");
@@ -375,7 +457,7 @@ static void CUPTIAPI buffer_requested(uint8_t **buffer, size_t *size, size_t *ma
 static void CUPTIAPI buffer_completed(CUcontext ctx, uint32_t stream, uint8_t *buffer, size_t size,
                                       size_t valid) {
     size_t dropped = 0;
-    if (cuptiActivityGetNumDroppedRecords(ctx, stream, &dropped) != CUPTI_SUCCESS) dropped = 0;
+    if (cu.ActivityGetNumDroppedRecords(ctx, stream, &dropped) != CUPTI_SUCCESS) dropped = 0;
     pthread_mutex_lock(&g_mu);
     ibex_cupti *c = g_active;
     if (c) {
@@ -394,7 +476,7 @@ static void CUPTIAPI buffer_completed(CUcontext ctx, uint32_t stream, uint8_t *b
 
 static void disable_all(ibex_cupti *c) {
     for (int i = 0; i < N_KINDS; i++)
-        if (c->enabled & (1u << i)) cuptiActivityDisable(kinds[i].kind);
+        if (c->enabled & (1u << i)) cu.ActivityDisable(kinds[i].kind);
     c->enabled = 0;
 }
 
@@ -408,7 +490,7 @@ ibex_status ibex_cupti_start(ibex_cupti *c, ibex_err *err) {
     if (!c) return ibex_err_set(err, IBEX_ERR_INVALID, "cupti: no tracer");
     if (c->state == TRACER_STARTED) return ibex_err_set(err, IBEX_ERR_INVALID, "cupti: tracer already started");
     uint32_t version = 0;
-    CUptiResult r = cuptiGetVersion(&version);
+    CUptiResult r = cu.GetVersion(&version);
     if (r != CUPTI_SUCCESS)
         return ibex_err_set(err, IBEX_ERR_BACKEND, "cupti: cuptiGetVersion failed: %s", cupti_str(r));
     if (record_table(version) != record_table(IBEX_CUPTI_RECORDS_API))
@@ -428,7 +510,7 @@ ibex_status ibex_cupti_start(ibex_cupti *c, ibex_err *err) {
     pthread_mutex_unlock(&g_mu);
 
     if (!registered) {
-        if ((r = cuptiActivityRegisterCallbacks(buffer_requested, buffer_completed)) != CUPTI_SUCCESS) {
+        if ((r = cu.ActivityRegisterCallbacks(buffer_requested, buffer_completed)) != CUPTI_SUCCESS) {
             release_slot(c);
             return ibex_err_set(err, IBEX_ERR_BACKEND,
                                 "cupti: cannot register activity buffer callbacks: %s (is another profiler attached?)",
@@ -439,8 +521,8 @@ ibex_status ibex_cupti_start(ibex_cupti *c, ibex_err *err) {
         pthread_mutex_unlock(&g_mu);
     }
     for (int i = 0; i < N_KINDS; i++) {
-        if (i == KIND_EXTCORR && !(c->enabled & (1u << KIND_DRIVER))) continue;
-        r = cuptiActivityEnable(kinds[i].kind);
+        if (i == KIND_EXTCORR && !(c->enabled & ((1u << KIND_DRIVER) | (1u << KIND_RUNTIME)))) continue;
+        r = cu.ActivityEnable(kinds[i].kind);
         if (r == CUPTI_SUCCESS) {
             c->enabled |= 1u << i;
         } else if (kinds[i].required) {
@@ -458,7 +540,7 @@ ibex_status ibex_cupti_start(ibex_cupti *c, ibex_err *err) {
     if (!have) {
         uint64_t t = 0;
         double h0 = mono_s();
-        r = cuptiGetTimestamp(&t);
+        r = cu.GetTimestamp(&t);
         double h1 = mono_s();
         if (r != CUPTI_SUCCESS) {
             disable_all(c);
@@ -488,7 +570,7 @@ ibex_status ibex_cupti_flush(ibex_cupti *c, ibex_err *err) {
     if (!c) return ibex_err_set(err, IBEX_ERR_INVALID, "cupti: no tracer");
     if (c->state == TRACER_IDLE) return ibex_err_set(err, IBEX_ERR_INVALID, "cupti: flush before start");
     if (c->state == TRACER_STARTED) {
-        CUptiResult r = cuptiActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
+        CUptiResult r = cu.ActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
         if (r != CUPTI_SUCCESS)
             return ibex_err_set(err, IBEX_ERR_BACKEND, "cupti: cuptiActivityFlushAll failed: %s", cupti_str(r));
     }
@@ -499,9 +581,9 @@ ibex_status ibex_cupti_stop(ibex_cupti *c, ibex_err *err) {
     if (!c || c->state != TRACER_STARTED) return IBEX_OK;
     /* Flush, disable, flush again: records made between the first flush and the
      * disable are not lost. */
-    CUptiResult r1 = cuptiActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
+    CUptiResult r1 = cu.ActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
     disable_all(c);
-    CUptiResult r2 = cuptiActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
+    CUptiResult r2 = cu.ActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
     release_slot(c);
     c->state = TRACER_STOPPED;
     ibex_status s = take_buf_err(c, err);
@@ -512,18 +594,20 @@ ibex_status ibex_cupti_stop(ibex_cupti *c, ibex_err *err) {
     return IBEX_OK;
 }
 
+bool ibex_cupti_started(const ibex_cupti *c) { return c && c->state == TRACER_STARTED; }
+
 bool ibex_cupti_attributes_ops(const ibex_cupti *c) {
     return c && c->state == TRACER_STARTED && (c->enabled & (1u << KIND_EXTCORR));
 }
 
 void ibex_cupti_push_op(ibex_cupti *c, int32_t op) {
     if (!ibex_cupti_attributes_ops(c) || op < 0) return;
-    cuptiActivityPushExternalCorrelationId(CUPTI_EXTERNAL_CORRELATION_KIND_CUSTOM0, (uint64_t)op);
+    cu.ActivityPushExternalCorrelationId(CUPTI_EXTERNAL_CORRELATION_KIND_CUSTOM0, (uint64_t)op);
 }
 
 void ibex_cupti_pop_op(ibex_cupti *c) {
     if (!ibex_cupti_attributes_ops(c)) return;
-    cuptiActivityPopExternalCorrelationId(CUPTI_EXTERNAL_CORRELATION_KIND_CUSTOM0, NULL);
+    cu.ActivityPopExternalCorrelationId(CUPTI_EXTERNAL_CORRELATION_KIND_CUSTOM0, NULL);
 }
 
 /* ---------------------------------------------------------------- accessors */
@@ -826,7 +910,7 @@ ibex_status ibex_cupti_consume(ibex_cupti *c, uint8_t *buf, size_t valid_bytes, 
     size_t known_end = 0; /* where the last record of a known size ends */
     bool last_known = true;
     while (valid_bytes) {
-        CUptiResult r = cuptiActivityGetNextRecord(buf, valid_bytes, &rec);
+        CUptiResult r = cu.ActivityGetNextRecord(buf, valid_bytes, &rec);
         if (r == CUPTI_ERROR_MAX_LIMIT_REACHED) {
             if (last_known && known_end != valid_bytes) {
                 c->st.bad_buffers++;

@@ -143,6 +143,15 @@ typedef struct ibex_cupti_op_row {
  * memory or when built without CUPTI. */
 ibex_cupti *ibex_cupti_new(ibex_err *err);
 
+/* The libcupti file the first successful ibex_cupti_new opened ("" before that, or in a
+ * build without CUPTI). The binary does not link libcupti: ibex_cupti_new opens it (see
+ * kernels/cuda/cuda_libs.h for where it looks) and fails with err naming it when absent. */
+const char *ibex_cupti_library(void);
+
+/* Whether c is started (recording activity); false for NULL. The runner stops the
+ * tracer for points that do not ask for `cupti` and starts it again for those that do. */
+bool ibex_cupti_started(const ibex_cupti *c);
+
 /* Stops the tracer if it is started (errors ignored), then frees it. NULL is a no-op. */
 void ibex_cupti_free(ibex_cupti *c);
 
@@ -272,7 +281,12 @@ typedef CUpti_ActivityKernel10 ibex_cupti_kernel_record;
 typedef CUpti_ActivityMemcpy6 ibex_cupti_memcpy_record;
 typedef CUpti_ActivityMemory4 ibex_cupti_memory_record;
 #else
-#error "CUPTI_API_VERSION is newer than ibex's record table (CUDA 13.2 replaced CUpti_ActivityKernel10 by CUpti_ActivityKernel11): add this version's record structs in harness/cupti.h, checked against cupti_activity.h"
+/* Not an error: the build goes on with the 13.0 layouts, and ibex_cupti_start refuses a
+ * libcupti whose record table differs (record_table in cupti.c), with a message. */
+#warning "CUPTI_API_VERSION is newer than ibex's record table (CUDA 13.2 replaced CUpti_ActivityKernel10 by CUpti_ActivityKernel11): CUPTI tracing will refuse to start; add this version's record structs in harness/cupti.h, checked against cupti_activity.h"
+typedef CUpti_ActivityKernel10 ibex_cupti_kernel_record;
+typedef CUpti_ActivityMemcpy6 ibex_cupti_memcpy_record;
+typedef CUpti_ActivityMemory4 ibex_cupti_memory_record;
 #endif
 typedef CUpti_ActivityMemset4 ibex_cupti_memset_record;
 typedef CUpti_ActivityMarker2 ibex_cupti_marker_record;

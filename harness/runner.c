@@ -25,9 +25,6 @@
 #include "engine/sampler.h"
 #include "harness/cli.h"
 #include "harness/cupti.h"
-#if defined(IBEX_HAVE_CUPTI)
-#include <cupti.h>
-#endif
 #include "harness/metrics.h"
 #include "harness/nvtx.h"
 #include "harness/workload_file.h"
@@ -491,12 +488,7 @@ static double process_cpu_s(void) {
 }
 
 static void op_delta(ibex_op_stats *acc, const ibex_op_stats *before, const ibex_op_stats *after) {
-    for (int o = 0; o < IBEX_OP_COUNT; o++) {
-        acc->ns[o] += after->ns[o] - before->ns[o];
-        acc->calls[o] += after->calls[o] - before->calls[o];
-        acc->flops[o] += after->flops[o] - before->flops[o];
-        acc->bytes[o] += after->bytes[o] - before->bytes[o];
-    }
+    ibex_op_stats_delta(acc, before, after); /* also the device counters (engine/forward.h) */
 }
 
 static ibex_status run_rep(const ibex_point *pt, const ibex_model *m, ibex_backend *be, workload *w,
@@ -666,6 +658,14 @@ static void gpu_activity(ibex_cupti *c, ibex_backend *be, const rep_result *rr, 
     /* roofline per op class */
     double bw = be && be->copy_bandwidth ? be->copy_bandwidth(be, (size_t)1 << 30, &err) : 0;
     json_object_set_new(g, "copy_bandwidth_bytes_per_s", bw > 0 ? json_real(bw) : json_null());
+    /* the roofline: a read-only stream where the backend has one (copies flatter kernels) */
+    double rbw = be && be->read_bandwidth ? be->read_bandwidth(be, (size_t)1 << 30, &err) : 0;
+    ibex_device_info dvi = {0};
+    if (be && be->device_info) be->device_info(be, &dvi);
+    json_object_set_new(g, "read_bandwidth_bytes_per_s", rbw > 0 ? json_real(rbw) : json_null());
+    json_object_set_new(g, "spec_bandwidth_bytes_per_s", dvi.spec_bandwidth > 0 ? json_real(dvi.spec_bandwidth) : json_null());
+    json_object_set_new(g, "roofline_kind", json_string(rbw > 0 ? "read_stream" : "copy"));
+    if (rbw > 0) bw = rbw;
     ibex_cupti_op_row *rows = NULL;
     int64_t n = 0;
     json_t *roof = json_array();
@@ -1045,6 +1045,12 @@ static json_t *run_point(const ibex_scenario *s, int32_t idx, model_cache *mc, c
         ibex_err_set(&err, IBEX_ERR_NOMEM, "out of memory");
         goto fail_reps;
     }
+    if (gx->cupti) { /* CUPTI traces only the points that ask for it (so off/nvtx measure no CUPTI) */
+        ibex_err ce = {0};
+        bool want_cupti = pt->instruments == IBEX_INSTR_CUPTI;
+        if (want_cupti != ibex_cupti_started(gx->cupti))
+            (void)(want_cupti ? ibex_cupti_start(gx->cupti, &ce) : ibex_cupti_stop(gx->cupti, &ce));
+    }
     for (int r = 0;; r++) {
         if (r >= n_total) { /* planned repetitions done: repeat: auto may add one */
             if (!auto_rep || done_reps >= n_cap || done_reps == 0) break;
@@ -1284,6 +1290,14 @@ static json_t *run_point(const ibex_scenario *s, int32_t idx, model_cache *mc, c
                                       (json_int_t)ibex_mem_process_peak_rss()));
         json_object_set_new(P, "ops", json_pack("{s:o,s:o}", "prefill", ops_json(&ops[0], smp_ns[0], sch_ns[0], n_st[0]),
                                                 "decode", ops_json(&ops[1], smp_ns[1], sch_ns[1], n_st[1])));
+        if (ops[1].runs > 0 && be && be->get_counters) { /* device work per decode forward call, all repetitions */
+            const ibex_dev_counters *dc = &ops[1].dev;
+            const double n = (double)ops[1].runs;
+            json_object_set_new(P, "device_counters", json_pack("{s:I,s:f,s:f,s:f,s:f,s:f,s:f}", "decode_calls",
+                (json_int_t)ops[1].runs, "launches_per_step", dc->launches / n, "syncs_per_step", dc->syncs / n,
+                "allocs_per_step", dc->allocs / n, "h2d_bytes_per_step", dc->h2d_bytes / n, "d2h_bytes_per_step",
+                dc->d2h_bytes / n, "d2d_bytes_per_step", dc->d2d_bytes / n));
+        }
         json_object_set_new(P, "sampler", json_pack("{s:o,s:I}", "ns_per_token",
                                                     num(sample_calls ? sample_ns / sample_calls : NAN), "calls",
                                                     (json_int_t)sample_calls));
@@ -1458,12 +1472,10 @@ static void instruments_setup(const ibex_scenario *s, run_globals *gx) {
         want |= s->points[i].instruments == IBEX_INSTR_CUPTI && s->points[i].engine.compute;
     if (!want) return;
     ibex_err err = {0};
-#if defined(IBEX_HAVE_CUPTI)
-    Dl_info di;
-    if (!getenv("NVTX_INJECTION64_PATH") && dladdr((void *)cuptiGetVersion, &di) && di.dli_fname)
-        setenv("NVTX_INJECTION64_PATH", di.dli_fname, 0);
-#endif
-    if (!(gx->cupti = ibex_cupti_new(&err)) || ibex_cupti_start(gx->cupti, &err)) {
+    gx->cupti = ibex_cupti_new(&err); /* opens libcupti (not linked: cuda_libs.h) */
+    if (gx->cupti && !getenv("NVTX_INJECTION64_PATH") && ibex_cupti_library()[0])
+        setenv("NVTX_INJECTION64_PATH", ibex_cupti_library(), 0);
+    if (!gx->cupti || ibex_cupti_start(gx->cupti, &err)) {
         ibex_cupti_free(gx->cupti);
         gx->cupti = NULL;
         snprintf(gx->cupti_error, sizeof gx->cupti_error, "%s", err.msg);

@@ -67,6 +67,21 @@ const char *ibex_attn_impl_name(ibex_attn_impl a);
 /* "auto", "materialized", "paged", "split_k"; false if s is none of them. */
 int ibex_attn_impl_from_name(const char *s, ibex_attn_impl *out);
 
+/* Work a device backend has queued or waited for since it was created. Monotonic, so
+ * the counts of a step are differences of two readings (zero on the CPU backend). */
+typedef struct ibex_dev_counters {
+    int64_t launches;  /* kernel launches the host made (a cuBLAS call or a graph counts 1;
+                        * kernels captured into a graph are not launches) */
+    int64_t syncs;     /* host waits for the device (stream or event synchronizations) */
+    int64_t allocs;    /* device allocations (cudaMalloc) */
+    int64_t frees;     /* device frees (cudaFree) */
+    int64_t h2d_bytes; /* bytes copied host -> device */
+    int64_t d2h_bytes; /* bytes copied device -> host */
+    int64_t d2d_bytes; /* bytes copied within the device */
+    int64_t graph_launches;  /* captured graphs launched (each is also 1 in launches) */
+    int64_t graph_builds;    /* graphs instantiated (not updated in place) */
+} ibex_dev_counters;
+
 /* A device's identity and memory, as the backend reports it. */
 typedef struct ibex_device_info {
     char name[128];         /* "cpu" or the CUDA device name */
@@ -76,6 +91,7 @@ typedef struct ibex_device_info {
     int64_t mem_free;
     int64_t buf_bytes[IBEX_BUF_KIND_COUNT]; /* bytes this backend holds, by kind */
     int64_t buf_peak;       /* the most bytes held at once */
+    double spec_bandwidth;  /* bytes/s from the data sheet: 2 (DDR) · memory clock · bus width / 8; 0 if unknown */
 } ibex_device_info;
 
 typedef struct ibex_backend ibex_backend;
@@ -137,7 +153,9 @@ struct ibex_backend {
     /* The backend's copy of a host weight tensor of bytes, uploaded on the first call and
      * cached by host pointer (weights are uploaded once per backend), or NULL with err. */
     const void *(*weight)(ibex_backend *be, const void *host, size_t bytes, ibex_err *err);
-    /* host → backend, backend → host (waits for queued work), backend → backend. */
+    /* host → backend, backend → host (waits for queued work), backend → backend.
+     * Where the host side is memory from host_alloc, upload and download only queue the
+     * copy and return: the caller must leave that memory alone until the next sync. */
     ibex_status (*upload)(ibex_backend *be, void *dst, const void *src, size_t bytes, ibex_err *err);
     ibex_status (*download)(ibex_backend *be, void *dst, const void *src, size_t bytes, ibex_err *err);
     void (*copy)(ibex_backend *be, void *dst, const void *src, size_t bytes);
@@ -152,6 +170,58 @@ struct ibex_backend {
     /* Measured device-to-device copy bandwidth in bytes/s (read + write counted) over a
      * buffer of `bytes`, median of several copies; the memory roofline (optional). */
     double (*copy_bandwidth)(ibex_backend *be, size_t bytes, ibex_err *err);
+
+    /* ---- staging and fused decode ops (all optional; the forward pass uses the plain
+     * ops above where these are NULL) ---- */
+
+    /* The work counters so far (cheap: no device call). */
+    void (*get_counters)(ibex_backend *be, ibex_dev_counters *out);
+    /* Device timestamps, for per-op times without waiting for the device: mark queues
+     * one on the backend's stream and returns its id (−1 when none is left: sync, read,
+     * reset); mark_elapsed_ms is the device time from mark a to mark b, valid once a
+     * sync has passed both (NaN otherwise); marks_reset frees every id. */
+    int (*mark)(ibex_backend *be);
+    double (*mark_elapsed_ms)(ibex_backend *be, int a, int b);
+    void (*marks_reset)(ibex_backend *be);
+    /* Pinned host memory of bytes for staging copies (see upload), or NULL with err. */
+    void *(*host_alloc)(ibex_backend *be, size_t bytes, ibex_err *err);
+    void (*host_free)(ibex_backend *be, void *p);
+    /* The backend's copy of n host tensors laid end to end (bytes[i] each), uploaded once
+     * and cached like weight() under its own key (hosts[0] and n), or NULL with err. */
+    const void *(*weight_cat)(ibex_backend *be, const void *const *hosts, const size_t *bytes, int n,
+                              ibex_err *err);
+    /* One matmul over a weight whose n_out rows are n_split consecutive blocks of
+     * n_outs[s] rows (a concatenated Q|K|V): ys[s][T][n_outs[s]] = x · W_sᵀ. */
+    void (*matmul_split)(ibex_backend *be, float *const *ys, const int *n_outs, int n_split, const float *x,
+                         const void *w, ibex_type wtype, int T, int n_in);
+    /* y[T][n_out] += x[T][n_in] · Wᵀ (the residual add fused into the matmul). */
+    void (*matmul_add)(ibex_backend *be, float *y, const float *x, const void *w, ibex_type wtype, int T,
+                       int n_in, int n_out);
+    /* y[T][n_ffn] = silu(x · Gᵀ) · (x · Uᵀ) where w is G (n_ffn rows) then U (n_ffn rows);
+     * tmp is [T][n_ffn] of backend memory the op may use. */
+    void (*matmul_swiglu)(ibex_backend *be, float *y, float *tmp, const float *x, const void *w, ibex_type wtype,
+                          int T, int n_in, int n_ffn);
+    /* RoPE (as rope) on q[T][n_heads·head_dim] and k[T][n_kv_heads·head_dim] in place,
+     * then token i's k and v rows stored at slot slots[i] of the pools kpool/vpool
+     * ([slot][n_kv_heads·head_dim], the layout of ibex_kv_view): every sequence's
+     * tokens of a step in one call. */
+    void (*rope_kv)(ibex_backend *be, float *q, float *k, const float *v, float *kpool, float *vpool,
+                    const int32_t *slots, const int32_t *pos, int T, int n_heads, int n_kv_heads, int head_dim,
+                    int rope_dim, float freq_base);
+
+    /* Capture into a graph (optional): graph_begin records the ops that follow instead
+     * of running them; graph_end turns the record into the backend's executable graph
+     * (updated in place when only kernel parameters changed, built again otherwise) and
+     * launches it. If anything in between could not be captured, graph_end fails with
+     * nothing run and the caller runs the ops again without capture. */
+    ibex_status (*graph_begin)(ibex_backend *be, ibex_err *err);
+    ibex_status (*graph_end)(ibex_backend *be, ibex_err *err);
+
+    /* Measured read bandwidth in bytes/s of a kernel that only streams `bytes` of device
+     * memory in (128-bit loads, nothing written back), median of several runs: the
+     * memory roofline decode weights are read against (optional; copy_bandwidth's
+     * copies are themselves ~80-90 % of the data sheet, so they flatter kernels). */
+    double (*read_bandwidth)(ibex_backend *be, size_t bytes, ibex_err *err);
 
     /* Releases ctx (optional). */
     void (*free)(ibex_backend *be);

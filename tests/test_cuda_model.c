@@ -195,3 +195,99 @@ Test(cuda_model, no_device_is_a_clear_error) {
     cr_assert_null(ibex_backend_cuda_new(0, &err));
     cr_assert(strstr(err.msg, "CUDA"), "the message says what is missing: %s", err.msg);
 }
+
+/* One decode step of the first 2 layers of synthetic:tiny (F16, 512 vocabulary rows) after a warm-up, counted
+ * by the backend: the fused step must launch at most 8 kernels per layer (+3: embedding,
+ * final norm, output), wait once, allocate and free nothing, and copy only the packed
+ * ids/positions/slots/table up and one logits row down. The same step with the fused
+ * entries and the pinned staging switched off (the step as it was before issue 15) is
+ * counted beside it; both must give the same logits as the CPU. */
+typedef struct step_count {
+    ibex_dev_counters d;
+    float *logits;
+} step_count;
+
+static step_count decode_step(ibex_backend *be, const ibex_model *m, bool graphs) {
+    const int V = m->cfg.vocab_size, n = 8;
+    ibex_err err = {0};
+    ibex_kv_pool *pool = ibex_kv_pool_new_on(&m->cfg, 4, 16, be, &err);
+    ibex_forward *f = ibex_forward_new(m, be, 64, &err);
+    cr_assert(pool && f, "%s", err.msg);
+    ibex_forward_set_graphs(f, graphs);
+    int32_t ids[10], table[4] = {2, 0, 3, 1};
+    for (int i = 0; i < 10; i++) ids[i] = 3 + (i * 7919) % (V - 3);
+    step_count out = {.logits = malloc((size_t)V * sizeof(float))};
+    cr_assert(out.logits);
+    ibex_fwd_seq pre = {.tokens = ids, .n_tokens = n, .pos0 = 0, .block_table = table, .logits = out.logits};
+    cr_assert_eq(ibex_forward_run(f, pool, &pre, 1, &err), IBEX_OK, "%s", err.msg);
+    ibex_fwd_seq dec = {.tokens = ids + n, .n_tokens = 1, .pos0 = n, .block_table = table, .logits = out.logits};
+    cr_assert_eq(ibex_forward_run(f, pool, &dec, 1, &err), IBEX_OK, "%s", err.msg); /* warm-up decode */
+    ibex_op_stats before = *ibex_forward_stats(f), acc = {0};
+    dec.tokens = ids + n + 1, dec.pos0 = n + 1;
+    cr_assert_eq(ibex_forward_run(f, pool, &dec, 1, &err), IBEX_OK, "%s", err.msg);
+    ibex_op_stats_delta(&acc, &before, ibex_forward_stats(f));
+    cr_assert_eq(acc.runs, 1);
+    ibex_err why = {0};
+    cr_assert_eq(ibex_forward_graphs(f, &why), graphs, "graphs went off: %s", why.msg);
+    out.d = acc.dev;
+    ibex_forward_free(f);
+    ibex_kv_pool_free(pool);
+    return out;
+}
+
+Test(cuda_model, decode_step_syncs_once_and_allocates_nothing_after_warm_up) {
+    ibex_backend *gpu = cuda_or_skip();
+    ibex_backend *cpu = ibex_backend_cpu_new(1);
+    ibex_model *m = load("synthetic:tiny", IBEX_TYPE_F16);
+    /* the first 2 layers and the first 512 rows of the vocabulary (the output matrix's
+     * first rows are a smaller output matrix): the shape of a model, at a size the
+     * emulator runs in a minute */
+    const int32_t full = m->cfg.n_layers, full_vocab = m->cfg.vocab_size, L = 2, V = 512;
+    const int64_t out_rows = m->output.n_out;
+    m->cfg.n_layers = L, m->cfg.vocab_size = V, m->output.n_out = V;
+    step_count ref = decode_step(cpu, m, false);
+    step_count now = decode_step(gpu, m, false);
+    step_count gra = decode_step(gpu, m, true);
+    ibex_backend old = *gpu; /* the pre-issue-15 step: no staging, no fused ops */
+    gpu->host_alloc = NULL, gpu->host_free = NULL, gpu->weight_cat = NULL, gpu->matmul_split = NULL;
+    gpu->matmul_add = NULL, gpu->matmul_swiglu = NULL, gpu->rope_kv = NULL;
+    step_count was = decode_step(gpu, m, false);
+    *gpu = old;
+    cr_log_info("decode step, %d layers: launches %lld -> %lld, syncs %lld -> %lld, allocs %lld -> %lld, "
+                "h2d bytes %lld -> %lld, d2h bytes %lld -> %lld, d2d bytes %lld -> %lld", L,
+                (long long)was.d.launches, (long long)now.d.launches, (long long)was.d.syncs, (long long)now.d.syncs,
+                (long long)was.d.allocs, (long long)now.d.allocs, (long long)was.d.h2d_bytes,
+                (long long)now.d.h2d_bytes, (long long)was.d.d2h_bytes, (long long)now.d.d2h_bytes,
+                (long long)was.d.d2d_bytes, (long long)now.d.d2d_bytes);
+    cr_assert_leq(now.d.launches, 8 * L + 3, "%lld launches for %d layers", (long long)now.d.launches, L);
+    cr_assert_eq(now.d.syncs, 1, "host syncs in the step: %lld", (long long)now.d.syncs);
+    cr_assert_eq(now.d.allocs, 0);
+    cr_assert_eq(now.d.frees, 0);
+    cr_assert_eq(now.d.h2d_bytes, (3 + 1) * 4, "tok, pos, slot and a one-block table");
+    cr_assert_eq(now.d.d2h_bytes, (int64_t)V * 4, "one logits row");
+    cr_assert_eq(now.d.d2d_bytes, 0, "the decode row is normed in place, not gathered");
+    cr_assert_lt(now.d.launches, was.d.launches);
+    cr_assert_lt(now.d.syncs, was.d.syncs);
+    for (int i = 0; i < 2; i++) {
+        const float *g = i ? was.logits : now.logits;
+        double num = 0, den = 0;
+        for (int j = 0; j < V; j++) num += (g[j] - ref.logits[j]) * (g[j] - ref.logits[j]), den += ref.logits[j] * ref.logits[j];
+        cr_assert_leq(sqrt(num / den), 1e-3, "%s step: logits error %g", i ? "unfused" : "fused", sqrt(num / den));
+    }
+    /* the same step captured as a graph: one launch (the graph, updated in place, not
+     * rebuilt), one sync, and the launched step's logits bit for bit */
+    cr_log_info("graph decode step: launches %lld, syncs %lld, graph launches %lld, builds %lld",
+                (long long)gra.d.launches, (long long)gra.d.syncs, (long long)gra.d.graph_launches,
+                (long long)gra.d.graph_builds);
+    cr_assert_eq(gra.d.graph_launches, 1);
+    cr_assert_eq(gra.d.launches, 1);
+    cr_assert_eq(gra.d.graph_builds, 0, "the second decode step updates the first one's graph");
+    cr_assert_eq(gra.d.syncs, 1);
+    cr_assert_eq(gra.d.allocs, 0);
+    cr_assert(!memcmp(gra.logits, now.logits, (size_t)V * sizeof(float)), "graph replay differs from the launched step");
+    free(ref.logits), free(now.logits), free(was.logits), free(gra.logits);
+    m->cfg.n_layers = full, m->cfg.vocab_size = full_vocab, m->output.n_out = out_rows;
+    ibex_model_free(m);
+    ibex_backend_free(cpu);
+    ibex_backend_free(gpu);
+}

@@ -114,6 +114,8 @@ Test(kernels_cuda, constructor_fills_every_entry) {
               be->embed && be->kv_write && be->attention && be->free);
     cr_assert(be->alloc && be->dealloc && be->weight && be->upload && be->download && be->copy &&
               be->sync && be->set_attention && be->device_info && be->copy_bandwidth);
+    cr_assert(be->get_counters && be->host_alloc && be->host_free && be->weight_cat && be->matmul_split &&
+              be->matmul_add && be->matmul_swiglu && be->rope_kv);
     ibex_device_info info;
     be->device_info(be, &info);
     cr_assert(info.name[0] != '\0');
@@ -647,5 +649,182 @@ Test(kernels_cuda, attention_unsupported_head_dim_is_a_sticky_error) {
     cr_assert_eq(gpu->sync(gpu, &err), IBEX_ERR_UNSUPPORTED);
     cr_assert(strstr(err.msg, "head_dim 320") != NULL, "%s", err.msg);
     expect_sync_ok(gpu);
+    ibex_backend_free(gpu);
+}
+
+/* ---- fused decode ops, staging, counters (issue 15) ---- */
+
+static ibex_dev_counters counters(ibex_backend *be) {
+    ibex_dev_counters c = {0};
+    cr_assert_not_null(be->get_counters, "get_counters is filled");
+    be->get_counters(be, &c);
+    return c;
+}
+
+/* matmul_split (Q|K|V rows into three buffers), matmul_add (y += x·Wᵀ) and
+ * matmul_swiglu (silu(x·Gᵀ)·(x·Uᵀ)) against the CPU's matmul, add and silu_mul; at
+ * decode sizes with 16-bit weights each must be ONE launch. */
+static void check_fused(ibex_backend *gpu, ibex_backend *cpu, ibex_type t, int T, uint64_t seed) {
+    const int n_in = 64, nq = 48, nk = 16, nf = 40;
+    rng r = {seed};
+    size_t wb3, wb2;
+    void *w3 = make_weights(&r, t, nq + 2 * nk, n_in, &wb3); /* Q|K|V */
+    void *w2 = make_weights(&r, t, 2 * nf, n_in, &wb2);      /* gate|up */
+    const size_t rb = ibex_type_row_bytes(t, n_in);
+    float *x = rand_vec(&r, (int64_t)T * n_in, -1.0f, 1.0f);
+    float *y0 = rand_vec(&r, (int64_t)T * nq, -1.0f, 1.0f);
+    void *dw3 = dup_kind(gpu, w3, wb3, IBEX_BUF_WEIGHTS), *dw2 = dup_kind(gpu, w2, wb2, IBEX_BUF_WEIGHTS);
+    float *dx = dup_to(gpu, x, (size_t)T * n_in * 4);
+    const bool matvec = uses_matvec(t, T, n_in, dw3, dx);
+    /* split */
+    float *dq = dev_nan(gpu, (int64_t)T * nq), *dk = dev_nan(gpu, (int64_t)T * nk), *dv = dev_nan(gpu, (int64_t)T * nk);
+    float *ys[3] = {dq, dk, dv};
+    const int n_outs[3] = {nq, nk, nk};
+    ibex_dev_counters c0 = counters(gpu);
+    gpu->matmul_split(gpu, ys, n_outs, 3, dx, dw3, t, T, n_in);
+    ibex_dev_counters c1 = counters(gpu);
+    if (matvec) cr_assert_eq(c1.launches - c0.launches, 1, "%s T=%d: split is one launch", ibex_type_name(t), T);
+    expect_sync_ok(gpu);
+    const double tol = t == IBEX_TYPE_F32 ? 2e-6 : matvec ? 1e-5 : t == IBEX_TYPE_F16 ? 1e-3 : 5e-3;
+    size_t off = 0;
+    for (int s = 0; s < 3; s++) {
+        float *ref = nan_vec((int64_t)T * n_outs[s]);
+        cpu->matmul(cpu, ref, x, (const char *)w3 + off, t, T, n_in, n_outs[s]);
+        float *got = fetch(gpu, ys[s], (int64_t)T * n_outs[s]);
+        const double e = nerr(got, ref, (int64_t)T * n_outs[s]);
+        cr_assert(e <= tol, "%s T=%d split part %d: error %g > %g", ibex_type_name(t), T, s, e, tol);
+        off += rb * (size_t)n_outs[s];
+        free(ref), free(got);
+    }
+    /* add: y0 += x·Qᵀ */
+    float *dy = dup_to(gpu, y0, (size_t)T * nq * 4);
+    c0 = counters(gpu);
+    gpu->matmul_add(gpu, dy, dx, dw3, t, T, n_in, nq);
+    c1 = counters(gpu);
+    if (matvec) cr_assert_eq(c1.launches - c0.launches, 1, "%s T=%d: matmul_add is one launch", ibex_type_name(t), T);
+    expect_sync_ok(gpu);
+    {
+        float *ref = nan_vec((int64_t)T * nq);
+        cpu->matmul(cpu, ref, x, w3, t, T, n_in, nq);
+        cpu->add(cpu, ref, y0, (int64_t)T * nq);
+        float *got = fetch(gpu, dy, (int64_t)T * nq);
+        const double e = nerr(got, ref, (int64_t)T * nq);
+        cr_assert(e <= tol, "%s T=%d matmul_add: error %g > %g", ibex_type_name(t), T, e, tol);
+        free(ref), free(got);
+    }
+    /* swiglu */
+    float *dh = dev_nan(gpu, (int64_t)T * nf), *dtmp = dev_nan(gpu, (int64_t)T * nf);
+    c0 = counters(gpu);
+    gpu->matmul_swiglu(gpu, dh, dtmp, dx, dw2, t, T, n_in, nf);
+    c1 = counters(gpu);
+    if (matvec) cr_assert_eq(c1.launches - c0.launches, 1, "%s T=%d: swiglu is one launch", ibex_type_name(t), T);
+    expect_sync_ok(gpu);
+    {
+        float *g = nan_vec((int64_t)T * nf), *u = nan_vec((int64_t)T * nf);
+        cpu->matmul(cpu, g, x, w2, t, T, n_in, nf);
+        cpu->matmul(cpu, u, x, (const char *)w2 + rb * (size_t)nf, t, T, n_in, nf);
+        cpu->silu_mul(cpu, g, g, u, (int64_t)T * nf);
+        float *got = fetch(gpu, dh, (int64_t)T * nf);
+        const double e = nerr(got, g, (int64_t)T * nf);
+        cr_assert(e <= 2 * tol, "%s T=%d swiglu: error %g > %g", ibex_type_name(t), T, e, 2 * tol);
+        free(g), free(u), free(got);
+    }
+    void *bufs[] = {dw3, dw2, dx, dq, dk, dv, dy, dh, dtmp};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) gpu->dealloc(gpu, bufs[i]);
+    free(w3), free(w2), free(x), free(y0);
+}
+
+Test(kernels_cuda, fused_matmuls_match_the_cpu_in_one_launch) {
+    ibex_backend *gpu = gpu_or_skip(), *cpu = cpu_be();
+    const ibex_type types[] = {IBEX_TYPE_F16, IBEX_TYPE_BF16, IBEX_TYPE_F32};
+    const int Ts[] = {1, 3, 6};
+    for (size_t a = 0; a < 3; a++)
+        for (size_t b = 0; b < 3; b++) check_fused(gpu, cpu, types[a], Ts[b], 700 + 10 * a + b);
+    ibex_backend_free(gpu);
+    ibex_backend_free(cpu);
+}
+
+/* rope_kv: Q and K rotated like the CPU's rope (FP32 angles: error grows with the
+ * position, ~1e-4 at 4095), K and V rows stored at their slots, every other slot untouched. */
+Test(kernels_cuda, rope_kv_matches_cpu_rope_and_kv_store) {
+    ibex_backend *gpu = gpu_or_skip(), *cpu = cpu_be();
+    const int T = 5, n_slots = 12;
+    const int32_t pos[5] = {0, 1, 17, 1000, 4095}, slots[5] = {7, 0, 11, 3, 5};
+    const struct {
+        int n_heads, n_kv, head_dim, rope_dim;
+        float base;
+    } cases[] = {{4, 2, 64, 64, 10000.0f}, {4, 4, 64, 32, 10000.0f}, {6, 2, 48, 48, 500000.0f}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        const int hd = cases[c].head_dim, qn = T * cases[c].n_heads * hd, row = cases[c].n_kv * hd, kn = T * row;
+        rng r = {900 + c};
+        float *q = rand_vec(&r, qn, -1.0f, 1.0f), *k = rand_vec(&r, kn, -1.0f, 1.0f), *v = rand_vec(&r, kn, -1.0f, 1.0f);
+        float *dq = dup_to(gpu, q, (size_t)qn * 4), *dk = dup_to(gpu, k, (size_t)kn * 4), *dv = dup_to(gpu, v, (size_t)kn * 4);
+        float *kp = dev_nan(gpu, (int64_t)n_slots * row), *vp = dev_nan(gpu, (int64_t)n_slots * row);
+        int32_t *dpos = dup_to(gpu, pos, sizeof pos), *dslots = dup_to(gpu, slots, sizeof slots);
+        ibex_dev_counters c0 = counters(gpu);
+        gpu->rope_kv(gpu, dq, dk, dv, kp, vp, dslots, dpos, T, cases[c].n_heads, cases[c].n_kv, hd, cases[c].rope_dim,
+                     cases[c].base);
+        cr_assert_eq(counters(gpu).launches - c0.launches, 1, "rope_kv is one launch");
+        expect_sync_ok(gpu);
+        cpu->rope(cpu, q, pos, T, cases[c].n_heads, hd, cases[c].rope_dim, cases[c].base);
+        cpu->rope(cpu, k, pos, T, cases[c].n_kv, hd, cases[c].rope_dim, cases[c].base);
+        float *gq = fetch(gpu, dq, qn), *gk = fetch(gpu, dk, kn);
+        float *gkp = fetch(gpu, kp, (int64_t)n_slots * row), *gvp = fetch(gpu, vp, (int64_t)n_slots * row);
+        cr_assert(nerr(gq, q, qn) <= 2e-4, "case %zu: q error %g", c, nerr(gq, q, qn));
+        cr_assert(nerr(gk, k, kn) <= 2e-4, "case %zu: k error %g", c, nerr(gk, k, kn));
+        for (int s = 0; s < n_slots; s++) {
+            int i = -1;
+            for (int j = 0; j < T; j++)
+                if (slots[j] == s) i = j;
+            for (int e = 0; e < row; e++) {
+                const float kk = gkp[(int64_t)s * row + e], vv = gvp[(int64_t)s * row + e];
+                if (i < 0) {
+                    cr_assert(isnan(kk) && isnan(vv), "case %zu: slot %d was written", c, s);
+                } else {
+                    cr_assert_eq(vv, v[(int64_t)i * row + e], "case %zu: v of token %d at slot %d", c, i, s);
+                    cr_assert_eq(kk, gk[(int64_t)i * row + e], "case %zu: k of token %d at slot %d", c, i, s);
+                }
+            }
+        }
+        void *bufs[] = {dq, dk, dv, kp, vp, dpos, dslots};
+        for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) gpu->dealloc(gpu, bufs[i]);
+        free(q), free(k), free(v), free(gq), free(gk), free(gkp), free(gvp);
+    }
+    ibex_backend_free(gpu);
+    ibex_backend_free(cpu);
+}
+
+/* Copies from and to pinned memory are queued (no sync until sync()); from malloc'ed
+ * memory they wait. Bytes, allocations and frees are counted. */
+Test(kernels_cuda, pinned_copies_are_queued_and_counted) {
+    ibex_backend *gpu = gpu_or_skip();
+    ibex_err err = {0};
+    const size_t n = 4096;
+    float *pin = gpu->host_alloc(gpu, n * 4, &err), *plain = malloc(n * 4);
+    cr_assert(pin && plain, "%s", err.msg);
+    for (size_t i = 0; i < n; i++) pin[i] = (float)i, plain[i] = -(float)i;
+    ibex_dev_counters c0 = counters(gpu);
+    float *d = gpu->alloc(gpu, n * 4, IBEX_BUF_ACTIVATIONS, &err);
+    cr_assert_not_null(d, "%s", err.msg);
+    ibex_dev_counters c1 = counters(gpu);
+    cr_assert_eq(c1.allocs - c0.allocs, 1);
+    cr_assert_eq(gpu->upload(gpu, d, pin, n * 4, &err), IBEX_OK, "%s", err.msg);
+    ibex_dev_counters c2 = counters(gpu);
+    cr_assert_eq(c2.syncs, c1.syncs, "an upload from pinned memory does not wait");
+    cr_assert_eq(c2.h2d_bytes - c1.h2d_bytes, (int64_t)(n * 4));
+    cr_assert_eq(gpu->download(gpu, pin + 0, d, n * 4 / 2, &err), IBEX_OK, "%s", err.msg);
+    cr_assert_eq(counters(gpu).syncs, c1.syncs, "a download into pinned memory does not wait");
+    expect_sync_ok(gpu);
+    cr_assert_eq(gpu->upload(gpu, d, plain, n * 4, &err), IBEX_OK, "%s", err.msg);
+    ibex_dev_counters c3 = counters(gpu);
+    cr_assert_eq(c3.syncs - c2.syncs, 2, "sync() and the upload from malloc'ed memory each wait once");
+    float *back = fetch(gpu, d, n);
+    for (size_t i = 0; i < n; i++) cr_assert_eq(back[i], -(float)i);
+    for (size_t i = 0; i < n / 2; i++) cr_assert_eq(pin[i], (float)i, "pinned download landed");
+    gpu->dealloc(gpu, d);
+    cr_assert_eq(counters(gpu).frees - c3.frees, 1);
+    gpu->host_free(gpu, pin);
+    expect_sync_ok(gpu);
+    free(plain), free(back);
     ibex_backend_free(gpu);
 }

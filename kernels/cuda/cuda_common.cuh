@@ -46,20 +46,62 @@ typedef struct ibex_cuda_ctx {
 
     char name[128];
     int cc_major, cc_minor, sm_count;
+    double spec_bw; /* data-sheet bytes/s (memory clock × bus width × 2), 0 if unknown */
 
     ibex_cuda_map bufs;    /* device pointer -> (bytes, kind): every live cudaMalloc */
     ibex_cuda_map weights; /* host pointer -> device copy */
     int64_t held[IBEX_BUF_KIND_COUNT];
     int64_t held_total, peak;
 
-    void *scratch; /* op workspace (F16 copies of x, attention scores and partials) */
+    void *scratch; /* op workspace (F16 copies of x, attention scores and partials); sized
+                    * at construction for decode, grown (a sync and a cudaMalloc) only by
+                    * a larger prefill */
     size_t scratch_bytes;
 
     ibex_attn_impl attn;
     ibex_err err; /* sticky: the first error since the last sync (status IBEX_OK if none) */
+
+    ibex_dev_counters cnt; /* launches, syncs, allocations, bytes copied (device_info) */
+    /* pinned host buffers from host_alloc: copies from/to them are queued, not waited for */
+    struct ibex_cuda_pinned { char *p; size_t bytes; } *pinned;
+    int n_pinned, cap_pinned;
+    /* marks: events created on first use, recorded in order, ids 0..n_marks−1 */
+    cudaEvent_t *marks;
+    int n_marks, n_created;
+    /* graph capture (graph_begin/graph_end) */
+    cudaGraphExec_t gexec; /* the last executable graph, updated in place when it can be */
+    bool capturing;
+    int64_t launches_at_capture; /* cnt.launches when capture began */
 } ibex_cuda_ctx;
 
+/* Most marks between two marks_reset calls (the forward pass resets every call). */
+#define IBEX_CUDA_MAX_MARKS 8192
+
 static inline ibex_cuda_ctx *ibex_cuda_ctx_of(ibex_backend *be) { return (ibex_cuda_ctx *)be->ctx; }
+
+/* ---- cuBLAS, opened at run time (cuda_cublas.cu) ---- */
+
+/* The cuBLAS functions the backend calls; valid after ibex_cuda_cublas_load succeeded. */
+typedef struct ibex_cublas_api {
+    cublasStatus_t (*create)(cublasHandle_t *h);
+    cublasStatus_t (*destroy)(cublasHandle_t h);
+    cublasStatus_t (*set_stream)(cublasHandle_t h, cudaStream_t s);
+    cublasStatus_t (*set_workspace)(cublasHandle_t h, void *p, size_t bytes);
+    cublasStatus_t (*set_math_mode)(cublasHandle_t h, cublasMath_t m);
+    const char *(*status_string)(cublasStatus_t s);
+    cublasStatus_t (*gemm_ex)(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                              const void *alpha, const void *A, cudaDataType_t at, int lda, const void *B,
+                              cudaDataType_t bt, int ldb, const void *beta, void *C, cudaDataType_t ct, int ldc,
+                              cublasComputeType_t comp, cublasGemmAlgo_t algo);
+} ibex_cublas_api;
+extern ibex_cublas_api ibex_cublas;
+
+/* Opens libcublas.so.13 (kernels/cuda/cuda_libs.h says where it looks) and fills
+ * ibex_cublas, once per process; thread-safe. IBEX_ERR_UNSUPPORTED with err naming the
+ * library when it cannot. */
+ibex_status ibex_cuda_cublas_load(ibex_err *err);
+/* The file cuBLAS was loaded from ("" before a successful load). */
+const char *ibex_cuda_cublas_path(void);
 
 /* ---- errors (cuda_backend.cu) ---- */
 
@@ -87,7 +129,8 @@ static inline ibex_status ibex_cublas_check(ibex_cuda_ctx *ctx, ibex_err *err, c
                                             const char *stmt, const char *func, const char *file,
                                             int line) {
     if (s == CUBLAS_STATUS_SUCCESS) return IBEX_OK;
-    return ibex_cuda_fail(ctx, err, IBEX_ERR_BACKEND, stmt, func, file, line, cublasGetStatusString(s));
+    return ibex_cuda_fail(ctx, err, IBEX_ERR_BACKEND, stmt, func, file, line,
+                          ibex_cublas.status_string ? ibex_cublas.status_string(s) : "cuBLAS error");
 }
 
 /* The check macros. Each evaluates stmt once; on failure it records the sticky error
@@ -110,6 +153,7 @@ static inline ibex_status ibex_cublas_check(ibex_cuda_ctx *ctx, ibex_err *err, c
     do { if (IBEX_CUDA_TRY(ctx, NULL, stmt) != IBEX_OK) return; } while (0)
 #define IBEX_CUDA_CHECK_LAUNCH(ctx, kernel)                                                   \
     do {                                                                                      \
+        (ctx)->cnt.launches++;                                                                \
         if (ibex_cuda_check((ctx), NULL, cudaGetLastError(), "launch of " #kernel, __func__, \
                             __FILE__, __LINE__) != IBEX_OK)                                   \
             return;                                                                           \
@@ -126,6 +170,12 @@ static inline cudaError_t ibex_cuda_enter(const ibex_cuda_ctx *ctx) {
     int cur = -1;
     if (cudaGetDevice(&cur) == cudaSuccess && cur == ctx->device) return cudaSuccess;
     return cudaSetDevice(ctx->device);
+}
+
+/* Waits for the backend's stream, counted as a host sync. */
+static inline cudaError_t ibex_cuda_stream_sync(ibex_cuda_ctx *ctx) {
+    ctx->cnt.syncs++;
+    return cudaStreamSynchronize(ctx->stream);
 }
 
 /* ---- memory (cuda_backend.cu) ---- */

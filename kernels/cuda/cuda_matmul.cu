@@ -16,8 +16,10 @@
  *    CUBLAS_COMPUTE_32F_PEDANTIC, plain F32 FMAs with no TF32 or emulation, so the result
  *    agrees with the CPU to ~1e-6. */
 #include <cuda_bf16.h>
+#include <string.h>
 
 #include "kernels/cuda/cuda_common.cuh"
+#include "kernels/cuda/cuda_elementwise.cuh"
 #include "kernels/cuda/cuda_matmul.cuh"
 
 #define MV_ROWS 4 /* weight rows per block, one warp each */
@@ -66,22 +68,16 @@ static __device__ __forceinline__ void mv_chunk(float acc[IBEX_CUDA_MATVEC_MAX_T
     }
 }
 
-/* One warp per weight row r (block = MV_ROWS warps, grid = ceil(n_out / MV_ROWS)). Lane l
- * takes the 16-byte chunks l, l+32, l+64, ... of the row, four chunks' loads issued
- * before their math while four remain, then a butterfly sum. Weights are read once, so
- * they are loaded with the evict-first hint (__ldcs) and leave L1 to x, which every warp
- * reads. Requires n_in % 8 == 0 and
- * 16-byte aligned w and x (the host checks). y[t][r] for t < T. */
+/* acc[t] = row wr · x[t] for t < T, summed over the warp (every lane gets the sums).
+ * Lane l takes the 16-byte chunks l, l+32, l+64, ... of the row, four chunks' loads
+ * issued before their math while four remain. Weights are read once, so they are loaded
+ * with the evict-first hint (__ldcs) and leave L1 to x, which every warp reads. */
 template <bool BF16>
-static __global__ void __launch_bounds__(MV_THREADS)
-matvec_kernel(float *__restrict__ y, const float *__restrict__ x, const uint16_t *__restrict__ w,
-              int T, int n_in, int n_out) {
-    const int lane = threadIdx.x & 31;
-    const int r = blockIdx.x * MV_ROWS + (threadIdx.x >> 5);
-    if (r >= n_out) return; /* whole warps leave; no block barrier follows */
-    const uint4 *wr = reinterpret_cast<const uint4 *>(w + (int64_t)r * n_in);
+static __device__ __forceinline__ void mv_row(float acc[IBEX_CUDA_MATVEC_MAX_T], const uint4 *__restrict__ wr,
+                                              const float *__restrict__ x, int T, int n_in, int lane) {
     const int n_chunks = n_in >> 3;
-    float acc[IBEX_CUDA_MATVEC_MAX_T] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+    for (int t = 0; t < IBEX_CUDA_MATVEC_MAX_T; t++) acc[t] = 0.0f;
     int c = lane;
     for (; c + 96 < n_chunks; c += 128) {
         const uint4 u0 = __ldcs(wr + c), u1 = __ldcs(wr + c + 32), u2 = __ldcs(wr + c + 64),
@@ -92,12 +88,62 @@ matvec_kernel(float *__restrict__ y, const float *__restrict__ x, const uint16_t
         mv_chunk<BF16>(acc, u3, x, T, n_in, c + 96);
     }
     for (; c < n_chunks; c += 32) mv_chunk<BF16>(acc, __ldcs(wr + c), x, T, n_in, c);
+    /* T is the same for the whole warp: no divergence, and batch 1 pays one reduction */
 #pragma unroll
-    for (int t = 0; t < IBEX_CUDA_MATVEC_MAX_T; t++) acc[t] = ibex_warp_sum(acc[t]);
+    for (int t = 0; t < IBEX_CUDA_MATVEC_MAX_T; t++)
+        if (t < T) acc[t] = ibex_warp_sum(acc[t]);
+}
+
+/* acc[lane] with constant indices, so acc stays in registers. */
+static __device__ __forceinline__ float mv_pick(const float acc[IBEX_CUDA_MATVEC_MAX_T], int lane) {
+    return lane == 0 ? acc[0] : lane == 1 ? acc[1] : lane == 2 ? acc[2] : acc[3];
+}
+
+/* Where the rows of one matvec go: row r < end[0] to y[0] (rows of n[0]), r < end[1] to
+ * y[1] at r − end[0], ... (a concatenated Q|K|V weight written to three buffers). */
+struct mv_out {
+    float *y[3];
+    int end[3];
+    int n[3];
+    int n_seg;
+};
+
+enum { MV_STORE, MV_ADD, MV_SWIGLU };
+
+/* One warp per output row r (block = MV_ROWS warps, grid = ceil(rows / MV_ROWS)); lane t
+ * stores token t's value (t < T).
+ *  MV_STORE  y_seg[t][r'] = w_r · x_t, through the segments of out;
+ *  MV_ADD    y[t][r] += w_r · x_t (the residual add; each element has one writer);
+ *  MV_SWIGLU y[t][r] = silu(w_r · x_t) · (w_{r+n_ffn} · x_t), rows = n_ffn: gate row r
+ *            and up row r of a concatenated gate|up weight, in one warp.
+ * Requires n_in % 8 == 0 and 16-byte aligned w and x (the host checks). */
+template <bool BF16, int MODE>
+static __global__ void __launch_bounds__(MV_THREADS)
+matvec_kernel(mv_out out, const float *__restrict__ x, const uint16_t *__restrict__ w, int T, int n_in,
+              int rows) {
+    const int lane = threadIdx.x & 31;
+    const int r = blockIdx.x * MV_ROWS + (threadIdx.x >> 5);
+    if (r >= rows) return; /* whole warps leave; no block barrier follows */
+    float acc[IBEX_CUDA_MATVEC_MAX_T];
+    mv_row<BF16>(acc, reinterpret_cast<const uint4 *>(w + (int64_t)r * n_in), x, T, n_in, lane);
+    if (MODE == MV_SWIGLU) {
+        float up[IBEX_CUDA_MATVEC_MAX_T];
+        mv_row<BF16>(up, reinterpret_cast<const uint4 *>(w + (int64_t)(r + rows) * n_in), x, T, n_in, lane);
+        if (lane < T) {
+            const float g = mv_pick(acc, lane);
+            out.y[0][(int64_t)lane * rows + r] = g / (1.0f + expf(-g)) * mv_pick(up, lane);
+        }
+        return;
+    }
     if (lane < T) {
-        /* lane t stores row r of token t; select with constant indices so acc stays in registers */
-        const float v = lane == 0 ? acc[0] : lane == 1 ? acc[1] : lane == 2 ? acc[2] : acc[3];
-        y[(int64_t)lane * n_out + r] = v;
+        int seg = 0, base = 0;
+        while (seg + 1 < out.n_seg && r >= out.end[seg]) base = out.end[seg++];
+        float *y = out.y[seg] + (int64_t)lane * out.n[seg] + (r - base);
+        const float v = mv_pick(acc, lane);
+        if (MODE == MV_ADD)
+            *y += v;
+        else
+            *y = v;
     }
 }
 
@@ -125,11 +171,20 @@ extern "C" ibex_cuda_mm_path ibex_cuda_matmul_path(ibex_type wtype, int T, int n
     return IBEX_CUDA_MM_CUBLAS;
 }
 
-extern "C" void ibex_cuda_matmul(ibex_backend *be, float *y, const float *x, const void *w,
-                                 ibex_type wtype, int T, int n_in, int n_out) {
-    ibex_cuda_ctx *ctx = ibex_cuda_ctx_of(be);
-    if (T <= 0 || n_out <= 0) return;
-    IBEX_CUDA_CHECK_OP(ctx, ibex_cuda_enter(ctx));
+template <int MODE>
+static void launch_matvec(ibex_cuda_ctx *ctx, const mv_out &o, const float *x, const void *w, ibex_type wtype,
+                          int T, int n_in, int rows) {
+    const unsigned grid = (unsigned)((rows + MV_ROWS - 1) / MV_ROWS);
+    if (wtype == IBEX_TYPE_BF16)
+        matvec_kernel<true, MODE><<<grid, MV_THREADS, 0, ctx->stream>>>(o, x, (const uint16_t *)w, T, n_in, rows);
+    else
+        matvec_kernel<false, MODE><<<grid, MV_THREADS, 0, ctx->stream>>>(o, x, (const uint16_t *)w, T, n_in, rows);
+    IBEX_CUDA_CHECK_LAUNCH(ctx, matvec_kernel);
+}
+
+/* y (+)= x · Wᵀ: the matvec or cuBLAS path; beta = 1 adds into y. */
+static void mm(ibex_cuda_ctx *ctx, float *y, const float *x, const void *w, ibex_type wtype, int T, int n_in,
+               int n_out, bool add) {
     const size_t y_bytes = (size_t)T * (size_t)n_out * sizeof(float);
     const ibex_cuda_mm_path path = ibex_cuda_matmul_path(wtype, T, n_in, w, x);
     if (path == IBEX_CUDA_MM_UNSUPPORTED) {
@@ -139,16 +194,17 @@ extern "C" void ibex_cuda_matmul(ibex_backend *be, float *y, const float *x, con
         return;
     }
     if (n_in <= 0) { /* empty sums */
-        IBEX_CUDA_CHECK_OP(ctx, cudaMemsetAsync(y, 0, y_bytes, ctx->stream));
+        if (!add) IBEX_CUDA_CHECK_OP(ctx, cudaMemsetAsync(y, 0, y_bytes, ctx->stream));
         return;
     }
     if (path == IBEX_CUDA_MM_MATVEC) {
-        const unsigned grid = (unsigned)((n_out + MV_ROWS - 1) / MV_ROWS);
-        if (wtype == IBEX_TYPE_BF16)
-            matvec_kernel<true><<<grid, MV_THREADS, 0, ctx->stream>>>(y, x, (const uint16_t *)w, T, n_in, n_out);
+        mv_out o;
+        memset(&o, 0, sizeof o);
+        o.y[0] = y, o.end[0] = n_out, o.n[0] = n_out, o.n_seg = 1;
+        if (add)
+            launch_matvec<MV_ADD>(ctx, o, x, w, wtype, T, n_in, n_out);
         else
-            matvec_kernel<false><<<grid, MV_THREADS, 0, ctx->stream>>>(y, x, (const uint16_t *)w, T, n_in, n_out);
-        IBEX_CUDA_CHECK_LAUNCH(ctx, matvec_kernel);
+            launch_matvec<MV_STORE>(ctx, o, x, w, wtype, T, n_in, n_out);
         return;
     }
     const void *b = x;
@@ -171,8 +227,75 @@ extern "C" void ibex_cuda_matmul(ibex_backend *be, float *y, const float *x, con
         b = s;
         compute = CUBLAS_COMPUTE_32F;
     }
-    const float alpha = 1.0f, beta = 0.0f;
-    IBEX_CUBLAS_CHECK_OP(ctx, cublasGemmEx(ctx->cublas, CUBLAS_OP_T, CUBLAS_OP_N, n_out, T, n_in, &alpha, w, ab,
-                                           n_in, b, ab, n_in, &beta, y, CUDA_R_32F, n_out, compute,
-                                           CUBLAS_GEMM_DEFAULT));
+    const float alpha = 1.0f, beta = add ? 1.0f : 0.0f;
+    ctx->cnt.launches++;
+    IBEX_CUBLAS_CHECK_OP(ctx, ibex_cublas.gemm_ex(ctx->cublas, CUBLAS_OP_T, CUBLAS_OP_N, n_out, T, n_in, &alpha, w, ab,
+                                                  n_in, b, ab, n_in, &beta, y, CUDA_R_32F, n_out, compute,
+                                                  CUBLAS_GEMM_DEFAULT));
+}
+
+static size_t row_bytes(ibex_type t, int n_in) { return ibex_type_row_bytes(t, n_in); }
+
+extern "C" void ibex_cuda_matmul(ibex_backend *be, float *y, const float *x, const void *w,
+                                 ibex_type wtype, int T, int n_in, int n_out) {
+    ibex_cuda_ctx *ctx = ibex_cuda_ctx_of(be);
+    if (T <= 0 || n_out <= 0) return;
+    IBEX_CUDA_CHECK_OP(ctx, ibex_cuda_enter(ctx));
+    mm(ctx, y, x, w, wtype, T, n_in, n_out, false);
+}
+
+extern "C" void ibex_cuda_matmul_add(ibex_backend *be, float *y, const float *x, const void *w,
+                                     ibex_type wtype, int T, int n_in, int n_out) {
+    ibex_cuda_ctx *ctx = ibex_cuda_ctx_of(be);
+    if (T <= 0 || n_out <= 0) return;
+    IBEX_CUDA_CHECK_OP(ctx, ibex_cuda_enter(ctx));
+    mm(ctx, y, x, w, wtype, T, n_in, n_out, true);
+}
+
+/* One matvec launch when every segment starts 16-byte aligned; else a matmul per segment. */
+extern "C" void ibex_cuda_matmul_split(ibex_backend *be, float *const *ys, const int *n_outs, int n_split,
+                                       const float *x, const void *w, ibex_type wtype, int T, int n_in) {
+    ibex_cuda_ctx *ctx = ibex_cuda_ctx_of(be);
+    if (T <= 0 || n_split <= 0) return;
+    IBEX_CUDA_CHECK_OP(ctx, ibex_cuda_enter(ctx));
+    const size_t rb = row_bytes(wtype, n_in);
+    bool one = n_split <= 3 && ibex_cuda_matmul_path(wtype, T, n_in, w, x) == IBEX_CUDA_MM_MATVEC && n_in > 0;
+    mv_out o;
+    memset(&o, 0, sizeof o);
+    int rows = 0;
+    for (int s = 0; s < n_split && one; s++) {
+        if ((rb * (size_t)rows) % 16 != 0) one = false;
+        rows += n_outs[s];
+        o.y[s] = ys[s], o.end[s] = rows, o.n[s] = n_outs[s];
+    }
+    if (one) {
+        o.n_seg = n_split;
+        if (rows > 0) launch_matvec<MV_STORE>(ctx, o, x, w, wtype, T, n_in, rows);
+        return;
+    }
+    size_t off = 0;
+    for (int s = 0; s < n_split; s++) {
+        if (n_outs[s] > 0) mm(ctx, ys[s], x, (const char *)w + off, wtype, T, n_in, n_outs[s], false);
+        off += rb * (size_t)n_outs[s];
+    }
+}
+
+extern "C" void ibex_cuda_matmul_swiglu(ibex_backend *be, float *y, float *tmp, const float *x, const void *w,
+                                        ibex_type wtype, int T, int n_in, int n_ffn) {
+    ibex_cuda_ctx *ctx = ibex_cuda_ctx_of(be);
+    if (T <= 0 || n_ffn <= 0) return;
+    IBEX_CUDA_CHECK_OP(ctx, ibex_cuda_enter(ctx));
+    const size_t rb = row_bytes(wtype, n_in);
+    const void *up = (const char *)w + rb * (size_t)n_ffn;
+    if (n_in > 0 && ibex_cuda_matmul_path(wtype, T, n_in, w, x) == IBEX_CUDA_MM_MATVEC &&
+        ((uintptr_t)up & 15) == 0) {
+        mv_out o;
+        memset(&o, 0, sizeof o);
+        o.y[0] = y, o.end[0] = n_ffn, o.n[0] = n_ffn, o.n_seg = 1;
+        launch_matvec<MV_SWIGLU>(ctx, o, x, w, wtype, T, n_in, n_ffn);
+        return;
+    }
+    mm(ctx, y, x, w, wtype, T, n_in, n_ffn, false);
+    mm(ctx, tmp, x, up, wtype, T, n_in, n_ffn, false);
+    ibex_cuda_silu_mul(be, y, y, tmp, (int64_t)T * n_ffn);
 }

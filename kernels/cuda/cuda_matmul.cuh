@@ -29,6 +29,16 @@ ibex_cuda_mm_path ibex_cuda_matmul_path(ibex_type wtype, int T, int n_in, const 
  * (returned by the next sync) and fill y with NaN. */
 void ibex_cuda_matmul(ibex_backend *be, float *y, const float *x, const void *w, ibex_type wtype,
                       int T, int n_in, int n_out);
+/* The fused forms (backend.h: matmul_add, matmul_split, matmul_swiglu). On the matvec
+ * path each is one launch: the add, the three outputs and silu(gate)·up happen in the
+ * kernel's store; on the cuBLAS path they are beta = 1, a GEMM per segment, and two GEMMs
+ * plus silu_mul. */
+void ibex_cuda_matmul_add(ibex_backend *be, float *y, const float *x, const void *w, ibex_type wtype,
+                          int T, int n_in, int n_out);
+void ibex_cuda_matmul_split(ibex_backend *be, float *const *ys, const int *n_outs, int n_split,
+                            const float *x, const void *w, ibex_type wtype, int T, int n_in);
+void ibex_cuda_matmul_swiglu(ibex_backend *be, float *y, float *tmp, const float *x, const void *w,
+                             ibex_type wtype, int T, int n_in, int n_ffn);
 
 #ifdef __cplusplus
 }

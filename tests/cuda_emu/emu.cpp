@@ -6,6 +6,7 @@
 #include <time.h>
 #include <ucontext.h>
 #include <map>
+#include <vector>
 
 uint3e emu_tid, emu_bid;
 dim3 emu_bdim, emu_gdim;
@@ -96,7 +97,21 @@ static void run_block(void) {
     }
 }
 
+/* stream capture: while g_cap is set, work is recorded instead of run (a capture that
+ * meets an operation CUDA forbids there is invalidated, as on a GPU) */
+struct emu_graph { std::vector<std::function<void()>> ops; };
+static emu_graph *g_cap;
+static bool g_cap_bad;
+static void emu_launch_now(emu_cfg_t c, const std::function<void()> &body);
 void emu_launch(emu_cfg_t c, const std::function<void()> &body) {
+    if (g_cap) {
+        std::function<void()> f = body; /* the lambda's by-value captures: the launch's arguments */
+        g_cap->ops.push_back([c, f]() { emu_launch_now(c, f); });
+        return;
+    }
+    emu_launch_now(c, body);
+}
+static void emu_launch_now(emu_cfg_t c, const std::function<void()> &body) {
     const uint64_t nt = (uint64_t)c.b.x * c.b.y * c.b.z;
     if (c.g.x < 1 || c.g.x > 2147483647u || c.g.y < 1 || c.g.y > 65535 || c.g.z < 1 || c.g.z > 65535 || nt < 1 ||
         nt > 1024 || c.b.z > 64 || c.smem > 48 * 1024) {
@@ -139,7 +154,14 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d) {
     p->major = 9, p->minor = 0, p->multiProcessorCount = 132;
     return cudaSuccess;
 }
+/* an H100 SXM's HBM3: 2619 MHz, 5120 bits (3.35 TB/s) */
+cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr a, int d) {
+    if (d != 0) return ret(cudaErrorInvalidDevice);
+    *v = a == cudaDevAttrMemoryClockRate ? 2619000 : 5120;
+    return cudaSuccess;
+}
 cudaError_t cudaMalloc(void **p, size_t n) {
+    if (g_cap) { g_cap_bad = true; return ret(cudaErrorStreamCaptureUnsupported); }
     if (n == 0) { *p = NULL; return cudaSuccess; }
     *p = malloc(n);
     if (!*p) return ret(cudaErrorMemoryAllocation);
@@ -156,6 +178,20 @@ cudaError_t cudaFree(void *p) {
     free(p);
     return cudaSuccess;
 }
+/* pinned host memory: plain host memory, tracked so a wrong free aborts */
+static std::map<void *, size_t> g_pinned;
+cudaError_t cudaMallocHost(void **p, size_t n) {
+    *p = malloc(n ? n : 1);
+    if (!*p) return ret(cudaErrorMemoryAllocation);
+    g_pinned[*p] = n;
+    return cudaSuccess;
+}
+cudaError_t cudaFreeHost(void *p) {
+    if (!p) return cudaSuccess;
+    if (!g_pinned.erase(p)) { fprintf(stderr, "EMU: cudaFreeHost of unknown %p\n", p); abort(); }
+    free(p);
+    return cudaSuccess;
+}
 static void check_dev_range(const void *p, size_t n, const char *what) {
     auto it = g_allocs.upper_bound((void *)p);
     if (it == g_allocs.begin()) goto bad;
@@ -165,14 +201,53 @@ bad:
     fprintf(stderr, "EMU: %s of %zu bytes at %p is not inside a device allocation\n", what, n, p);
     abort();
 }
-cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t) { check_dev_range(p, n, "memset"); memset(p, v, n); return cudaSuccess; }
+cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t) {
+    check_dev_range(p, n, "memset");
+    if (g_cap) { g_cap->ops.push_back([=]() { memset(p, v, n); }); return cudaSuccess; }
+    memset(p, v, n);
+    return cudaSuccess;
+}
 cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind k, cudaStream_t) {
     if (k == cudaMemcpyHostToDevice || k == cudaMemcpyDeviceToDevice) check_dev_range(d, n, "copy destination");
     if (k == cudaMemcpyDeviceToHost || k == cudaMemcpyDeviceToDevice) check_dev_range(s, n, "copy source");
+    if (g_cap) { g_cap->ops.push_back([=]() { memmove(d, s, n); }); return cudaSuccess; }
     memmove(d, s, n);
     return cudaSuccess;
 }
-cudaError_t cudaStreamSynchronize(cudaStream_t s) { return s ? cudaSuccess : ret(cudaErrorInvalidResourceHandle); }
+cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+    if (g_cap) { g_cap_bad = true; return ret(cudaErrorStreamCaptureUnsupported); }
+    return s ? cudaSuccess : ret(cudaErrorInvalidResourceHandle);
+}
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode) {
+    if (g_cap || !s) return ret(cudaErrorInvalidValue);
+    g_cap = new emu_graph();
+    g_cap_bad = false;
+    return cudaSuccess;
+}
+cudaError_t cudaStreamEndCapture(cudaStream_t, cudaGraph_t *g) {
+    if (!g_cap) return ret(cudaErrorInvalidValue);
+    emu_graph *c = g_cap;
+    g_cap = NULL;
+    if (g_cap_bad) { delete c; *g = NULL; return ret(cudaErrorStreamCaptureInvalidated); }
+    *g = c;
+    return cudaSuccess;
+}
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *e, cudaGraph_t g, unsigned long long) {
+    *e = new emu_graph(*g);
+    return cudaSuccess;
+}
+cudaError_t cudaGraphExecUpdate(cudaGraphExec_t e, cudaGraph_t g, cudaGraphExecUpdateResultInfo *) {
+    if (e->ops.size() != g->ops.size()) return ret(cudaErrorGraphExecUpdateFailure);
+    e->ops = g->ops;
+    return cudaSuccess;
+}
+cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t) {
+    if (g_cap) { g_cap_bad = true; return ret(cudaErrorStreamCaptureUnsupported); }
+    for (auto &op : e->ops) op();
+    return cudaSuccess;
+}
+cudaError_t cudaGraphDestroy(cudaGraph_t g) { delete g; return cudaSuccess; }
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e) { delete e; return cudaSuccess; }
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) { *s = new emu_stream(); return cudaSuccess; }
 cudaError_t cudaStreamDestroy(cudaStream_t s) { delete s; return cudaSuccess; }
 cudaError_t cudaGetLastError(void) { cudaError_t e = g_last; g_last = cudaSuccess; return e; }
@@ -180,7 +255,11 @@ const char *cudaGetErrorString(cudaError_t e) { static char b[64]; snprintf(b, s
 cudaError_t cudaMemGetInfo(size_t *f, size_t *t) { *t = (size_t)80 << 30; *f = *t - g_held; return cudaSuccess; }
 cudaError_t cudaEventCreate(cudaEvent_t *e) { *e = new emu_event(); return cudaSuccess; }
 cudaError_t cudaEventDestroy(cudaEvent_t e) { delete e; return cudaSuccess; }
-cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) { e->t = now_ms(); return cudaSuccess; }
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) {
+    if (g_cap) { g_cap_bad = true; return ret(cudaErrorStreamCaptureUnsupported); } /* not emulated */
+    e->t = now_ms();
+    return cudaSuccess;
+}
 cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) { *ms = (float)(b->t - a->t); return cudaSuccess; }
 
@@ -200,7 +279,7 @@ static double rd(const void *p, cudaDataType_t t, size_t i) {
     }
 }
 static size_t esz(cudaDataType_t t) { return t == CUDA_R_32F ? 4 : 2; }
-cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+static cublasStatus_t gemm_now(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                             const void *alpha, const void *A, cudaDataType_t at, int lda, const void *B,
                             cudaDataType_t bt, int ldb, const void *beta, void *C, cudaDataType_t ct, int ldc,
                             cublasComputeType_t comp, cublasGemmAlgo_t) {
@@ -228,5 +307,17 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
             float *c = (float *)C + (size_t)i + (size_t)j * ldc;
             *c = (float)(al * s) + (be != 0.0f ? be * *c : 0.0f);
         }
+    return 0;
+}
+
+cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                            const void *alpha, const void *A, cudaDataType_t at, int lda, const void *B,
+                            cudaDataType_t bt, int ldb, const void *beta, void *C, cudaDataType_t ct, int ldc,
+                            cublasComputeType_t comp, cublasGemmAlgo_t algo) {
+    if (!g_cap) return gemm_now(h, ta, tb, m, n, k, alpha, A, at, lda, B, bt, ldb, beta, C, ct, ldc, comp, algo);
+    const float al = *(const float *)alpha, be = *(const float *)beta; /* host scalars: copied now */
+    g_cap->ops.push_back([=]() {
+        if (gemm_now(h, ta, tb, m, n, k, &al, A, at, lda, B, bt, ldb, &be, C, ct, ldc, comp, algo)) abort();
+    });
     return 0;
 }

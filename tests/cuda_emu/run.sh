@@ -18,7 +18,7 @@ echo '#define IBEX_GIT_COMMIT "emu"
 #define IBEX_BUILD_TYPE "emu"' >"$out/gen/ibex_build.h"
 for f in "$repo"/kernels/cuda/*.cu; do python3 "$here/transform.py" "$f" "$out/src/$(basename "$f" .cu).cpp"; done
 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer"
-CXXF="-std=c++17 -O1 -g $SAN -ffp-contract=off -w -I$here/fake -I$repo"
+CXXF="-std=c++17 -O1 -g $SAN -ffp-contract=off -w -DIBEX_CUDA_EMU=1 -I$here/fake -I$repo"
 CF="-std=c11 -D_GNU_SOURCE -O1 -g $SAN -fopenmp -w -I$repo -I$out/gen -DIBEX_HAVE_CUDA=1"
 rm -f "$out"/obj/*.o
 g++ $CXXF -c "$here/emu.cpp" -o "$out/obj/emu.o"

@@ -20,6 +20,7 @@ while True:
         q += 1
     args = src[p+1:q]
     out.append(src[i:name_start])
-    out.append('emu_launch(emu_cfg(%s), [&]() { %s(%s); })' % (cfg, name, args))
+    # by value: a launch captured into a graph runs later, after the caller's locals are gone
+    out.append('emu_launch(emu_cfg(%s), [=]() { %s(%s); })' % (cfg, name, args))
     i = q + 1
 open(sys.argv[2], 'w').write(''.join(out))
