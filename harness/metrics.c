@@ -370,9 +370,12 @@ bool ibex_load_judge(const ibex_load_sample *s, char *warning, size_t cap)
     if (!busy && !starved)
         return false;
     double load = isfinite(s->load1_end) && !(s->load1_start > s->load1_end) ? s->load1_end : s->load1_start;
+    char lt[32] = "unknown";
+    if (isfinite(load))
+        snprintf(lt, sizeof lt, "%.1f", load);
     if (warning && cap)
-        snprintf(warning, cap, "machine busy: load %.1f on %d CPUs, ibex got %.1f CPU-s per s with %d thread%s%s",
-                 load, s->n_cpus, isfinite(cpw) ? cpw : 0.0, s->threads, s->threads == 1 ? "" : "s",
+        snprintf(warning, cap, "machine busy: load %s on %d CPUs, ibex got %.1f CPU-s per s with %d thread%s%s", lt,
+                 s->n_cpus, isfinite(cpw) ? cpw : 0.0, s->threads, s->threads == 1 ? "" : "s",
                  starved && !busy ? " (starved)" : "");
     return true;
 }

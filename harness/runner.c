@@ -367,14 +367,13 @@ static void tracer_emit(const tracer *tr, const workload *w, int pid, const char
                                             "tid", 1, "args", "name", "engine (steps, layers, ops)"));
     const int64_t off = -tr->origin; /* repetition clock -> trace clock */
     span_pair *sp = malloc((tr->n / 2 + 1) * sizeof *sp);
-    long *open = malloc((tr->n / 2 + 1) * sizeof *open);
-    long *of_begin = malloc((tr->n + 1) * sizeof *of_begin); /* begin event -> pair */
+    long *open = malloc((tr->n / 2 + 1) * sizeof *open); /* the stack of open pairs */
     size_t np = 0, depth = 0;
-    if (sp && open && of_begin) {
+    if (sp && open) {
         for (size_t i = 0; i < tr->n; i++) {
             const span_ev *e = &tr->ev[i];
             if (e->begin) {
-                of_begin[i] = (long)np;
+                if (np > tr->n / 2) break; /* more begins than ends: the rest never closed */
                 sp[np] = (span_pair){.b = i, .t0 = e->t + off, .t1 = -1, .parent = depth ? open[depth - 1] : -1};
                 open[depth++] = (long)np++;
                 continue;
@@ -409,7 +408,7 @@ static void tracer_emit(const tracer *tr, const workload *w, int pid, const char
             json_array_append_new(events, x);
         }
     }
-    free(sp), free(open), free(of_begin);
+    free(sp), free(open);
     for (int32_t i = 0; i < w->n; i++) {
         const wreq *q = &w->r[i];
         if (q->n_times == 0) continue;
