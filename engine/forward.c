@@ -315,6 +315,17 @@ static int mark_now(ibex_forward *f) {
     return m;
 }
 
+/* The mark that starts an op. Each pending op holds two marks, and the pending table
+ * holds 4096 (the CUDA backend keeps 8192 marks): when it is full, wait and read it
+ * first (a step of more than 4095 ops, e.g. per-sequence attention at batch 128). */
+static int op_start(ibex_forward *f) {
+    if (f->n_pending >= (int)(sizeof f->pending / sizeof f->pending[0]) - 1) {
+        dev_wait(f);
+        marks_read(f);
+    }
+    return mark_now(f);
+}
+
 static void op_marked(ibex_forward *f, ibex_op op, int a) {
     const int b = mark_now(f);
     if (a < 0 || b < 0 || f->n_pending == (int)(sizeof f->pending / sizeof f->pending[0])) return;
@@ -329,7 +340,7 @@ static void op_marked(ibex_forward *f, ibex_op op, int a) {
     do {                                                                                                               \
         if ((f)->span) (f)->span((f)->span_ctx, true, k_op_names[op], (f)->layer);                                     \
         const bool marked_ = (f)->profiling && (f)->marks;                                                             \
-        const int m0_ = marked_ ? mark_now(f) : -1;                                                                    \
+        const int m0_ = marked_ ? op_start(f) : -1;                                                                    \
         double t0_ = (f)->profiling && !marked_ ? now_ns() : 0;                                                        \
         stmt;                                                                                                          \
         if (marked_) {                                                                                                 \

@@ -1478,8 +1478,8 @@ static void instruments_setup(const ibex_scenario *s, run_globals *gx) {
         ibex_cupti_free(gx->cupti);
         gx->cupti = NULL;
         snprintf(gx->cupti_error, sizeof gx->cupti_error, "%s", err.msg);
-        fprintf(stderr, "ibex run: CUPTI cannot start (%s); continuing with per-op timers synchronised with the "
-                        "device\n", err.msg);
+        fprintf(stderr, "ibex run: CUPTI cannot start (%s); continuing with per-op timers (CUDA events on the "
+                        "device)\n", err.msg);
     }
 }
 

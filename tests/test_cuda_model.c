@@ -205,15 +205,17 @@ Test(cuda_model, no_device_is_a_clear_error) {
 typedef struct step_count {
     ibex_dev_counters d;
     float *logits;
+    int64_t timed_ops; /* ops of the measured step with a time > 0 (profiling on) */
 } step_count;
 
-static step_count decode_step(ibex_backend *be, const ibex_model *m, bool graphs) {
+static step_count decode_step(ibex_backend *be, const ibex_model *m, bool graphs, bool profile) {
     const int V = m->cfg.vocab_size, n = 8;
     ibex_err err = {0};
     ibex_kv_pool *pool = ibex_kv_pool_new_on(&m->cfg, 4, 16, be, &err);
     ibex_forward *f = ibex_forward_new(m, be, 64, &err);
     cr_assert(pool && f, "%s", err.msg);
     ibex_forward_set_graphs(f, graphs);
+    ibex_forward_set_profiling(f, profile);
     int32_t ids[10], table[4] = {2, 0, 3, 1};
     for (int i = 0; i < 10; i++) ids[i] = 3 + (i * 7919) % (V - 3);
     step_count out = {.logits = malloc((size_t)V * sizeof(float))};
@@ -230,6 +232,7 @@ static step_count decode_step(ibex_backend *be, const ibex_model *m, bool graphs
     ibex_err why = {0};
     cr_assert_eq(ibex_forward_graphs(f, &why), graphs, "graphs went off: %s", why.msg);
     out.d = acc.dev;
+    for (int o = 0; o < IBEX_OP_COUNT; o++) out.timed_ops += acc.ns[o] > 0;
     ibex_forward_free(f);
     ibex_kv_pool_free(pool);
     return out;
@@ -245,13 +248,13 @@ Test(cuda_model, decode_step_syncs_once_and_allocates_nothing_after_warm_up) {
     const int32_t full = m->cfg.n_layers, full_vocab = m->cfg.vocab_size, L = 2, V = 512;
     const int64_t out_rows = m->output.n_out;
     m->cfg.n_layers = L, m->cfg.vocab_size = V, m->output.n_out = V;
-    step_count ref = decode_step(cpu, m, false);
-    step_count now = decode_step(gpu, m, false);
-    step_count gra = decode_step(gpu, m, true);
+    step_count ref = decode_step(cpu, m, false, false);
+    step_count now = decode_step(gpu, m, false, false);
+    step_count gra = decode_step(gpu, m, true, false);
     ibex_backend old = *gpu; /* the pre-issue-15 step: no staging, no fused ops */
     gpu->host_alloc = NULL, gpu->host_free = NULL, gpu->weight_cat = NULL, gpu->matmul_split = NULL;
     gpu->matmul_add = NULL, gpu->matmul_swiglu = NULL, gpu->rope_kv = NULL;
-    step_count was = decode_step(gpu, m, false);
+    step_count was = decode_step(gpu, m, false, false);
     *gpu = old;
     cr_log_info("decode step, %d layers: launches %lld -> %lld, syncs %lld -> %lld, allocs %lld -> %lld, "
                 "h2d bytes %lld -> %lld, d2h bytes %lld -> %lld, d2d bytes %lld -> %lld", L,
@@ -285,7 +288,11 @@ Test(cuda_model, decode_step_syncs_once_and_allocates_nothing_after_warm_up) {
     cr_assert_eq(gra.d.syncs, 1);
     cr_assert_eq(gra.d.allocs, 0);
     cr_assert(!memcmp(gra.logits, now.logits, (size_t)V * sizeof(float)), "graph replay differs from the launched step");
-    free(ref.logits), free(now.logits), free(was.logits), free(gra.logits);
+    /* per-op times with profiling on come from device marks read after the one sync */
+    step_count prof = decode_step(gpu, m, false, true);
+    cr_assert_eq(prof.d.syncs, 1, "profiling adds no sync: %lld", (long long)prof.d.syncs);
+    cr_assert_geq(prof.timed_ops, 6, "ops with a device time: %lld", (long long)prof.timed_ops);
+    free(ref.logits), free(now.logits), free(was.logits), free(gra.logits), free(prof.logits);
     m->cfg.n_layers = full, m->cfg.vocab_size = full_vocab, m->output.n_out = out_rows;
     ibex_model_free(m);
     ibex_backend_free(cpu);
