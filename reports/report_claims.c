@@ -303,7 +303,8 @@ static ibex_claim_verdict judged(ibex_claim_row *r, const fig *f, int nf, judge_
             snprintf(r->note, sizeof r->note, "under-sampled: %s has %zu repetition%s", q->what, q->n,
                      q->n == 1 ? "" : "s");
         else if (isfinite(q->cv) && q->cv > IBEX_REPORT_CV_MAX)
-            snprintf(r->note, sizeof r->note, "noisy: %s CV %.0f %%", q->what, 100 * q->cv);
+            snprintf(r->note, sizeof r->note, 100 * q->cv < 15 ? "noisy: %s CV %.1f %%" : "noisy: %s CV %.0f %%",
+                     q->what, 100 * q->cv); /* 10.4 % must not read as 10 % */
         else
             snprintf(r->note, sizeof r->note, "noisy: %s (%s)", q->what, q->reason[0] ? q->reason : "flagged noisy");
         if (noisy > 1) app(r->note, sizeof r->note, "; %d more figure%s", noisy - 1, noisy > 2 ? "s" : "");
