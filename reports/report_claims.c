@@ -268,6 +268,16 @@ static fig fig_of(const json_t *pt, const char *metric, const char *what) {
     f.noisy = s.noisy;
     snprintf(f.what, sizeof f.what, "%s", what);
     snprintf(f.reason, sizeof f.reason, "%s", s.reason);
+    /* A point measured on a busy machine (conditions.busy, the runner's judgement of
+     * load and CPU share) drifts with the load between points, which the spread of its
+     * own repetitions does not show: comparing it with another point proves nothing. */
+    if (json_is_true(ibex_report_get(pt, "conditions/busy"))) {
+        f.noisy = true;
+        f.cv = NAN;
+        f.n = 0;
+        const char *w = ibex_report_str(pt, "conditions/warning");
+        snprintf(f.reason, sizeof f.reason, "busy machine%s%s", w ? ": " : "", w ? w : "");
+    }
     return f;
 }
 
