@@ -268,6 +268,16 @@ static fig fig_of(const json_t *pt, const char *metric, const char *what) {
     f.noisy = s.noisy;
     snprintf(f.what, sizeof f.what, "%s", what);
     snprintf(f.reason, sizeof f.reason, "%s", s.reason);
+    /* A point measured on a busy machine (conditions.busy, the runner's judgement of
+     * load and CPU share) drifts with the load between points, which the spread of its
+     * own repetitions does not show: comparing it with another point proves nothing. */
+    if (json_is_true(ibex_report_get(pt, "conditions/busy"))) {
+        f.noisy = true;
+        f.cv = NAN;
+        f.n = 0;
+        const char *w = ibex_report_str(pt, "conditions/warning");
+        snprintf(f.reason, sizeof f.reason, "busy machine%s%s", w ? ": " : "", w ? w : "");
+    }
     return f;
 }
 
@@ -303,7 +313,8 @@ static ibex_claim_verdict judged(ibex_claim_row *r, const fig *f, int nf, judge_
             snprintf(r->note, sizeof r->note, "under-sampled: %s has %zu repetition%s", q->what, q->n,
                      q->n == 1 ? "" : "s");
         else if (isfinite(q->cv) && q->cv > IBEX_REPORT_CV_MAX)
-            snprintf(r->note, sizeof r->note, "noisy: %s CV %.0f %%", q->what, 100 * q->cv);
+            snprintf(r->note, sizeof r->note, 100 * q->cv < 15 ? "noisy: %s CV %.1f %%" : "noisy: %s CV %.0f %%",
+                     q->what, 100 * q->cv); /* 10.4 % must not read as 10 % */
         else
             snprintf(r->note, sizeof r->note, "noisy: %s (%s)", q->what, q->reason[0] ? q->reason : "flagged noisy");
         if (noisy > 1) app(r->note, sizeof r->note, "; %d more figure%s", noisy - 1, noisy > 2 ? "s" : "");

@@ -798,3 +798,21 @@ Test(claims, quick_no_cache_with_two_lengths_is_not_judged_and_not_fitted) {
     cr_expect(strstr(a->measured, "R²") == NULL, "no fit from 2 lengths: %s", a->measured);
     free(c);
 }
+
+Test(claims, a_point_on_a_busy_machine_gives_inconclusive) {
+    /* quiet repetitions, but the runner marked the longest no-cache point busy: load
+     * drifts between points, so the comparison is not concluded */
+    char dir[512], sub[1100];
+    tmpdir("busy", dir, sizeof dir);
+    json_t *pts = naive_points(2.0, 1.0);
+    quiet_reps(pts);
+    json_object_set_new(naive_at(pts, "none", 128), "conditions",
+                        json_pack("{s:b,s:s}", "busy", 1, "warning", "load 21 on 2 cores"));
+    write_results(dir, "naive_vs_cache", pts, sub, sizeof sub);
+    ibex_claims_sub s = {.name = "naive_vs_cache", .dir = sub};
+    ibex_claims *c = eval(&s, 1);
+    const ibex_claim_row *a = row(c, "a");
+    cr_expect_eq(a->verdict, IBEX_CLAIM_INCONCLUSIVE, "%s", a->assessment);
+    cr_expect(strstr(a->note, "busy machine: load 21 on 2 cores") != NULL, "%s", a->note);
+    free(c);
+}
