@@ -35,10 +35,13 @@
  *     the quants while the next group's x is byte-identical (memcmp, a few times cheaper
  *     than quantizing, and exact: a caller reusing its buffers can never see stale
  *     quants). Activations above Q_CACHE_MAX elements are quantized per chunk instead.
- *  4. Tiles: 4 rows × 1 token for decode (4 independent accumulator chains), 4 rows ×
- *     2 tokens for prefill (each weight block is unpacked once for both tokens), and
- *     1-row / 1-token tails; tokens are quantized in chunks of Q_TCHUNK so the chunk's
- *     quants stay in L1/L2 while the group's rows are streamed. */
+ *  4. Tiles: 8 rows × 1 token for decode, 4 rows × 2 tokens for prefill (each weight
+ *     block is unpacked once for both tokens), 4×1 and 1×1 tails; tokens are quantized in
+ *     chunks of Q_TCHUNK so the chunk's quants stay in L1/L2 while the group's rows are
+ *     streamed. Rows are short in bytes (34/32 or 18/32 of a byte per weight), so the
+ *     hardware prefetcher alone left decode well below F16's bandwidth when weights come
+ *     from DRAM; 8 concurrent rows and a software prefetch Q_PREFETCH blocks ahead in each
+ *     row raised the streamed bandwidth by ~30 % (Q8_0) and ~20 % (Q4_0) here. */
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -47,6 +50,7 @@
 
 #define Q_BLK 32              /* elements per block, both formats */
 #define Q_TCHUNK 16           /* tokens per pass over a row group */
+#define Q_PREFETCH 8          /* blocks ahead each row is prefetched (note 4) */
 #define Q_CACHE_MAX (1 << 20) /* activation elements (T·n_in) a thread caches: 4 MiB of F32 */
 
 /* Quantized activations of tokens 0.. of a chunk: token j's quants at q + j·n_in, its
@@ -217,14 +221,14 @@ IBEX_CPU_INLINE void qtile(float *y, int64_t ldy, const q_act *a, int j0, const 
     const int8_t *xq[2];
     const float *xd[2];
     const int32_t *xs[2];
-    __m256 acc[4][2];
+    __m256 acc[8][2];
 #pragma GCC unroll 2
     for (int j = 0; j < TB; j++) {
         xq[j] = a->q + (int64_t)(j0 + j) * a->n_in;
         xd[j] = a->d + (int64_t)(j0 + j) * nb;
         xs[j] = a->s + (int64_t)(j0 + j) * nb * 8;
     }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 2
         for (int j = 0; j < TB; j++) acc[r][j] = _mm256_setzero_ps();
@@ -243,9 +247,10 @@ IBEX_CPU_INLINE void qtile(float *y, int64_t ldy, const q_act *a, int j0, const 
             corr[j] = t == IBEX_TYPE_Q8_0 ? _mm256_slli_epi32(sx, 7) : _mm256_slli_epi32(sx, 3);
 #endif
         }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int r = 0; r < R; r++) {
             const uint8_t *blk = w[r] + (size_t)b * bs;
+            _mm_prefetch((const char *)blk + Q_PREFETCH * bs, _MM_HINT_T0);
             const __m256 dw = q_dvec(blk);
 #if Q_VNNI
             const __m256i wu = q_loadw_u(blk, t);
@@ -267,7 +272,7 @@ IBEX_CPU_INLINE void qtile(float *y, int64_t ldy, const q_act *a, int j0, const 
         }
     }
     (void)xs;
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 2
         for (int j = 0; j < TB; j++) y[j * ldy + r] = ibex_cpu_hsum8(acc[r][j]);
@@ -281,6 +286,14 @@ static void rows_avx2(float *y, const char *w, size_t rb, ibex_type t, int tc, i
     (t == IBEX_TYPE_Q8_0 ? qtile(y + (int64_t)j * n_out + r, n_out, a, j, wr, IBEX_TYPE_Q8_0, R, TB)                   \
                          : qtile(y + (int64_t)j * n_out + r, n_out, a, j, wr, IBEX_TYPE_Q4_0, R, TB))
     int r = r0;
+    if (tc == 1) {
+        for (; r + 8 <= r1; r += 8) {
+            const uint8_t *wr[8];
+            for (int i = 0; i < 8; i++) wr[i] = (const uint8_t *)w + (size_t)(r + i) * rb;
+            int j = 0;
+            Q_TILE(8, 1);
+        }
+    }
     for (; r + 4 <= r1; r += 4) {
         const uint8_t *wr[4];
         for (int i = 0; i < 4; i++) wr[i] = (const uint8_t *)w + (size_t)(r + i) * rb;
