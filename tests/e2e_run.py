@@ -25,7 +25,17 @@ def run(*args, **kw):
 
 for name in [n for n in ["default", "quadratic", "kv_memory", "decoding"] if a.part in (n, "all")]:
     out = os.path.join(a.workdir, name)
-    r = run("run", os.path.join(a.source, "scenarios", name + ".yaml"), "--quick", "--out", out)
+    path = os.path.join(a.source, "scenarios", name + ".yaml")
+    if name == "default":
+        # The same file on synthetic:tiny: the checks below are structural, and
+        # synthetic:small at 512 tokens took over 10 minutes on a loaded 2-core machine
+        # (the README's first command runs the shipped default as it is).
+        text = open(path).read()
+        assert "model: synthetic:small" in text, "default.yaml changed: update this test"
+        path = os.path.join(a.workdir, "default.yaml")
+        with open(path, "w") as f:
+            f.write(text.replace("model: synthetic:small", "model: synthetic:tiny"))
+    r = run("run", path, "--quick", "--out", out)
     check(r.returncode == 0, f"{name}: ibex run --quick exits 0 ({r.returncode}) {r.stderr[-300:] if r.returncode else ''}")
     if r.returncode:
         continue
