@@ -365,6 +365,11 @@ bool ibex_load_judge(const ibex_load_sample *s, char *warning, size_t cap)
                 (isfinite(other_end) && other_end > room + margin);
     double cpw = s->wall_s > 0.0 ? s->cpu_s / s->wall_s : NAN;
     bool starved = s->check_starved && isfinite(cpw) && cpw < 0.6;
+    /* A process that got (nearly) every CPU-second its threads could use was not slowed
+     * by other work, whatever the lagging load average says (it counts ibex's own
+     * threads, and own_* only estimates that share). */
+    if (isfinite(cpw) && s->threads > 0 && cpw >= 0.9 * s->threads)
+        busy = false;
     if (warning && cap)
         warning[0] = '\0';
     if (!busy && !starved)

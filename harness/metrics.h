@@ -230,7 +230,8 @@ typedef struct ibex_load_sample {
  * warning ("machine busy: load 7.9 on 2 CPUs, ibex got 0.4 CPU-s per s with 2
  * threads"); warning is "" when false. The rules (margin 0.75):
  *   busy     other load (load1 - own) at start or end > n_cpus - threads + 0.75, i.e.
- *            other work wanted more than the CPUs ibex's threads left free;
+ *            other work wanted more than the CPUs ibex's threads left free, unless
+ *            ibex got cpu_s / wall_s >= 0.9 * threads (every CPU it could use);
  *   starved  cpu_s / wall_s < 0.6 (check_starved only): a computing run keeps at least
  *            its main thread busy, so less than 0.6 CPU-s per s means it waited for a CPU.
  * NaN loads (unreadable /proc/loadavg) are ignored. Cannot fail. */

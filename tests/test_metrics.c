@@ -690,6 +690,11 @@ Test(load, busy_idle_and_starved)
     /* ... but the same with 2 threads is: the other process wants a CPU ibex uses */
     s.threads = 2;
     cr_expect(ibex_load_judge(&s, w, sizeof w));
+    /* idle, but the load average still counts ibex's own threads when its own share is
+     * underestimated (load 1.2 right after start): ibex got 1.9 of 2 CPUs, not busy */
+    s = (ibex_load_sample){.n_cpus = 2, .threads = 2, .load1_start = 1.2, .load1_end = 1.2, .own_start = 0.1,
+                           .own_end = 0.2, .cpu_s = 19.0, .wall_s = 10.0, .check_starved = true};
+    cr_expect_not(ibex_load_judge(&s, w, sizeof w), "%s", w);
     /* starved: a low load average (just started) but 0.3 CPU-s per s */
     s = (ibex_load_sample){.n_cpus = 2, .threads = 1, .load1_start = 0.2, .load1_end = 0.3, .cpu_s = 3.0,
                            .wall_s = 10.0, .check_starved = true};
