@@ -400,6 +400,42 @@ static bool timing_row(ibex_compare_result *r, size_t *cap, const ibex_compare_o
     return true;
 }
 
+/* Per-op times are a family of ~20-40 separate tests per point: at alpha 0.05 each, an
+ * A/A pair would raise about one false alarm per point (seen: 1 in 5 idle A/A pairs,
+ * every alarm an ops.* row). They are therefore corrected for multiplicity with Holm's
+ * step-down rule: sort the family's p-values, reject the k-th smallest (k = 0, 1, ...)
+ * while p_k <= alpha / (m - k), and stop at the first that is not. The whole-run metrics
+ * (wall, tok/s, TTFT/TPOT/ITL/E2E) stay uncorrected: they are one measurement seen
+ * through several lenses, strongly correlated, and correcting them would blind the gate
+ * at the repetition counts CI can afford. Rows [first, n_rows) of r are the family. */
+static void holm_ops(ibex_compare_result *r, const ibex_compare_opts *o, size_t first) {
+    size_t idx[512], m = 0;
+    for (size_t i = first; i < r->n_rows && m < sizeof idx / sizeof idx[0]; i++) {
+        const ibex_compare_row *w = &r->rows[i];
+        if (w->kind == IBEX_CMP_TIMING && isfinite(w->p) &&
+            (w->verdict == IBEX_CMP_PASS || w->verdict == IBEX_CMP_REGRESSION || w->verdict == IBEX_CMP_IMPROVED))
+            idx[m++] = i;
+    }
+    for (size_t i = 1; i < m; i++) /* insertion sort by p: m is small */
+        for (size_t j = i; j > 0 && r->rows[idx[j - 1]].p > r->rows[idx[j]].p; j--) {
+            size_t t = idx[j];
+            idx[j] = idx[j - 1], idx[j - 1] = t;
+        }
+    bool stopped = false;
+    for (size_t k = 0; k < m; k++) {
+        ibex_compare_row *w = &r->rows[idx[k]];
+        double level = o->alpha / (double)(m - k);
+        if (!stopped && w->p <= level) continue;
+        stopped = true;
+        if (w->verdict == IBEX_CMP_PASS) continue;
+        if (w->verdict == IBEX_CMP_REGRESSION && !r->timings_informative) r->n_regressions--;
+        if (w->verdict == IBEX_CMP_IMPROVED) r->n_improved--;
+        w->verdict = IBEX_CMP_PASS;
+        snprintf(w->note, sizeof w->note, "not significant after Holm's correction over %zu op times (p %.3g > %.3g)", m,
+                 w->p, level);
+    }
+}
+
 static bool counter_row(ibex_compare_result *r, size_t *cap, const ibex_compare_opts *o, const char *label,
                         const json_t *va, const json_t *vb, const char *metric) {
     bool ha = json_is_number(va), hb = json_is_number(vb);
@@ -517,6 +553,7 @@ static bool compare_pair(ibex_compare_result *r, size_t *cap, const ibex_compare
                         k_timings[i].summary))
             return false;
     static const char *const phases[] = {"prefill", "decode"};
+    const size_t ops_first = r->n_rows;
     for (int ph = 0; ph < 2; ph++) {
         json_t *set = json_object();
         if (!set) return false;
@@ -540,6 +577,7 @@ static bool compare_pair(ibex_compare_result *r, size_t *cap, const ibex_compare
         json_decref(set);
         if (!ok) return false;
     }
+    holm_ops(r, o, ops_first);
     for (size_t i = 0; i < sizeof k_counters / sizeof k_counters[0]; i++) {
         char m[64];
         snprintf(m, sizeof m, "%s", k_counters[i]);

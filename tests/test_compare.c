@@ -399,3 +399,55 @@ Test(compare, json_output_has_rows_and_exit_code) {
     json_decref(j);
     ibex_compare_free(r);
 }
+
+/* ---------------------------------------------------------------- multiplicity */
+
+/* Adds 30 per-op times to every repetition of run (as ibex_compare_load returns it); op0
+ * of every point is multiplied by op0_slow. */
+static void add_ops(json_t *run, double op0_slow) {
+    json_t *pts = json_object_get(json_object_get(json_array_get(run, 0), "results"), "points");
+    size_t i, k;
+    json_t *p, *rep;
+    json_array_foreach(pts, i, p) {
+        json_array_foreach(json_object_get(p, "repetitions"), k, rep) {
+            json_t *dec = json_object_get(json_object_get(rep, "ops"), "decode");
+            for (int j = 0; j < 30; j++) {
+                char name[16];
+                snprintf(name, sizeof name, "op%d", j);
+                json_object_set_new(dec, name, json_real(100.0 * (1.0 + 0.02 * (double)k) * (j == 0 ? op0_slow : 1.0)));
+            }
+        }
+    }
+}
+
+static ibex_compare_result *run_ops_cmp(double op0_slow) {
+    fx f = fx_default();
+    json_t *a = mk_run(&f), *b = mk_run(&f);
+    add_ops(a, 1.0), add_ops(b, op0_slow);
+    ibex_compare_opts o = ibex_compare_opts_default();
+    ibex_err err = {0};
+    ibex_compare_result *r = ibex_compare_runs(a, b, &o, &err);
+    cr_assert_not_null(r, "%s", err.msg);
+    json_decref(a), json_decref(b);
+    return r;
+}
+
+/* One op of 31 moved by 7 % (repetitions 2 % apart, so the samples overlap): p below
+ * 0.05 but above Holm's 0.05/31; alone it must not fail the gate. A 25 % move of the
+ * same op (complete separation) still does. */
+Test(compare, op_times_are_corrected_for_multiplicity) {
+    ibex_compare_result *r = run_ops_cmp(1.07);
+    const ibex_compare_row *w = row(r, "contiguous", "ops.decode.op0");
+    cr_assert(w->p < 0.05 && w->p > 0.05 / 31, "fixture: p %g must lie between alpha/31 and alpha", w->p);
+    cr_assert_eq(w->verdict, IBEX_CMP_PASS, "%s: %s", ibex_cmp_verdict_name(w->verdict), w->note);
+    cr_assert_not_null(strstr(w->note, "Holm"), "%s", w->note);
+    cr_assert_eq(r->n_regressions, 0);
+    cr_assert_eq(ibex_compare_exit_code(r), 0);
+    ibex_compare_free(r);
+    r = run_ops_cmp(1.25);
+    w = row(r, "contiguous", "ops.decode.op0");
+    cr_assert_eq(w->verdict, IBEX_CMP_REGRESSION, "p %g: %s", w->p, ibex_cmp_verdict_name(w->verdict));
+    cr_assert_eq(r->n_regressions, 2, "op0 of both points, got %zu", r->n_regressions);
+    cr_assert_eq(ibex_compare_exit_code(r), 1);
+    ibex_compare_free(r);
+}
