@@ -175,6 +175,12 @@ static void mean_sd(const double *v, size_t n, double *mean, double *sd) {
 }
 
 /* One output row with llama-bench's field names, then ibex's. */
+
+/* A count from results.json as a JSON integer, or null where the point never got that far
+ * (a model that failed to load has no size): casting NaN to an integer is undefined. */
+static json_t *int_or_null(double v) {
+    return isfinite(v) && fabs(v) < 9.2e18 ? json_integer((json_int_t)v) : json_null();
+}
 static json_t *row_json(const json_t *res, const json_t *pt, const bench_test *t) {
     double ns[1024], ts[1024];
     size_t n = test_samples(t, pt, ns, ts, 1024);
@@ -203,10 +209,10 @@ static json_t *row_json(const json_t *res, const json_t *pt, const bench_test *t
     json_object_set_new(o, "backends", json_string(be ? be : "cpu"));
     json_object_set_new(o, "model_filename", json_string(model ? model : ""));
     json_object_set_new(o, "model_type", json_string(type));
-    json_object_set_new(o, "model_size", json_integer((json_int_t)ibex_report_num(pt, "model/weight_bytes")));
-    json_object_set_new(o, "model_n_params", json_integer((json_int_t)ibex_report_num(pt, "model/n_params")));
-    json_object_set_new(o, "n_batch", json_integer((json_int_t)ibex_report_num(pt, "params/max_step_tokens")));
-    json_object_set_new(o, "n_threads", json_integer((json_int_t)thr));
+    json_object_set_new(o, "model_size", int_or_null(ibex_report_num(pt, "model/weight_bytes")));
+    json_object_set_new(o, "model_n_params", int_or_null(ibex_report_num(pt, "model/n_params")));
+    json_object_set_new(o, "n_batch", int_or_null(ibex_report_num(pt, "params/max_step_tokens")));
+    json_object_set_new(o, "n_threads", int_or_null(thr));
     json_object_set_new(o, "type_k", json_string(kvt ? kvt : ""));
     json_object_set_new(o, "type_v", json_string(kvt ? kvt : ""));
     json_object_set_new(o, "n_prompt", json_integer(t->kind == T_TG ? 0 : t->n_prompt));
@@ -320,10 +326,16 @@ static void print_rows(FILE *f, const char *fmt, json_t *rows, const bench_test 
             else
                 snprintf(ts, sizeof ts, "%s", json_string_value(json_object_get(r, "status")));
             double np = (double)json_integer_value(json_object_get(r, "model_n_params"));
-            fprintf(f, "| %s | %s | %.2f %s | %s | %lld | %s | %s | %lld | %s | %s |\n",
-                    json_string_value(json_object_get(r, "model_type")),
-                    ibex_report_fmt_bytes((double)json_integer_value(json_object_get(r, "model_size")), sz, sizeof sz),
-                    np >= 1e9 ? np / 1e9 : np / 1e6, np >= 1e9 ? "B" : "M", json_string_value(json_object_get(r, "backends")),
+            char nps[32] = "-";
+            if (json_is_integer(json_object_get(r, "model_n_params")))
+                snprintf(nps, sizeof nps, "%.2f %s", np >= 1e9 ? np / 1e9 : np / 1e6, np >= 1e9 ? "B" : "M");
+            if (json_is_integer(json_object_get(r, "model_size")))
+                ibex_report_fmt_bytes((double)json_integer_value(json_object_get(r, "model_size")), sz, sizeof sz);
+            else
+                snprintf(sz, sizeof sz, "-");
+            fprintf(f, "| %s | %s | %s | %s | %lld | %s | %s | %lld | %s | %s |\n",
+                    json_string_value(json_object_get(r, "model_type")), sz, nps,
+                    json_string_value(json_object_get(r, "backends")),
                     (long long)json_integer_value(json_object_get(r, "n_threads")),
                     json_string_value(json_object_get(r, "type_k")), json_string_value(json_object_get(r, "kv_policy")),
                     (long long)json_integer_value(json_object_get(r, "concurrency")), name, ts);

@@ -264,6 +264,11 @@ def part_cli():
           "bench: tests vary fastest, as in llama-bench")
     r = run("bench", "-p", "64-32+8")
     check(r.returncode == 2 and "empty range" in r.stderr, "bench: an empty range is refused as such")
+    # a model that cannot load: exit 1, its row says error and shows no made-up size
+    r = run("bench", "-m", os.path.join(a.workdir, "no_such.gguf"), "-p", "8", "-n", "0", "-r", "1")
+    row = [l for l in r.stdout.splitlines() if "no_such.gguf" in l]
+    check(r.returncode == 1 and len(row) == 1 and "error" in row[0] and "| - | - |" in row[0] and "TiB" not in row[0],
+          f"bench: an unloadable model exits 1 with an error row ({r.returncode}: {row})")
     r = run("bench", "-b", "4")
     check(r.returncode == 2 and "--concurrency" in r.stderr, "bench: -b is refused, naming -c/--concurrency")
     r = run("bench", "-m", "synthetic:tiny", "-p", "16", "-n", "0", "-pg", "8,4", "-r", "1", "--no-warmup", "-o", "sql")
