@@ -60,6 +60,21 @@ ibex_status ibex_percentile(const double *x, size_t n, double q, double *out, ib
     return IBEX_OK;
 }
 
+/* Mean and sample sd (n - 1; 0 for one value) of x[m], m >= 1. Two passes: the sum of
+ * squared deviations does not cancel catastrophically the way sum(x^2) - n mean^2 does
+ * for tight samples of large timestamps. */
+static void mean_sd(const double *x, size_t m, double *mean, double *sd)
+{
+    double sum = 0.0;
+    for (size_t i = 0; i < m; i++)
+        sum += x[i];
+    *mean = sum / (double)m;
+    double ss = 0.0;
+    for (size_t i = 0; i < m; i++)
+        ss += (x[i] - *mean) * (x[i] - *mean);
+    *sd = m < 2 ? 0.0 : sqrt(ss / (double)(m - 1));
+}
+
 ibex_status ibex_summarize(const double *x, size_t n, ibex_summary *out, ibex_err *e)
 {
     if (!x && n > 0)
@@ -72,16 +87,7 @@ ibex_status ibex_summarize(const double *x, size_t n, ibex_summary *out, ibex_er
     if (m == 0) {
         r.mean = r.sd = r.min = r.max = r.p50 = r.p90 = r.p99 = NAN;
     } else {
-        double sum = 0.0;
-        for (size_t i = 0; i < m; i++)
-            sum += s[i];
-        r.mean = sum / (double)m;
-        /* Two passes: the sum of squared deviations does not cancel catastrophically
-         * the way sum(x^2) - n mean^2 does for tight samples of large timestamps. */
-        double ss = 0.0;
-        for (size_t i = 0; i < m; i++)
-            ss += (s[i] - r.mean) * (s[i] - r.mean);
-        r.sd = m < 2 ? 0.0 : sqrt(ss / (double)(m - 1));
+        mean_sd(s, m, &r.mean, &r.sd);
         r.min = s[0];
         r.max = s[m - 1];
         r.p50 = ibex_percentile_sorted(s, m, 50.0);
@@ -315,14 +321,7 @@ ibex_status ibex_noise_compute(const double *x, size_t n, double cv_max, ibex_no
     ibex_noise r = {.n = m, .median = NAN, .mean = NAN, .sd = NAN, .cv = NAN, .ci_lo = NAN, .ci_hi = NAN,
                     .ci_level = NAN};
     if (m > 0) {
-        double sum = 0.0;
-        for (size_t i = 0; i < m; i++)
-            sum += s[i];
-        r.mean = sum / (double)m;
-        double ss = 0.0;
-        for (size_t i = 0; i < m; i++)
-            ss += (s[i] - r.mean) * (s[i] - r.mean);
-        r.sd = m > 1 ? sqrt(ss / (double)(m - 1)) : 0.0;
+        mean_sd(s, m, &r.mean, &r.sd);
         r.cv = r.mean != 0.0 ? r.sd / fabs(r.mean) : NAN;
         r.median = ibex_percentile_sorted(s, m, 50.0);
         size_t lo, hi;
