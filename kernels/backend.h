@@ -31,8 +31,8 @@
  * t % block_size. One block of the whole capacity (a one-entry table) is the simplest
  * contiguous cache; the KV manager's contiguous policy uses a run of consecutive blocks. */
 typedef struct ibex_kv_view {
-    float *k;                    /* this layer's K pool base */
-    float *v;                    /* this layer's V pool base */
+    void *k;                     /* this layer's K pool base (elements of type `type`) */
+    void *v;                     /* this layer's V pool base */
     const int32_t *block_table;  /* logical block -> physical block (backend memory) */
     int32_t block_size;          /* tokens per block */
     int32_t n_kv_heads;
@@ -43,6 +43,11 @@ typedef struct ibex_kv_view {
      * read the table (paged). The table is valid either way. */
     bool contiguous;
     int32_t first_block;
+    /* Element type of the K and V pools: IBEX_TYPE_F32 (the zero value), IBEX_TYPE_F16 or
+     * IBEX_TYPE_BF16. Rows are stored rounded to this type by kv_write and widened to F32
+     * by attention; a backend that does not compute with a type says so through
+     * kv_type_ok. */
+    ibex_type type;
 } ibex_kv_view;
 
 /* What a backend buffer holds, for device-memory accounting. */
@@ -165,6 +170,9 @@ struct ibex_backend {
 
     /* Attention kernel for subsequent calls (optional). */
     ibex_status (*set_attention)(ibex_backend *be, ibex_attn_impl impl, ibex_err *err);
+    /* Whether kv_write and attention compute with a KV cache of element type t (optional:
+     * NULL means IBEX_TYPE_F32 only). */
+    bool (*kv_type_ok)(const ibex_backend *be, ibex_type t);
     /* Device identity and memory (optional). */
     void (*device_info)(ibex_backend *be, ibex_device_info *out);
     /* Measured device-to-device copy bandwidth in bytes/s (read + write counted) over a

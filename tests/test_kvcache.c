@@ -51,7 +51,7 @@ static float *elem(ibex_kv *kv, int32_t seq, int layer, int which, int32_t pos, 
     const int32_t *t = ibex_kv_seq_table(kv, seq, &nt);
     ibex_kv_view v = ibex_kv_pool_view(ibex_kv_pool_of(kv), layer, t);
     cr_assert(pos / v.block_size < nt);
-    float *base = which ? v.v : v.k;
+    float *base = (float *)(which ? v.v : v.k);
     int64_t phys = (int64_t)v.block_table[pos / v.block_size] * v.block_size + pos % v.block_size;
     return base + (phys * v.n_kv_heads + h) * v.head_dim + d;
 }

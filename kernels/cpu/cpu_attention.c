@@ -116,7 +116,7 @@ static void attend_one(float *o, const float *q, const ibex_kv_view *kv, int kvh
     scale_row(o, 0.0f, hd);
     for (int c0 = 0; c0 < n_ctx; c0 += ATT_CHUNK) {
         const int m = n_ctx - c0 < ATT_CHUNK ? n_ctx - c0 : ATT_CHUNK;
-        for (int j = 0; j < m; j++) kr[j] = kv_row(kv->k, kv, c0 + j, kvh);
+        for (int j = 0; j < m; j++) kr[j] = kv_row((const float *)kv->k, kv, c0 + j, kvh);
         int j = 0;
 #if IBEX_CPU_AVX2
         for (; j + 8 <= m; j += 8) dot8(s + j, q, kr + j, hd);
@@ -144,7 +144,7 @@ static void attend_one(float *o, const float *q, const ibex_kv_view *kv, int kvh
         for (j = 0; j < m; j++) csum += s[j];
         s_run += csum;
         /* reuse kr[] for the V rows */
-        for (j = 0; j < m; j++) kr[j] = kv_row(kv->v, kv, c0 + j, kvh);
+        for (j = 0; j < m; j++) kr[j] = kv_row((const float *)kv->v, kv, c0 + j, kvh);
         axpy_keys(o, s, kr, m, hd);
     }
     const float inv = s_run > 0.0f ? 1.0f / s_run : 0.0f;

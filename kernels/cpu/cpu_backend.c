@@ -247,8 +247,8 @@ static void cpu_kv_write(ibex_backend *be, const ibex_kv_view *kv, const float *
     for (int i = 0; i < T; i++) {
         const int64_t t = (int64_t)pos0 + i;
         const int64_t dst = ((int64_t)kv->block_table[t / bs] * bs + t % bs) * row;
-        memcpy(kv->k + dst, k + (int64_t)i * row, (size_t)row * sizeof(float));
-        memcpy(kv->v + dst, v + (int64_t)i * row, (size_t)row * sizeof(float));
+        memcpy((float *)kv->k + dst, k + (int64_t)i * row, (size_t)row * sizeof(float));
+        memcpy((float *)kv->v + dst, v + (int64_t)i * row, (size_t)row * sizeof(float));
     }
 }
 

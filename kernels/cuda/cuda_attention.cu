@@ -305,8 +305,8 @@ extern "C" void ibex_cuda_attention(ibex_backend *be, float *out, const float *q
         return;
     }
     att_kv a;
-    a.k = kv->k;
-    a.v = kv->v;
+    a.k = (const float *)kv->k;
+    a.v = (const float *)kv->v;
     a.table = kv->block_table;
     a.row = (int64_t)kv->n_kv_heads * hd;
     a.bs = kv->block_size;

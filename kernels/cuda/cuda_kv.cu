@@ -31,7 +31,7 @@ extern "C" void ibex_cuda_kv_write(ibex_backend *be, const ibex_kv_view *kv, con
     }
     IBEX_CUDA_CHECK_OP(ctx, ibex_cuda_enter(ctx));
     const dim3 grid((unsigned)T, (unsigned)((row + KV_THREADS - 1) / KV_THREADS));
-    kv_write_kernel<<<grid, KV_THREADS, 0, ctx->stream>>>(kv->k, kv->v, kv->block_table, kv->block_size,
+    kv_write_kernel<<<grid, KV_THREADS, 0, ctx->stream>>>((float *)kv->k, (float *)kv->v, kv->block_table, kv->block_size,
                                                           kv->contiguous, kv->first_block, k, v, row, pos0);
     IBEX_CUDA_CHECK_LAUNCH(ctx, kv_write_kernel);
 }
