@@ -40,5 +40,13 @@ int ibex_cmd_report(int argc, char **argv);
 int ibex_cmd_bench(int argc, char **argv);
 int ibex_cmd_opbench(int argc, char **argv);
 int ibex_cmd_compare(int argc, char **argv);
+int ibex_cmd_merge(int argc, char **argv);
+int ibex_cmd_slurm(int argc, char **argv);
+
+/* Writes every report of a result folder from its results.json and prints the terminal
+ * summary, as `ibex run` does at its end (also used by `ibex merge`). Returns the exit
+ * status: 1 when results.json cannot be read, a report cannot be written or a point
+ * failed, else 0. */
+int ibex_cmd_render(const char *dir);
 
 #endif

@@ -15,6 +15,7 @@
 #include "harness/cli.h"
 #include "harness/runner.h"
 #include "harness/scenario.h"
+#include "harness/shard.h"
 #include "reports/claims.h"
 #include "reports/reports.h"
 
@@ -32,11 +33,14 @@ static void on_stop_signal(int sig) {
 static int interrupted_status(void) { return 128 + (g_signal ? (int)g_signal : SIGINT); }
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: ibex run SCENARIO.yaml [--out DIR] [--quick]\n"
+    fprintf(f, "usage: ibex run SCENARIO.yaml [--out DIR] [--quick] [--shard K/N]\n"
                "  SCENARIO   a file, or the name of a shipped scenario (default, quadratic, ...), looked up in\n"
                "             <ibex's folder>/../share/ibex/scenarios/ when no such file is here\n"
                "  --out DIR   where results.json and the reports go (default results/<name>-<timestamp>/)\n"
                "  --quick     first and last value of every swept list, 4 requests, 1 repetition (for CI)\n"
+               "  --shard K/N run only shard K of N (1 <= K <= N): points are dealt to shards by estimated\n"
+               "              cost, the same way on every machine; 'ibex merge OUT DIR...' joins the shards'\n"
+               "              folders (docs/CLUSTER.md; 'ibex slurm' writes the Slurm job array)\n"
                "A suite file (suite: [a.yaml, ...]) runs each listed scenario into DIR/<its name>/, then\n"
                "writes the suite's report (report: claims -> DIR/claims.md, DIR/claims.csv).\n"
                "Ctrl-C (or SIGTERM) stops after the current step, keeps everything measured, marks the run\n"
@@ -122,6 +126,8 @@ static int render(const char *dir) {
     return rc;
 }
 
+int ibex_cmd_render(const char *dir) { return render(dir); }
+
 int ibex_cmd_report(int argc, char **argv) {
     if (argc != 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         bool help = argc == 2;
@@ -144,18 +150,65 @@ static void base_name(const char *path, char *buf, size_t n) {
  * run is recorded and the others go on), then writes the suite's report. Returns the
  * exit status: 0, 1 (a scenario failed or a report could not be written), 130
  * (interrupted: the report is still written, marked incomplete). */
-static int run_suite(const ibex_scenario *suite, const char *dir, bool quick) {
+/* The points of shard k (ascending global indices) among n_points, given every point's
+ * owner; malloc'd (at least one element), count in *n_sel. NULL when out of memory. */
+static int32_t *shard_select(const int32_t *owner, int32_t n_points, int32_t k, int32_t *n_sel) {
+    int32_t *sel = malloc(((size_t)n_points + 1) * sizeof *sel);
+    *n_sel = 0;
+    for (int32_t i = 0; sel && i < n_points; i++)
+        if (owner[i] == k) sel[(*n_sel)++] = i;
+    return sel;
+}
+
+/* suite.json: what ibex merge needs to join the shards of a suite (its file's hash, the
+ * shard, each listed scenario's folder). Written before the scenarios run. */
+static void write_suite_manifest(const ibex_scenario *suite, const char *dir, const char *hash, bool quick, int32_t k,
+                                 int32_t n, char (*names)[128]) {
+    json_t *subs = json_array();
+    for (int i = 0; i < suite->n_suite; i++) json_array_append_new(subs, json_string(names[i]));
+    json_t *m = json_pack("{s:s,s:s,s:s,s:s,s:s,s:b,s:o}", "name", suite->name, "path", suite->path, "description",
+                          suite->description, "report", suite->report, "sha256", hash, "quick", quick, "scenarios",
+                          subs);
+    if (n > 0) json_object_set_new(m, "shard", json_pack("{s:i,s:i}", "k", k, "n", n));
+    char p[1200];
+    snprintf(p, sizeof p, "%s/suite.json", dir);
+    if (json_dump_file(m, p, JSON_INDENT(1)))
+        fprintf(stderr, "ibex run: cannot write %s (ibex merge needs it to join shards of this suite)\n", p);
+    json_decref(m);
+}
+
+static int run_suite(const ibex_scenario *suite, const char *dir, bool quick, int32_t shard_k, int32_t shard_n) {
     int n = suite->n_suite, rc = 0;
+    ibex_scenario **pre = calloc((size_t)n + 1, sizeof *pre); /* every listed scenario, loaded up front for --shard */
+    int32_t *owner = NULL, owner_off = 0;
     char(*names)[128] = calloc((size_t)n, sizeof *names);
     char(*dirs)[1100] = calloc((size_t)n, sizeof *dirs);
     char(*errors)[640] = calloc((size_t)n, sizeof *errors);
     ibex_claims_sub *subs = calloc((size_t)n, sizeof *subs);
     ibex_claims *claims = calloc(1, sizeof *claims);
     ibex_err err = {0};
-    if (!names || !dirs || !errors || !subs || !claims) {
+    if (!names || !dirs || !errors || !subs || !claims || !pre) {
         fprintf(stderr, "ibex run: out of memory\n");
         rc = 1;
         goto done;
+    }
+    if (shard_n > 0) { /* the shard assignment spans the whole suite, so every file must load */
+        int32_t total = 0;
+        for (int i = 0; i < n; i++) {
+            if (!(pre[i] = ibex_scenario_load(suite->suite[i], &err))) {
+                fprintf(stderr, "ibex run: %s (with --shard every scenario of the suite must load)\n", err.msg);
+                rc = 2;
+                goto done;
+            }
+            if (quick) ibex_scenario_quick(pre[i]);
+            total += pre[i]->n_points;
+        }
+        if (!(owner = calloc((size_t)total + 1, sizeof *owner)) ||
+            ibex_shard_assign_many((const ibex_scenario *const *)pre, n, shard_n, owner, &err)) {
+            fprintf(stderr, "ibex run: shards: %s\n", err.msg[0] ? err.msg : "out of memory");
+            rc = 1;
+            goto done;
+        }
     }
     if (ibex_mkdir_p(dir, &err)) {
         fprintf(stderr, "ibex run: %s\n", err.msg);
@@ -163,6 +216,19 @@ static int run_suite(const ibex_scenario *suite, const char *dir, bool quick) {
         goto done;
     }
     bool complete = true;
+    if (shard_n > 0) { /* the folder names as the loop below makes them: suite.json lists them first */
+        for (int i = 0; i < n; i++) {
+            snprintf(names[i], sizeof names[i], "%s", pre[i]->name);
+            for (int j = 0, k = 2; j < i; j++)
+                if (!strcmp(names[j], names[i])) {
+                    snprintf(names[i], sizeof names[i], "%s-%d", pre[i]->name, k++);
+                    j = -1;
+                }
+        }
+        char hash[65] = "";
+        if (ibex_sha256_file(suite->path, hash, &err)) hash[0] = 0;
+        write_suite_manifest(suite, dir, hash, quick, shard_k, shard_n, names);
+    }
     for (int i = 0; i < n; i++) {
         base_name(suite->suite[i], names[i], sizeof names[i]);
         subs[i].name = names[i];
@@ -172,7 +238,8 @@ static int run_suite(const ibex_scenario *suite, const char *dir, bool quick) {
             complete = false;
             continue;
         }
-        ibex_scenario *s = ibex_scenario_load(suite->suite[i], &err);
+        ibex_scenario *s = pre[i] ? pre[i] : ibex_scenario_load(suite->suite[i], &err);
+        pre[i] = NULL;
         if (!s) {
             fprintf(stderr, "ibex run: %s\n", err.msg);
             snprintf(errors[i], sizeof errors[i], "%s", err.msg);
@@ -187,14 +254,27 @@ static int run_suite(const ibex_scenario *suite, const char *dir, bool quick) {
                 snprintf(names[i], sizeof names[i], "%s-%d", s->name, k++);
                 j = -1;
             }
-        if (quick) ibex_scenario_quick(s);
+        if (quick && shard_n == 0) ibex_scenario_quick(s); /* (preloaded ones already are) */
         snprintf(dirs[i], sizeof dirs[i], "%s/%s", dir, names[i]);
-        fprintf(stderr, "ibex run: [%d/%d] %s (%d point%s%s) -> %s/\n", i + 1, n, names[i], s->n_points,
-                s->n_points == 1 ? "" : "s", quick ? ", quick" : "", dirs[i]);
+        char hash[65] = "";
+        if (ibex_sha256_file(s->path, hash, &err)) hash[0] = 0;
+        int32_t n_sel = 0, *sel = NULL;
+        if (shard_n > 0 && !(sel = shard_select(owner + owner_off, s->n_points, shard_k, &n_sel))) {
+            fprintf(stderr, "ibex run: out of memory\n");
+            ibex_scenario_free(s);
+            rc = 1;
+            goto done;
+        }
+        owner_off += s->n_points;
+        fprintf(stderr, "ibex run: [%d/%d] %s (%d point%s%s) -> %s/\n", i + 1, n, names[i],
+                shard_n > 0 ? n_sel : s->n_points, (shard_n > 0 ? n_sel : s->n_points) == 1 ? "" : "s",
+                quick ? ", quick" : "", dirs[i]);
         int failed = 0;
         ibex_run_opts o = {.out_dir = dirs[i], .quick = quick, .progress_tty = isatty(2), .interrupted = &g_interrupted,
-                           .failed_points = &failed};
+                           .failed_points = &failed, .shard_k = shard_k, .shard_n = shard_n, .shard_points = sel,
+                           .n_shard_points = n_sel, .scenario_sha256 = hash[0] ? hash : NULL};
         ibex_status st = ibex_run_scenario(s, &o, &err);
+        free(sel);
         ibex_scenario_free(s);
         if (!st && failed > 0) {
             fprintf(stderr, "ibex run: %s: %d point%s failed\n", names[i], failed, failed == 1 ? "" : "s");
@@ -231,6 +311,9 @@ static int run_suite(const ibex_scenario *suite, const char *dir, bool quick) {
         rc = interrupted_status();
     }
 done:
+    for (int i = 0; pre && i < n; i++) ibex_scenario_free(pre[i]);
+    free(pre);
+    free(owner);
     free(names);
     free(dirs);
     free(errors);
@@ -242,6 +325,7 @@ done:
 int ibex_cmd_run(int argc, char **argv) {
     const char *path = NULL, *out = NULL;
     bool quick = false;
+    int32_t shard_k = 0, shard_n = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
@@ -250,8 +334,14 @@ int ibex_cmd_run(int argc, char **argv) {
             out = argv[++i];
         } else if (!strcmp(argv[i], "--quick")) {
             quick = true;
+        } else if (!strcmp(argv[i], "--shard") && i + 1 < argc) {
+            char why[200];
+            if (!ibex_shard_parse(argv[++i], &shard_k, &shard_n, why, sizeof why)) {
+                fprintf(stderr, "ibex run: --shard %s\n", why);
+                return 2;
+            }
         } else if (argv[i][0] == '-' || path) {
-            static const char *const opts[] = {"--out", "--quick", "--help", NULL};
+            static const char *const opts[] = {"--out", "--quick", "--shard", "--help", NULL};
             const char *s = ibex_cli_suggest(argv[i], opts);
             fprintf(stderr, "ibex run: unexpected argument '%s'%s%s%s\n", argv[i], s ? " (did you mean '" : "",
                     s ? s : "", s ? "'?)" : "");
@@ -290,14 +380,33 @@ int ibex_cmd_run(int argc, char **argv) {
     if (s->n_suite > 0) {
         fprintf(stderr, "ibex run: suite %s (%d scenario%s%s) -> %s/\n", s->name, s->n_suite, s->n_suite == 1 ? "" : "s",
                 quick ? ", quick" : "", dir);
-        int rc = run_suite(s, dir, quick);
+        int rc = run_suite(s, dir, quick, shard_k, shard_n);
         ibex_scenario_free(s);
         return rc;
     }
-    fprintf(stderr, "ibex run: %s (%d point%s%s) -> %s/\n", s->name, s->n_points, s->n_points == 1 ? "" : "s",
-            quick ? ", quick" : "", dir);
-    ibex_run_opts o = {.out_dir = dir, .quick = quick, .progress_tty = isatty(2), .interrupted = &g_interrupted};
+    char hash[65] = "";
+    if (ibex_sha256_file(s->path, hash, &err)) hash[0] = 0;
+    int32_t *owner = NULL, *sel = NULL, n_sel = 0;
+    if (shard_n > 0) {
+        if (!(owner = calloc((size_t)s->n_points + 1, sizeof *owner)) || ibex_shard_assign(s, shard_n, owner, &err) ||
+            !(sel = shard_select(owner, s->n_points, shard_k, &n_sel))) {
+            fprintf(stderr, "ibex run: shards: %s\n", err.msg[0] ? err.msg : "out of memory");
+            free(owner);
+            ibex_scenario_free(s);
+            return 1;
+        }
+        free(owner);
+        fprintf(stderr, "ibex run: %s, shard %d/%d: %d of %d point%s%s -> %s/\n", s->name, shard_k, shard_n, n_sel,
+                s->n_points, s->n_points == 1 ? "" : "s", quick ? ", quick" : "", dir);
+    } else {
+        fprintf(stderr, "ibex run: %s (%d point%s%s) -> %s/\n", s->name, s->n_points, s->n_points == 1 ? "" : "s",
+                quick ? ", quick" : "", dir);
+    }
+    ibex_run_opts o = {.out_dir = dir, .quick = quick, .progress_tty = isatty(2), .interrupted = &g_interrupted,
+                       .shard_k = shard_k, .shard_n = shard_n, .shard_points = sel, .n_shard_points = n_sel,
+                       .scenario_sha256 = hash[0] ? hash : NULL};
     ibex_status st = ibex_run_scenario(s, &o, &err);
+    free(sel);
     ibex_scenario_free(s);
     if (st) {
         fprintf(stderr, "ibex run: %s\n", err.msg);

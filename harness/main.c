@@ -18,6 +18,9 @@ static void usage(FILE *f) {
             "  compare    regression gate: 'compare BASE NEW' (results.json, run folders or suites);\n"
             "             Mann-Whitney U on repetitions + a floor, exact counters; exit 1 on a regression\n"
             "  report     re-render the reports of a results directory from its results.json\n"
+            "  merge      'merge OUT DIR...': join the folders of 'run --shard K/N' into one result folder\n"
+            "  slurm      write (and with --submit, submit) a Slurm job array running a scenario's shards,\n"
+            "             plus the job that merges them (docs/CLUSTER.md)\n"
             "  generate   run a prompt through a model and print text and prefill/decode speed\n"
             "  opbench    single-op microbenchmarks on a backend: decode attention (contiguous vs paged,\n"
             "             each CUDA kernel), decode matmuls, copy bandwidth (the roofline)\n"
@@ -45,6 +48,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "report")) return ibex_cmd_report(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return ibex_cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "compare")) return ibex_cmd_compare(argc - 1, argv + 1);
+    if (!strcmp(cmd, "merge")) return ibex_cmd_merge(argc - 1, argv + 1);
+    if (!strcmp(cmd, "slurm")) return ibex_cmd_slurm(argc - 1, argv + 1);
     if (!strcmp(cmd, "opbench")) return ibex_cmd_opbench(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("ibex %s (commit %s, %s build)\n", IBEX_VERSION, IBEX_GIT_COMMIT, IBEX_BUILD_TYPE);
@@ -54,7 +59,7 @@ int main(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
-    static const char *const cmds[] = {"run", "report", "compare", "bench", "opbench", "generate", "batch", "model", "version", "help", NULL};
+    static const char *const cmds[] = {"run", "report", "merge", "slurm", "compare", "bench", "opbench", "generate", "batch", "model", "version", "help", NULL};
     /* A prefix ("gen", "rep") or an extension ("benchmark") first, then the nearest spelling. */
     const char *s = NULL;
     for (const char *const *c = cmds; !s && *c; c++) {

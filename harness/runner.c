@@ -1418,6 +1418,17 @@ static json_t *provenance_json(void) {
     char host[256] = "";
     if (gethostname(host, sizeof host - 1)) snprintf(host, sizeof host, "unknown");
     json_object_set_new(p, "hostname", json_string(host));
+    /* the node as the cluster names it (Slurm's node name when run by Slurm), and the job */
+    const char *node = getenv("SLURMD_NODENAME");
+    json_object_set_new(p, "node", json_string(node && *node ? node : host));
+    if (getenv("SLURM_JOB_ID")) {
+        json_t *sl = json_object();
+        static const char *const vars[] = {"SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID",
+                                           "SLURM_JOB_PARTITION", "SLURM_CLUSTER_NAME", "SLURM_RESTART_COUNT"};
+        for (size_t i = 0; i < sizeof vars / sizeof *vars; i++)
+            if (getenv(vars[i])) json_object_set_new(sl, vars[i] + 6, json_string(getenv(vars[i])));
+        json_object_set_new(p, "slurm", sl);
+    }
     json_t *omp = json_object();
     extern char **environ;
     for (char **e = environ; e && *e; e++) {
@@ -1502,6 +1513,16 @@ ibex_status ibex_run_scenario(const ibex_scenario *s, const ibex_run_opts *o, ib
     for (int32_t k = 0; k < s->n_swept && s->n_points > 0; k++) json_array_append_new(swept, json_string(s->swept[k].key));
     json_object_set_new(root, "scenario", json_pack("{s:s,s:s,s:s,s:b,s:o}", "name", s->name, "path", s->path,
                                                     "description", s->description, "quick", o->quick, "swept", swept));
+    if (o->scenario_sha256)
+        json_object_set_new(json_object_get(root, "scenario"), "sha256", json_string(o->scenario_sha256));
+    json_object_set_new(json_object_get(root, "scenario"), "n_points", json_integer(s->n_points));
+    const int32_t n_run = o->shard_n > 0 ? o->n_shard_points : s->n_points;
+    if (o->shard_n > 0) { /* ibex merge joins shards by these (docs/CLUSTER.md) */
+        json_t *ix = json_array();
+        for (int32_t j = 0; j < o->n_shard_points; j++) json_array_append_new(ix, json_integer(o->shard_points[j]));
+        json_object_set_new(root, "shard", json_pack("{s:i,s:i,s:o,s:i}", "k", o->shard_k, "n", o->shard_n, "points",
+                                                     ix, "total_points", s->n_points));
+    }
     json_object_set_new(root, "metric_definitions", metric_defs_json());
     json_t *points = json_array();
     json_object_set_new(root, "points", points);
@@ -1516,7 +1537,8 @@ ibex_status ibex_run_scenario(const ibex_scenario *s, const ibex_run_opts *o, ib
     instruments_setup(s, &gx);
     if (gx.cupti_error[0]) json_object_set_new(root, "cupti_error", json_string(gx.cupti_error));
     double t_start = ibex_cli_now_s();
-    for (int32_t i = 0; i < s->n_points; i++) {
+    for (int32_t j = 0; j < n_run; j++) {
+        const int32_t i = o->shard_n > 0 ? o->shard_points[j] : j; /* the point's global index */
         if (*o->interrupted) {
             all_ok = false;
             break;
@@ -1528,10 +1550,10 @@ ibex_status ibex_run_scenario(const ibex_scenario *s, const ibex_run_opts *o, ib
         failed += pst && !strcmp(pst, "error");
         json_object_set_new(root, "failed_points", json_integer(failed));
         json_array_append_new(points, P);
-        double elapsed = ibex_cli_now_s() - t_start, eta = elapsed / (i + 1) * (s->n_points - i - 1);
+        double elapsed = ibex_cli_now_s() - t_start, eta = elapsed / (j + 1) * (n_run - j - 1);
         if (o->progress_tty) fprintf(stderr, "\r\033[K");
         json_t *M = json_object_get(P, "metrics");
-        fprintf(stderr, "[%d/%d] %s: %s in %.1f s", i + 1, s->n_points, json_string_value(json_object_get(P, "label")),
+        fprintf(stderr, "[%d/%d] %s: %s in %.1f s", j + 1, n_run, json_string_value(json_object_get(P, "label")),
                 pst, ibex_cli_now_s() - tp);
         if (M && json_is_number(json_object_get(M, "output_tok_per_s")))
             fprintf(stderr, ", %.1f output tok/s", json_number_value(json_object_get(M, "output_tok_per_s")));

@@ -16,6 +16,13 @@ typedef struct ibex_run_opts {
     bool progress_tty;                    /* redraw one progress line (else plain lines) */
     volatile sig_atomic_t *interrupted;   /* set by a signal handler: stop at the next step */
     int *failed_points;                   /* (optional) receives how many points failed */
+    /* (optional) a shard (`ibex run --shard K/N`, harness/shard.h): run only these point
+       indices (ascending, global), recorded as results.json "shard" {k, n, points,
+       total_points}; shard_n 0 runs every point */
+    int32_t shard_k, shard_n;
+    const int32_t *shard_points;
+    int32_t n_shard_points;
+    const char *scenario_sha256;          /* (optional) recorded as scenario.sha256 */
 } ibex_run_opts;
 
 /* Runs s. Returns IBEX_OK when every point ran (or the run was interrupted: then
