@@ -1170,6 +1170,8 @@ ibex_status ibex_report_markdown(const json_t *results, const ibex_report_plots 
         fprintf(out, "%s\n\n", desc);
     conditions_warnings(results, out);
     what_was_run(results, out, swept, nk);
+    if (ibex_report_md_merge(results, out, err)) /* the shards of a merged run (report_merge.c) */
+        return IBEX_ERR_IO;
     results_table(results, out, swept, nk);
     ops_section(results, out, swept, nk);
     gpu_section(results, out, swept, nk);

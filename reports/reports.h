@@ -246,6 +246,13 @@ bool ibex_report_gnuplot_find(char *path, size_t n, char *why, size_t why_n);
 ibex_status ibex_report_markdown(const json_t *results, const ibex_report_plots *plots, FILE *out,
                                  ibex_err *err);
 
+/* The "Shards" section of report.md for a folder written by `ibex merge` (results.json
+ * "merge"): a table of the shards (node, CPU, GPU, points, complete), a warning listing
+ * the missing points of a partial merge, and a warning when the shards ran on different
+ * kinds of machine (machine_kind: CPU model and GPU), naming the points of each kind.
+ * Writes nothing for other results. Errors: IBEX_ERR_INVALID, IBEX_ERR_IO. */
+ibex_status ibex_report_md_merge(const json_t *results, FILE *out, ibex_err *err);
+
 /* Bytes enough for any name ibex_report_kernel_short_name writes. */
 #define IBEX_KERNEL_NAME_BUF 256
 
