@@ -194,4 +194,50 @@ ok "merged results.json: same points and exact counters as the unsharded run; sh
 grep -q "## Shards" "$M/report.md" || fail "report.md has no Shards section"
 "$IBEX" report "$M" >/dev/null 2>&1 || fail "ibex report on the merged folder failed"
 ok "ibex report on the merged folder"
+
+# ---- scancel (SIGTERM) of one array task: it saves what it measured; the afterany merge
+# job still runs, names the missing points, merges what there is (incomplete), exits 1 ----
+sed -e 's/^name: slurm_small/name: slurm_long/' -e 's/output_tokens: 4/output_tokens: 64/' \
+    -e 's/requests: 2/requests: 4/' -e 's/  batch: \[1, 2\]/  batch: [1, 2, 4]/' "$WORK/s.yaml" >"$WORK/long.yaml"
+ids=$("$IBEX" slurm "$WORK/long.yaml" --shards 2 --out "$WORK/cl2" --submit 2>"$WORK/submit2.log") ||
+  fail "ibex slurm --submit (long): $(cat "$WORK/submit2.log")"
+read -r ARRAY2 MERGE2 <<<"$ids"
+R1=$WORK/cl2/shard-1/results.json
+n1=0
+for _ in $(seq 600); do
+  n1=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["points"]))' "$R1" 2>/dev/null || echo 0)
+  [ "$n1" -ge 1 ] && break
+  sleep 0.1
+done
+[ "$n1" -ge 1 ] || fail "shard 1 of the long scenario measured no point in 60 s"
+scancel "${ARRAY2}_1" || fail "scancel ${ARRAY2}_1"
+mstate=""
+for _ in $(seq 240); do
+  mstate=$(scontrol show job "$MERGE2" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | cut -d= -f2)
+  case "$mstate" in COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY|PREEMPTED) break ;; esac
+  sleep 0.5
+done
+t1=$(scontrol show job "${ARRAY2}_1" | grep -o 'JobState=[A-Z_]*' | head -n 1)
+[ "$t1" = JobState=CANCELLED ] || fail "cancelled task 1: $t1"
+[ "$mstate" = FAILED ] || fail "merge job after a cancelled shard: '$mstate' (expected FAILED: a partial merge exits 1)"
+python3 - "$R1" "$WORK/cl2/merged/results.json" <<'PYEOF' || fail "the cancelled shard or the partial merge is wrong"
+import json, sys
+s1, m = (json.load(open(p)) for p in sys.argv[1:3])
+done = [p["index"] for p in s1["points"] if p["status"] != "interrupted"]
+left = sorted(set(s1["shard"]["points"]) - set(done))
+bad = []
+if s1["complete"] is not False: bad.append("the cancelled shard's results.json is not marked incomplete")
+if not done or not left: bad.append(f"cancelled shard measured {done} of {s1['shard']['points']}")
+if m["complete"] is not False: bad.append("the partial merge is not marked incomplete")
+if m["merge"]["missing_points"] != left: bad.append(f"missing {m['merge']['missing_points']} != unmeasured {left}")
+want = sorted(set(range(s1["shard"]["total_points"])) - set(left))
+if sorted(p["index"] for p in m["points"] if p["status"] != "interrupted") != want:
+    bad.append("the partial merge lacks measured points")
+for b in bad: print("  " + b)
+print(f"  shard 1 saved {done} of {s1['shard']['points']} on SIGTERM; merged {len(m['points'])} points, missing {left}")
+sys.exit(1 if bad else 0)
+PYEOF
+grep -q "interrupted" "$WORK/cl2/logs/shard-1.out" || fail "shard 1's log does not say it was interrupted"
+grep -q "not measured" "$WORK/cl2/logs/merge.out" || fail "the merge job's log does not name the missing points"
+ok "scancel of task 1: it saved what it measured (SIGTERM), the merge job named the missing points, merged the rest (incomplete) and FAILED ($((SECONDS - T0)) s)"
 echo "slurm_e2e: PASS in $((SECONDS - T0)) s"
