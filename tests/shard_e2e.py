@@ -186,7 +186,7 @@ check(r.returncode == 0 and lm["complete"] is True and [q["index"] for q in lm["
 # ---- a suite: merged scenario by scenario, suite.json and claims ----
 write("a.yaml", SCEN.replace("name: shards", "name: a"))
 write("b.yaml", SCEN.replace("name: shards", "name: b").replace("  batch: [1, 2, 4]\n", ""))
-su = write("suite.yaml", "name: su\nsuite: [a.yaml, b.yaml]\n")
+su = write("suite.yaml", "name: su\nreport: claims\nsuite: [a.yaml, b.yaml]\n")
 r = run("run", su, "--out", D("su-full"))
 for k in (1, 2):
     r = run("run", su, "--shard", f"{k}/2", "--out", D(f"su-{k}"))
@@ -197,6 +197,9 @@ r = run("merge", D("su-m"), D("su-1"), D("su-2"))
 check(r.returncode == 0, f"suite merge (exit {r.returncode}) {r.stderr[-300:] if r.returncode else ''}")
 for n in ("a", "b"):
     same_points(load(D(f"su-full/{n}")), load(D(f"su-m/{n}")), f"suite scenario {n}")
+check(os.path.exists(D("su-m") + "/claims.md") and os.path.exists(D("su-m") + "/claims.csv")
+      and json.load(open(D("su-m") + "/suite.json"))["scenarios"] == ["a", "b"],
+      "the merged suite has claims.md, claims.csv and suite.json")
 r = run("compare", D("su-full"), D("su-m"), "--timings", "info")
 check(r.returncode == 0 and "0 changed counter" in r.stdout, "ibex compare on the merged suite")
 
