@@ -239,8 +239,10 @@ int ibex_cmd_slurm(int argc, char **argv) {
         return 1;
     }
     exe[el] = 0;
-    if (!one_line(adir) || !one_line(scen) || !one_line(exe) || strchr(adir, '%')) {
-        fprintf(stderr, "ibex slurm: %s: a path with a newline or '%%' cannot go into an sbatch script\n", adir);
+    if (!one_line(adir) || !one_line(scen) || !one_line(exe) || strpbrk(adir, "% \t")) {
+        /* #SBATCH --output=DIR/... is not shell-quoted, and '%' is a Slurm file pattern */
+        fprintf(stderr, "ibex slurm: %s: a folder with a space, '%%' or a newline cannot go into #SBATCH lines; "
+                        "choose another --out\n", adir);
         return 2;
     }
     char q_exe[8200], q_scen[8200], q_dir[8200], q_name[300];

@@ -215,5 +215,37 @@ check(r.returncode == 0 and mx["merge"]["mixed_machines"] is True and "different
       and "Other CPU 9000: points " + ", ".join(map(str, shard2)) in md,
       "report.md flags points measured on different kinds of machine, naming them")
 
+# ---- ibex slurm: the scripts, and --submit through a stand-in sbatch (the real one is
+# tests/slurm_e2e.sh) ----
+r = run("slurm", s, "--shards", "3", "--partition", "gpu", "--gpus-per-task", "1", "--time", "1:00:00", "--quick",
+        "--out", D("sl"))
+sh_ = open(D("sl") + "/ibex-shards.sbatch").read() if r.returncode == 0 else ""
+mg = open(D("sl") + "/ibex-merge.sbatch").read() if r.returncode == 0 else ""
+check(r.returncode == 0 and "#SBATCH --array=1-3" in sh_ and '--shard "$K/3"' in sh_ and "--quick" in sh_
+      and "#SBATCH --gpus-per-task=1" in sh_ and "#SBATCH --partition=gpu" in sh_ and "#SBATCH --time=1:00:00" in sh_
+      and f"'{os.path.realpath(s)}'" in sh_ and f"'{os.path.realpath(a.ibex)}' run" in sh_
+      and 'rm -rf -- "$D"' in sh_ and "exec " in sh_,
+      "ibex slurm writes the array script (array 1-3, --shard $K/3, sbatch options, absolute paths, own folder)")
+check("--gpus-per-task" not in mg and "merge --allow-missing" in mg and "shard-$k" in mg and "seq 1 3" in mg,
+      "ibex slurm writes the merge script (strict merge, then --allow-missing)")
+fake = os.path.join(W, "bin")
+os.makedirs(fake, exist_ok=True)
+open(os.path.join(fake, "sbatch"), "w").write(
+    "#!/bin/sh\necho \"$@\" >>\"$(dirname \"$0\")/calls\"\n"
+    "n=$(wc -l <\"$(dirname \"$0\")/calls\"); echo \"$((4100 + n));cluster1\"\n")
+os.chmod(os.path.join(fake, "sbatch"), 0o755)
+r = subprocess.run([a.ibex, "slurm", s, "--out", D("sl2"), "--submit"], capture_output=True, text=True,
+                   env=dict(env, PATH=fake + os.pathsep + env["PATH"]))
+calls = open(os.path.join(fake, "calls")).read().splitlines() if os.path.exists(os.path.join(fake, "calls")) else []
+check(r.returncode == 0 and r.stdout.split() == ["4101", "4102"] and len(calls) == 2
+      and calls[0].endswith("ibex-shards.sbatch") and "--dependency=afterany:4101" in calls[1]
+      and calls[1].endswith("ibex-merge.sbatch"),
+      f"--submit: the array, then the merge with --dependency=afterany:ARRAY; prints both ids ({r.stdout.strip()}; {calls})")
+r = subprocess.run([a.ibex, "slurm", s, "--out", D("sl3"), "--submit"], capture_output=True, text=True,
+                   env=dict(env, PATH="/nonexistent"))
+check(r.returncode == 1 and "sbatch" in r.stderr, "--submit without sbatch on PATH fails and says so")
+r = run("slurm", s, "--out", D("with space"))
+check(r.returncode == 2 and "space" in r.stderr, "a folder with a space is refused for #SBATCH lines")
+
 print(f"shard_e2e: {len(failures)} failure(s)")
 sys.exit(1 if failures else 0)
