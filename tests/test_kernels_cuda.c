@@ -405,7 +405,9 @@ static void check_matmul_q(ibex_backend *gpu, ibex_backend *cpu, ibex_type t, in
 static void check_matmul_q_type(ibex_type t, uint64_t seed) {
     ibex_backend *gpu = gpu_or_skip(), *cpu = cpu_be();
     const int Ts[] = {1, 2, 4, 5, 17};
-    const int shapes[][2] = {{256, 96}, {64, 33}, {1024, 70}}; /* n_in (whole blocks), n_out */
+    /* n_in (whole blocks), n_out: 256, 1024 and 1280 take the matvec's shared-memory path
+     * (rows 16-byte aligned; 1280 = a full 32-block tile and a part one), 64 its direct one */
+    const int shapes[][2] = {{256, 96}, {64, 33}, {1024, 70}, {1280, 20}};
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
         for (size_t i = 0; i < sizeof Ts / sizeof *Ts; i++)
             check_matmul_q(gpu, cpu, t, Ts[i], shapes[s][0], shapes[s][1], false, false, seed + 10 * s + i);

@@ -4,10 +4,12 @@
  *
  * Design (chosen, not measured: no GPU was lent when this was written):
  *  - Decode (T ≤ IBEX_CUDA_MATVEC_MAX_T, x 16-byte aligned): one warp per weight row, lane
- *    l takes blocks l, l + 32, ...: a warp's 32 lanes read 32 consecutive blocks, 1088 or
- *    576 contiguous bytes, so every sector fetched is used. Blocks are 34 or 18 bytes, only
- *    2-byte aligned, so a lane reads its block as 17 or 9 16-bit words (evict-first: the
- *    weights are read once). The quants are widened to F32 (exact), the block's sum
+ *    l takes blocks l, l + 32, ...: a warp covers 32 consecutive blocks, 1088 or 576
+ *    contiguous bytes. Blocks are 34 or 18 bytes, only 2-byte aligned, so when the rows are
+ *    16-byte aligned (n_in a multiple of 256) the warp first copies those bytes into shared
+ *    memory with 128-bit loads (evict-first: the weights are read once) and each lane reads
+ *    its block from there; otherwise each lane reads its block's 16-bit words directly
+ *    (slow: see qmatvec_kernel). The quants are widened to F32 (exact), the block's sum
  *    Σ q·x is an F32 FMA chain against x in F32 (float4 loads, L1-resident: every warp
  *    reads the same x), then scaled by d into the token's accumulator. Why F32 and not
  *    dp4a on int8 activations as llama.cpp does: x is not rounded, so the GPU's decode is
@@ -29,20 +31,28 @@
 #define QMV_THREADS (QMV_ROWS * 32)
 #define QDQ_THREADS 256
 
+/* A 16-bit word of a block: from global memory (evict-first, read once) or from the
+ * warp's shared-memory copy. */
+template <bool SH>
+static __device__ __forceinline__ uint16_t q_ld16(const uint16_t *p) {
+    if (SH) return *p;
+    return __ldcs(p);
+}
+
 /* The 32 quants of a block widened to F32, element order; h points at the block's scale. */
-template <bool Q8>
+template <bool Q8, bool SH>
 static __device__ __forceinline__ void qmv_unpack(const uint16_t *__restrict__ h, float f[32]) {
     if (Q8) {
 #pragma unroll
         for (int i = 0; i < 16; i++) {
-            const uint16_t v = __ldcs(h + 1 + i);
+            const uint16_t v = q_ld16<SH>(h + 1 + i);
             f[2 * i] = (float)(int8_t)(v & 0xff);
             f[2 * i + 1] = (float)(int8_t)(v >> 8);
         }
     } else {
 #pragma unroll
         for (int i = 0; i < 8; i++) {
-            const uint16_t v = __ldcs(h + 1 + i);
+            const uint16_t v = q_ld16<SH>(h + 1 + i);
             f[2 * i] = (float)((v & 0xf) - 8);
             f[2 * i + 16] = (float)(((v >> 4) & 0xf) - 8);
             f[2 * i + 1] = (float)(((v >> 8) & 0xf) - 8);
@@ -51,41 +61,94 @@ static __device__ __forceinline__ void qmv_unpack(const uint16_t *__restrict__ h
     }
 }
 
+/* acc[t] += block b's products with x[t] (t < T); h is the block (scale first). */
+template <bool Q8, bool SH>
+static __device__ __forceinline__ void qmv_block(float acc[IBEX_CUDA_MATVEC_MAX_T], const uint16_t *h,
+                                                 const float *__restrict__ x, int T, int n_in, int b) {
+    const float d = ibex_dev_f16(q_ld16<SH>(h));
+    float f[32];
+    qmv_unpack<Q8, SH>(h, f);
+#pragma unroll
+    for (int t = 0; t < IBEX_CUDA_MATVEC_MAX_T; t++) {
+        if (t < T) {
+            const float4 *xr = reinterpret_cast<const float4 *>(x + (int64_t)t * n_in + 32 * b);
+            float s = 0.0f;
+#pragma unroll
+            for (int i = 0; i < 8; i++) {
+                const float4 a = __ldg(xr + i);
+                s = fmaf(f[4 * i], a.x, s);
+                s = fmaf(f[4 * i + 1], a.y, s);
+                s = fmaf(f[4 * i + 2], a.z, s);
+                s = fmaf(f[4 * i + 3], a.w, s);
+            }
+            acc[t] = fmaf(d, s, acc[t]);
+        }
+    }
+}
+
 /* One warp per row r (grid ceil(n_out / QMV_ROWS)); lane t < T writes token t's value
- * (add: y += ). Rows are rb bytes, w and rb 2-byte aligned, x 16-byte aligned. */
-template <bool Q8>
+ * (add: y += ). Rows are rb bytes, x 16-byte aligned. VEC (rows 16-byte aligned: w
+ * aligned and n_in a multiple of 256): the warp copies 32 blocks at a time (576 or 1088
+ * contiguous bytes) into shared memory with coalesced 128-bit loads, then lane l works on
+ * block l of the copy. Else lane l reads block l's 16-bit words straight from global
+ * memory (the first version; on an H200 it streamed 310–810 GB/s against F16's
+ * 2450–2980 GB/s for the same shapes: a warp's 16-bit loads touch 18–34 bytes apart). */
+template <bool Q8, bool VEC>
 static __global__ void __launch_bounds__(QMV_THREADS)
 qmatvec_kernel(float *__restrict__ y, const float *__restrict__ x, const uint8_t *__restrict__ w, size_t rb, int T,
                int n_in, int n_out, int add) {
-    const int lane = threadIdx.x & 31;
-    const int r = blockIdx.x * QMV_ROWS + (threadIdx.x >> 5);
-    if (r >= n_out) return; /* whole warps leave; no barrier follows */
-    const int bs = Q8 ? 34 : 18, nb = n_in / 32;
+    constexpr int bs = Q8 ? 34 : 18;
+    constexpr int tile_vec = 32 * bs / 16; /* uint4 per 32-block tile */
+    __shared__ uint4 sh[QMV_ROWS][tile_vec];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int r = blockIdx.x * QMV_ROWS + warp;
+    if (r >= n_out) return; /* whole warps leave; only __syncwarp follows */
+    const int nb = n_in / 32;
     const uint8_t *row = w + (size_t)r * rb;
     float acc[IBEX_CUDA_MATVEC_MAX_T];
 #pragma unroll
     for (int t = 0; t < IBEX_CUDA_MATVEC_MAX_T; t++) acc[t] = 0.0f;
-    for (int b = lane; b < nb; b += 32) {
-        const uint16_t *h = reinterpret_cast<const uint16_t *>(row + (size_t)b * bs);
-        const float d = ibex_dev_f16(__ldcs(h));
-        float f[32];
-        qmv_unpack<Q8>(h, f);
-#pragma unroll
-        for (int t = 0; t < IBEX_CUDA_MATVEC_MAX_T; t++) {
-            if (t < T) {
-                const float4 *xr = reinterpret_cast<const float4 *>(x + (int64_t)t * n_in + 32 * b);
-                float s = 0.0f;
-#pragma unroll
-                for (int i = 0; i < 8; i++) {
-                    const float4 a = __ldg(xr + i);
-                    s = fmaf(f[4 * i], a.x, s);
-                    s = fmaf(f[4 * i + 1], a.y, s);
-                    s = fmaf(f[4 * i + 2], a.z, s);
-                    s = fmaf(f[4 * i + 3], a.w, s);
-                }
-                acc[t] = fmaf(d, s, acc[t]);
+    if (VEC) {
+        uint4 *s = sh[warp];
+        const uint8_t *sb = reinterpret_cast<const uint8_t *>(s);
+        for (int b0 = 0; b0 < nb; b0 += 32) {
+            const int nblk = nb - b0 < 32 ? nb - b0 : 32;
+            /* nblk·bs is a multiple of 16 here: every tile but the last holds 32 blocks, and
+             * the last ends at the row's end, which is 16-byte aligned */
+            const int nvec = nblk * bs / 16;
+            const uint4 *src = reinterpret_cast<const uint4 *>(row + (size_t)b0 * bs);
+            for (int i = lane; i < nvec; i += 32) s[i] = __ldcs(src + i);
+            __syncwarp();
+            if (T == 1) { /* lane l takes block l of the tile */
+                if (lane < nblk)
+                    qmv_block<Q8, true>(acc, reinterpret_cast<const uint16_t *>(sb + lane * bs), x, T, n_in, b0 + lane);
+                __syncwarp();
+                continue;
             }
+            /* T > 1: lane l takes element l of every block of the tile, so the warp's x loads
+             * are 32 consecutive floats (one L1 wavefront; with a lane per block each load
+             * touches 32 lines, which made T = 4 cost 3× T = 1), and its shared-memory reads
+             * fall in one block. On an H200 this halved T = 4 (74 → 40 µs, 4096², Q8_0) but
+             * made T = 1 slower (23 → 38 µs), hence the switch. */
+            for (int j = 0; j < nblk; j++) {
+                const uint8_t *blk = sb + j * bs;
+                const float d = ibex_dev_f16((uint16_t)(blk[0] | (blk[1] << 8)));
+                int q;
+                if (Q8)
+                    q = (int8_t)blk[2 + lane];
+                else
+                    q = (lane < 16 ? (blk[2 + lane] & 15) : (blk[2 + lane - 16] >> 4)) - 8;
+                const float wv = d * (float)q; /* exact: 11 × 8 significant bits */
+                const int64_t e = (int64_t)32 * (b0 + j) + lane;
+#pragma unroll
+                for (int t = 0; t < IBEX_CUDA_MATVEC_MAX_T; t++)
+                    if (t < T) acc[t] = fmaf(wv, __ldg(x + (int64_t)t * n_in + e), acc[t]);
+            }
+            __syncwarp();
         }
+    } else {
+        for (int b = lane; b < nb; b += 32)
+            qmv_block<Q8, false>(acc, reinterpret_cast<const uint16_t *>(row + (size_t)b * bs), x, T, n_in, b);
     }
 #pragma unroll
     for (int t = 0; t < IBEX_CUDA_MATVEC_MAX_T; t++)
@@ -101,17 +164,17 @@ qmatvec_kernel(float *__restrict__ y, const float *__restrict__ x, const uint8_t
 }
 
 /* dst[i][k] = F16(d·q) for rows i < rows of w (rows of rb bytes, n_in elements); one
- * thread per block of 32, grid-strided. */
+ * thread per element, grid-strided, so the F16 stores of a warp are contiguous (the
+ * first version, a thread per block writing 32 halves 64 bytes apart from its
+ * neighbour's, made prefill 6.5× slower than F16's on an H200). */
 static __global__ void __launch_bounds__(QDQ_THREADS)
 qdequant_f16_kernel(__half *__restrict__ dst, const uint8_t *__restrict__ w, size_t rb, int etype, int n_in,
                     int64_t rows) {
-    const int nb = n_in / 32;
-    const int64_t n = rows * nb, stride = (int64_t)gridDim.x * QDQ_THREADS;
+    const int64_t n = rows * n_in, stride = (int64_t)gridDim.x * QDQ_THREADS;
     for (int64_t i = (int64_t)blockIdx.x * QDQ_THREADS + threadIdx.x; i < n; i += stride) {
-        const int64_t r = i / nb;
-        const int b = (int)(i % nb);
-        __half *o = dst + r * n_in + 32 * b;
-        for (int e = 0; e < 32; e++) o[e] = __float2half_rn(ibex_dev_q_elem(w + r * rb, etype, 0, n_in, 32 * b + e));
+        const int64_t r = i / n_in;
+        const int k = (int)(i - r * n_in);
+        dst[i] = __float2half_rn(ibex_dev_q_elem(w + r * rb, etype, 0, n_in, k));
     }
 }
 
@@ -136,12 +199,17 @@ extern "C" void ibex_cuda_matmul_q(ibex_cuda_ctx *ctx, float *y, const float *x,
     }
     if (T <= IBEX_CUDA_MATVEC_MAX_T && ((uintptr_t)x & 15) == 0) {
         const unsigned grid = (unsigned)((n_out + QMV_ROWS - 1) / QMV_ROWS);
-        if (wtype == IBEX_TYPE_Q8_0)
-            qmatvec_kernel<true><<<grid, QMV_THREADS, 0, ctx->stream>>>(y, x, (const uint8_t *)w, rb, T, n_in, n_out,
-                                                                        add ? 1 : 0);
+        const uint8_t *wb = (const uint8_t *)w;
+        const int a = add ? 1 : 0;
+        const bool vec = ((uintptr_t)w & 15) == 0 && rb % 16 == 0;
+        if (wtype == IBEX_TYPE_Q8_0 && vec)
+            qmatvec_kernel<true, true><<<grid, QMV_THREADS, 0, ctx->stream>>>(y, x, wb, rb, T, n_in, n_out, a);
+        else if (wtype == IBEX_TYPE_Q8_0)
+            qmatvec_kernel<true, false><<<grid, QMV_THREADS, 0, ctx->stream>>>(y, x, wb, rb, T, n_in, n_out, a);
+        else if (vec)
+            qmatvec_kernel<false, true><<<grid, QMV_THREADS, 0, ctx->stream>>>(y, x, wb, rb, T, n_in, n_out, a);
         else
-            qmatvec_kernel<false><<<grid, QMV_THREADS, 0, ctx->stream>>>(y, x, (const uint8_t *)w, rb, T, n_in, n_out,
-                                                                         add ? 1 : 0);
+            qmatvec_kernel<false, false><<<grid, QMV_THREADS, 0, ctx->stream>>>(y, x, wb, rb, T, n_in, n_out, a);
         IBEX_CUDA_CHECK_LAUNCH(ctx, qmatvec_kernel);
         return;
     }
@@ -159,7 +227,7 @@ extern "C" void ibex_cuda_matmul_q(ibex_cuda_ctx *ctx, float *y, const float *x,
     const float alpha = 1.0f, beta = add ? 1.0f : 0.0f;
     for (int64_t r0 = 0; r0 < n_out; r0 += chunk) {
         const int64_t rows = n_out - r0 < chunk ? n_out - r0 : chunk;
-        qdequant_f16_kernel<<<ibex_cuda_grid_1d(rows * (n_in / 32), QDQ_THREADS), QDQ_THREADS, 0, ctx->stream>>>(
+        qdequant_f16_kernel<<<ibex_cuda_grid_1d(rows * n_in, QDQ_THREADS), QDQ_THREADS, 0, ctx->stream>>>(
             w16, (const uint8_t *)w + (size_t)r0 * rb, rb, (int)wtype, n_in, rows);
         IBEX_CUDA_CHECK_LAUNCH(ctx, qdequant_f16_kernel);
         ctx->cnt.launches++;
