@@ -27,6 +27,7 @@
 #include "harness/cupti.h"
 #include "harness/metrics.h"
 #include "harness/nvtx.h"
+#include "harness/quality.h"
 #include "harness/workload_file.h"
 #include "engine/fileio.h"
 #include "ibex_build.h"
@@ -753,6 +754,28 @@ static json_t *dist_json(const ibex_dist *d) {
     return o;
 }
 
+/* ---- perplexity (quality.c): the scenario's `quality:` key ---- */
+
+static void quality_params_json(json_t *o, const ibex_point *p) {
+    json_object_set_new(o, "quality.text", json_string(p->quality_text));
+    json_object_set_new(o, "quality.ctx", json_integer(p->quality_ctx));
+    json_object_set_new(o, "quality.chunks", json_integer(p->quality_chunks));
+}
+
+/* The point's "quality" object ({perplexity, nll_mean, tokens_scored, ...}), or NULL
+ * with err set (the point then fails, naming the file). Run after the timed repetitions,
+ * so it changes none of their figures. */
+static json_t *quality_json(const ibex_point *pt, const ibex_model *m, ibex_backend *be, ibex_err *err) {
+    ibex_ppl q;
+    const double t0 = (double)now_ns();
+    if (ibex_perplexity(m, be, pt->quality_text, pt->quality_ctx, pt->quality_chunks, &q, err) != IBEX_OK) return NULL;
+    const char *base = strrchr(pt->quality_text, '/');
+    return json_pack("{s:f,s:f,s:I,s:I,s:i,s:i,s:s,s:f}", "perplexity", q.ppl, "nll_mean", q.nll_mean,
+                     "tokens_scored", (json_int_t)q.n_scored, "text_tokens", (json_int_t)q.n_text, "chunks",
+                     q.n_chunks, "ctx", q.ctx, "text", base ? base + 1 : pt->quality_text, "seconds",
+                     ((double)now_ns() - t0) / 1e9);
+}
+
 static json_t *params_json(const ibex_point *p) {
     static const char *arrivals[] = {"offline", "concurrency", "poisson", "gamma"};
     json_t *o = json_object();
@@ -786,6 +809,7 @@ static json_t *params_json(const ibex_point *p) {
     json_object_set_new(o, "workload.prompt_tokens", dist_json(&p->prompt_tokens));
     json_object_set_new(o, "workload.output_tokens", dist_json(&p->output_tokens));
     if (p->prompts_file[0]) json_object_set_new(o, "workload.file", json_string(p->prompts_file));
+    if (p->quality_text[0]) quality_params_json(o, p);
     json_object_set_new(o, "workload.arrival", json_string(arrivals[p->arrival]));
     json_object_set_new(o, "workload.rate", num(p->rate));
     json_object_set_new(o, "workload.burstiness", num(p->burstiness));
@@ -1287,6 +1311,14 @@ static json_t *run_point(const ibex_scenario *s, int32_t idx, model_cache *mc, c
                                       (json_int_t)last.ks.peak_reserved, "activations_peak",
                                       (json_int_t)ms.peak[IBEX_MEM_ACTIVATIONS], "process_peak_rss",
                                       (json_int_t)ibex_mem_process_peak_rss()));
+        if (pt->quality_text[0] && pt->engine.compute) {
+            json_t *Q = quality_json(pt, m, be, &err);
+            if (!Q) {
+                if (have_last) rep_free(&last);
+                goto fail_reps;
+            }
+            json_object_set_new(P, "quality", Q);
+        }
         json_object_set_new(P, "ops", json_pack("{s:o,s:o}", "prefill", ops_json(&ops[0], smp_ns[0], sch_ns[0], n_st[0]),
                                                 "decode", ops_json(&ops[1], smp_ns[1], sch_ns[1], n_st[1])));
         if (ops[1].runs > 0 && be && be->get_counters) { /* device work per decode forward call, all repetitions */

@@ -70,6 +70,7 @@ static const char *const k_keys[] = {
     "workload.ignore_eos",
     "warmup", "repeat", "seed", "slo.ttft", "slo.tpot", "slo.e2e", "profile", "instruments", "attention",
     "kv.reserve_prompt", "repeat_max", "ci_target", "noise.cv_max", /* runner: noise guard, paged reservation */
+    "quality.text", "quality.ctx", "quality.chunks", /* runner: perplexity (quality.c) */
     NULL};
 
 static const char *const k_instr_names[] = {"off", "nvtx", "cupti", NULL};
@@ -79,7 +80,7 @@ const char *ibex_instruments_name(ibex_instruments i) {
 }
 
 /* Keys whose value may be a map of subkeys. */
-static const char *const k_sections[] = {"kv", "decoding", "workload", "slo", "noise",
+static const char *const k_sections[] = {"kv", "decoding", "workload", "slo", "noise", "quality",
                                          "workload.prompt_tokens", "workload.output_tokens", NULL};
 
 /* Top-level keys that are not point settings. */
@@ -366,6 +367,7 @@ ibex_point ibex_point_default(void) {
     snprintf(p.backend, sizeof p.backend, "cpu");
     p.threads = 0;
     p.weights = IBEX_TYPE_F16;
+    p.quality_ctx = 128;
     p.engine = ibex_engine_default_config();
     p.request = ibex_request_default_params();
     p.requests = 8;
@@ -544,6 +546,14 @@ ibex_status ibex_point_set(ibex_point *p, const char *key, const char *value, co
         if (!parse_bool(value, &p->request.early_stopping, why, sizeof why)) SCN_FAIL();
     } else if (strcmp(k, "workload.requests") == 0) {
         if (!parse_i32(value, 1, 10000000, &p->requests, why, sizeof why)) SCN_FAIL();
+    } else if (strcmp(k, "quality.text") == 0) {
+        if (strlen(value) >= sizeof p->quality_text)
+            return bad(err, where, key, "path too long (at most %zu bytes)", sizeof p->quality_text - 1);
+        snprintf(p->quality_text, sizeof p->quality_text, "%s", value);
+    } else if (strcmp(k, "quality.ctx") == 0) {
+        if (!parse_i32(value, 4, 1 << 20, &p->quality_ctx, why, sizeof why)) SCN_FAIL();
+    } else if (strcmp(k, "quality.chunks") == 0) {
+        if (!parse_i32(value, 0, 1 << 20, &p->quality_chunks, why, sizeof why)) SCN_FAIL();
     } else if (strcmp(k, "workload.file") == 0) {
         if (!*value) return bad(err, where, key, "needs a value (a JSONL file)");
         if (strlen(value) >= sizeof p->prompts_file)
@@ -698,6 +708,18 @@ static ibex_status check_point(const ibex_point *p, const char *where, ibex_err 
     if (strncmp(p->model, "synthetic:", 10) != 0 && stat(p->model, &fst) == 0 && !S_ISREG(fst.st_mode)) {
         *blame = "model";
         return bad(err, where, "model", "'%s' is %s, not a regular file", p->model, ibex_file_kind(fst.st_mode));
+    }
+    if (p->quality_text[0] && (stat(p->quality_text, &fst) != 0 || !S_ISREG(fst.st_mode) ||
+                               access(p->quality_text, R_OK) != 0)) {
+        *blame = "quality.text|quality";
+        int e = errno;
+        if (stat(p->quality_text, &fst) == 0 && !S_ISREG(fst.st_mode))
+            return bad(err, where, "quality.text", "'%s' is %s, not a regular file", p->quality_text,
+                       ibex_file_kind(fst.st_mode));
+        if (where && *where)
+            return ibex_err_set(err, IBEX_ERR_IO, "%s: quality.text: cannot read '%s': %s", where, p->quality_text,
+                                strerror(e));
+        return ibex_err_set(err, IBEX_ERR_IO, "quality.text: cannot read '%s': %s", p->quality_text, strerror(e));
     }
     if (p->prompts_file[0] && access(p->prompts_file, R_OK) != 0) {
         *blame = "workload.file";
@@ -1127,6 +1149,13 @@ static ibex_status expand(const ibex_scenario *s, const scn_def *d, ibex_point *
             if (!it) it = find_item(top, d->n_set, "model");
             st = ibex_err_set(err, IBEX_ERR_INVALID, "%s:%d:%d: model: path too long after joining '%s'", d->file,
                               it ? it->line : 1, it ? it->col : 1, s->dir);
+            goto done;
+        }
+        if (!resolve_path(s->dir, p.quality_text, sizeof p.quality_text)) {
+            const scn_item *it = find_item(mine, nm, "quality.text");
+            if (!it) it = find_item(top, d->n_set, "quality.text");
+            st = ibex_err_set(err, IBEX_ERR_INVALID, "%s:%d:%d: quality.text: path too long after joining '%s'",
+                              d->file, it ? it->line : 1, it ? it->col : 1, s->dir);
             goto done;
         }
         if (!resolve_path(s->dir, p.prompts_file, sizeof p.prompts_file)) {

@@ -80,6 +80,10 @@ typedef struct ibex_point {
     bool profile_ops;              /* profile: per-op timing */
     ibex_instruments instruments;  /* instruments: off | nvtx | cupti */
     ibex_attn_impl attention;      /* attention: auto | materialized | paged | split_k (CUDA kernels) */
+    char quality_text[256];        /* quality.text: perplexity on this UTF-8 file ("" = none; relative to
+                                      the scenario file; harness/quality.c) */
+    int32_t quality_ctx;           /* quality.ctx: tokens per perplexity chunk (default 128) */
+    int32_t quality_chunks;        /* quality.chunks: at most this many chunks (0 = every whole chunk) */
 } ibex_point;
 
 /* Defaults: synthetic:tiny, cpu, all threads, f16, contiguous KV 256MiB block 16 F32,

@@ -1420,6 +1420,22 @@ static void claim_h2(ibex_claims *c, const cl_ctx *x) {
         if (k) app(r->measured, sizeof r->measured, " (%+.0f%%)", (t[k] / t[0] - 1) * 100);
     }
     app(r->measured, sizeof r->measured, ".");
+    /* perplexity beside the speed when the scenario measured it (its `quality:` key) */
+    double ppl[3];
+    for (int k = 0; k < 3; k++) ppl[k] = ibex_report_num(qp[k], "quality/perplexity");
+    if (isfinite(ppl[0]) && isfinite(ppl[1]) && isfinite(ppl[2]) && ppl[0] > 0) {
+        const char *txt = ibex_report_str(qp[0], "quality/text");
+        app(r->measured, sizeof r->measured,
+            " Perplexity on %s (ctx %.0f, %.0f tokens scored): F16 %.5g, Q8_0 %.5g (%+.2f%%), Q4_0 %.5g (%+.2f%%)%s.",
+            txt ? txt : "?", ibex_report_num(qp[0], "quality/ctx"), ibex_report_num(qp[0], "quality/tokens_scored"),
+            ppl[0], ppl[1], (ppl[1] / ppl[0] - 1) * 100, ppl[2], (ppl[2] / ppl[0] - 1) * 100,
+            strncmp(ibex_report_str(qp[0], "model/name") ? ibex_report_str(qp[0], "model/name") : "", "synthetic", 9)
+                    == 0
+                ? " (random synthetic weights: the change is the formats' rounding, not a language model's quality)"
+                : "");
+        num(r, "q8_0_perplexity_ratio", ppl[1] / ppl[0]);
+        num(r, "q4_0_perplexity_ratio", ppl[2] / ppl[0]);
+    }
     num(r, "q8_0_speedup", t[1] / t[0]);
     num(r, "q4_0_speedup", t[2] / t[0]);
     ibex_claim_verdict v = judge_h2(t, NULL);

@@ -470,6 +470,57 @@ static void ops_section(const json_t *r, FILE *out, const char **swept, size_t n
     }
 }
 
+/* Perplexity next to speed (the scenario's `quality:` key, harness/quality.c); only when
+ * some point measured it. */
+static void quality_table(const json_t *r, FILE *out, const char **swept, size_t nk)
+{
+    const json_t *pts = ibex_report_get(r, "points");
+    size_t i;
+    const json_t *pt;
+    double base = NAN;
+    json_array_foreach(pts, i, pt) {
+        const double p = ibex_report_num(pt, "quality/perplexity");
+        if (isfinite(p)) {
+            base = p;
+            break;
+        }
+    }
+    if (!isfinite(base))
+        return;
+    static const char *cols[] = {"#",          "prefill tok/s", "decode ms/token", "weight bytes", "perplexity",
+                                 "vs first",   "NLL (nats/token)", "tokens scored", "text (ctx)"};
+    fputs("## Quality\n\nPerplexity of each point's model on a text file: exp of the mean negative "
+          "log-likelihood of the scored tokens (the second half of each chunk of *ctx* tokens, as llama.cpp's "
+          "`perplexity`), beside the point's speed. *vs first* compares with the first point that measured it.\n\n",
+          out);
+    header(out, cols, sizeof cols / sizeof cols[0], swept, nk);
+    json_array_foreach(pts, i, pt) {
+        cells_index_swept(out, pt, i, swept, nk);
+        cell_spread(out, pt, "prefill_tok_per_s", false, "-");
+        cell_spread(out, pt, "decode_ms_per_token", false, "-");
+        cell_bytes(out, pt, "memory/weights");
+        const double p = ibex_report_num(pt, "quality/perplexity"), nll = ibex_report_num(pt, "quality/nll_mean");
+        char b[96];
+        if (isfinite(p)) {
+            snprintf(b, sizeof b, "%.6g", p);
+            cell(out, b);
+            snprintf(b, sizeof b, "%+.2f%%", 100.0 * (p / base - 1.0));
+            cell(out, b);
+            snprintf(b, sizeof b, "%.5f", nll);
+            cell(out, b);
+            cell_int(out, pt, "quality/tokens_scored");
+            const char *t = ibex_report_str(pt, "quality/text");
+            snprintf(b, sizeof b, "%s (%.0f)", t ? t : "?", ibex_report_num(pt, "quality/ctx"));
+            cell(out, b);
+        } else {
+            for (int k = 0; k < 5; k++)
+                cell(out, "-");
+        }
+        fputs("|\n", out);
+    }
+    fputc('\n', out);
+}
+
 static void kv_table(const json_t *r, FILE *out, const char **swept, size_t nk)
 {
     static const char *cols[] = {"#",           "policy",         "block",       "pool",
@@ -1176,6 +1227,7 @@ ibex_status ibex_report_markdown(const json_t *results, const ibex_report_plots 
     ops_section(results, out, swept, nk);
     gpu_section(results, out, swept, nk);
     overhead_section(results, out, swept, nk);
+    quality_table(results, out, swept, nk);
     kv_table(results, out, swept, nk);
     plots_section(plots, out);
     definitions(results, out);

@@ -279,10 +279,10 @@ Test(kernels_cuda, sticky_error_from_an_op_reaches_sync_once) {
     for (int k = 0; k < n_in; k++) x[k] = 1.0f;
     void *dw = dup_kind(be, wq, sizeof wq, IBEX_BUF_WEIGHTS);
     float *dx = dup_to(be, x, sizeof x), *dy = dev_nan(be, n_out);
-    be->matmul(be, dy, dx, dw, IBEX_TYPE_Q8_0, 1, n_in, n_out);
+    be->matmul(be, dy, dx, dw, IBEX_TYPE_Q4_1, 1, n_in, n_out); /* a type no CUDA kernel computes */
     ibex_err err = {0};
     cr_assert_eq(be->sync(be, &err), IBEX_ERR_UNSUPPORTED);
-    cr_assert(strstr(err.msg, "Q8_0") != NULL, "%s", err.msg);
+    cr_assert(strstr(err.msg, "Q4_1") != NULL, "%s", err.msg);
     float *y = fetch(be, dy, n_out);
     for (int k = 0; k < n_out; k++) cr_assert(isnan(y[k]), "unsupported matmul must leave NaN");
     free(y);
@@ -353,6 +353,112 @@ static void check_matmul_type(ibex_type t, uint64_t seed) {
     check_matmul(gpu, cpu, t, 3, 512, 40, true, seed + 98);
     ibex_backend_free(gpu);
     ibex_backend_free(cpu);
+}
+
+/* ---- quantized matmul (cuda_matmul_q.cu) ----
+ * The reference is the CPU's F32 matmul of the exactly dequantized weights (not the CPU's
+ * Q8_0/Q4_0 kernels, whose decode rounds x to 8 bits): the GPU's matrix-vector path keeps
+ * x and the sums in F32 and must match to 1e-5; its prefill path rounds x and d·q to F16
+ * (1e-3, as the F16 cuBLAS path). */
+static float *dequantized(const void *w, ibex_type t, int n_out, int n_in) {
+    float *f = malloc((size_t)n_out * n_in * sizeof *f);
+    cr_assert_not_null(f);
+    const size_t rb = ibex_type_row_bytes(t, n_in);
+    for (int o = 0; o < n_out; o++)
+        cr_assert(ibex_row_to_f32(f + (int64_t)o * n_in, (const char *)w + rb * (size_t)o, t, n_in));
+    return f;
+}
+
+static void check_matmul_q(ibex_backend *gpu, ibex_backend *cpu, ibex_type t, int T, int n_in, int n_out,
+                           bool x_misalign, bool add, uint64_t seed) {
+    rng r = {seed};
+    size_t wb;
+    void *w = make_weights(&r, t, n_out, n_in, &wb);
+    float *wf = dequantized(w, t, n_out, n_in);
+    const int64_t nx = (int64_t)T * n_in, ny = (int64_t)T * n_out;
+    float *x = rand_vec(&r, nx, -1.0f, 1.0f), *y0 = rand_vec(&r, ny, -1.0f, 1.0f);
+    float *ref = nan_vec(ny);
+    cpu->matmul(cpu, ref, x, wf, IBEX_TYPE_F32, T, n_in, n_out);
+    if (add) cpu->add(cpu, ref, y0, ny);
+    void *dw = dup_kind(gpu, w, wb, IBEX_BUF_WEIGHTS);
+    float *xbuf = dev_nan(gpu, nx + 1), *dx = xbuf + (x_misalign ? 1 : 0);
+    ibex_err err = {0};
+    cr_assert_eq(gpu->upload(gpu, dx, x, (size_t)nx * 4, &err), IBEX_OK, "%s", err.msg);
+    float *dy = add ? dup_to(gpu, y0, (size_t)ny * 4) : dev_nan(gpu, ny);
+    if (add)
+        gpu->matmul_add(gpu, dy, dx, dw, t, T, n_in, n_out);
+    else
+        gpu->matmul(gpu, dy, dx, dw, t, T, n_in, n_out);
+    expect_sync_ok(gpu);
+    float *y = fetch(gpu, dy, ny);
+    const bool matvec = T <= IBEX_CUDA_MATVEC_MAX_T && !x_misalign;
+    const double tol = matvec ? 1e-5 : 1e-3, e = nerr(y, ref, ny);
+    cr_assert(e <= tol, "%s T=%d n_in=%d n_out=%d (%s%s%s): error %g > %g", ibex_type_name(t), T, n_in, n_out,
+              matvec ? "matvec" : "dequantize + cuBLAS", x_misalign ? ", misaligned x" : "", add ? ", add" : "", e,
+              tol);
+    /* F16 rounding of x and d·q leaves a trace: the prefill path is not secretly F32 */
+    if (!matvec) cr_assert(e > 1e-6, "%s T=%d: prefill error %g implausibly small", ibex_type_name(t), T, e);
+    gpu->dealloc(gpu, dw), gpu->dealloc(gpu, xbuf), gpu->dealloc(gpu, dy);
+    free(w), free(wf), free(x), free(y0), free(ref), free(y);
+}
+
+static void check_matmul_q_type(ibex_type t, uint64_t seed) {
+    ibex_backend *gpu = gpu_or_skip(), *cpu = cpu_be();
+    const int Ts[] = {1, 2, 4, 5, 17};
+    /* n_in (whole blocks), n_out: 256, 1024 and 1280 take the matvec's shared-memory path
+     * (rows 16-byte aligned; 1280 = a full 32-block tile and a part one), 64 its direct one */
+    const int shapes[][2] = {{256, 96}, {64, 33}, {1024, 70}, {1280, 20}};
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
+        for (size_t i = 0; i < sizeof Ts / sizeof *Ts; i++)
+            check_matmul_q(gpu, cpu, t, Ts[i], shapes[s][0], shapes[s][1], false, false, seed + 10 * s + i);
+    check_matmul_q(gpu, cpu, t, 1, 256, 40, true, false, seed + 99); /* misaligned x: the cuBLAS path */
+    check_matmul_q(gpu, cpu, t, 1, 128, 40, false, true, seed + 98); /* matmul_add, both paths */
+    check_matmul_q(gpu, cpu, t, 6, 128, 40, false, true, seed + 97);
+    /* a row that is not whole blocks: a sticky error naming the type, and NaN */
+    uint8_t wq[4 * 34] = {0};
+    float xs[40] = {0};
+    void *dw = dup_kind(gpu, wq, sizeof wq, IBEX_BUF_WEIGHTS);
+    float *dx = dup_to(gpu, xs, sizeof xs), *dy = dev_nan(gpu, 2);
+    gpu->matmul(gpu, dy, dx, dw, t, 1, 40, 2);
+    ibex_err err = {0};
+    cr_assert_eq(gpu->sync(gpu, &err), IBEX_ERR_UNSUPPORTED);
+    cr_assert(strstr(err.msg, ibex_type_name(t)) != NULL, "%s", err.msg);
+    float *y = fetch(gpu, dy, 2);
+    cr_assert(isnan(y[0]) && isnan(y[1]));
+    free(y);
+    gpu->dealloc(gpu, dw), gpu->dealloc(gpu, dx), gpu->dealloc(gpu, dy);
+    ibex_backend_free(gpu);
+    ibex_backend_free(cpu);
+}
+
+Test(kernels_cuda, matmul_q8_0) { check_matmul_q_type(IBEX_TYPE_Q8_0, 400); }
+Test(kernels_cuda, matmul_q4_0) { check_matmul_q_type(IBEX_TYPE_Q4_0, 500); }
+
+/* Embedding rows of a Q8_0 / Q4_0 table are dequantized exactly. */
+Test(kernels_cuda, embed_q8_0_q4_0) {
+    ibex_backend *gpu = gpu_or_skip();
+    const ibex_type types[2] = {IBEX_TYPE_Q8_0, IBEX_TYPE_Q4_0};
+    const int vocab = 9, dim = 96, T = 4;
+    const int32_t toks[4] = {8, 0, 3, 3};
+    for (int ti = 0; ti < 2; ti++) {
+        rng r = {600 + (uint64_t)ti};
+        size_t wb;
+        void *w = make_weights(&r, types[ti], vocab, dim, &wb);
+        float *wf = dequantized(w, types[ti], vocab, dim);
+        void *dw = dup_kind(gpu, w, wb, IBEX_BUF_WEIGHTS);
+        int32_t *dt = dup_to(gpu, toks, sizeof toks);
+        float *dy = dev_nan(gpu, (int64_t)T * dim);
+        gpu->embed(gpu, dy, dw, types[ti], dt, T, dim);
+        expect_sync_ok(gpu);
+        float *y = fetch(gpu, dy, (int64_t)T * dim);
+        for (int i = 0; i < T; i++)
+            for (int k = 0; k < dim; k++)
+                cr_assert_eq(y[i * dim + k], wf[toks[i] * dim + k], "%s token %d elem %d", ibex_type_name(types[ti]),
+                             i, k);
+        gpu->dealloc(gpu, dw), gpu->dealloc(gpu, dt), gpu->dealloc(gpu, dy);
+        free(w), free(wf), free(y);
+    }
+    ibex_backend_free(gpu);
 }
 
 Test(kernels_cuda, matmul_f32) { check_matmul_type(IBEX_TYPE_F32, 100); }

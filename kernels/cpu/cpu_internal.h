@@ -78,10 +78,13 @@ void ibex_cpu_attention(ibex_backend *be, float *out, const float *q, const ibex
 
 /* Quantized matmul (cpu_matmul_q.c): rows [r0, r1) of y[T][n_out] = x[T][n_in] · Wᵀ for
  * Q8_0 / Q4_0 weight rows of rb bytes, the row-group contract of cpu_matmul.c's `fast`
- * table. The activations are quantized to 8-bit blocks (see the file's numerics notes).
+ * table. Calls of fewer than IBEX_CPU_Q_FLOAT_MIN_T tokens (decode) quantize the
+ * activations to 8-bit blocks and use integer dot products; calls of more (prefill)
+ * dequantize the weights to F32 tiles (see the file's numerics notes 1 and 6).
  * A shape that is not whole blocks, or an allocation failure, leaves those rows NaN.
  * ibex_cpu_mm_rows_q takes the type as an argument; the _portable twin runs the plain C
  * path in every build (the tests compare the two). */
+#define IBEX_CPU_Q_FLOAT_MIN_T 48
 void ibex_cpu_mm_rows_q8_0(float *y, const float *x, const char *w, size_t rb, int T, int n_in, int n_out,
                            int r0, int r1);
 void ibex_cpu_mm_rows_q4_0(float *y, const float *x, const char *w, size_t rb, int T, int n_in, int n_out,

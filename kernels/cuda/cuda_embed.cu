@@ -1,7 +1,8 @@
 /* cuda_embed.cu — embedding lookup on the GPU: y[T][dim] = rows tokens[i] of a table of
- * F32, F16 or BF16 rows, widened exactly to F32. */
+ * F32, F16, BF16, Q8_0 or Q4_0 rows, widened (dequantized) exactly to F32. */
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_embed.cuh"
+#include "kernels/cuda/cuda_matmul_q.cuh"
 
 #define EMBED_THREADS 256
 
@@ -23,6 +24,8 @@ embed_kernel(float *__restrict__ y, const void *__restrict__ table, int etype,
             v = ibex_dev_f16(((const uint16_t *)table)[e]);
         else if (etype == IBEX_TYPE_BF16)
             v = ibex_dev_bf16(((const uint16_t *)table)[e]);
+        else if (etype == IBEX_TYPE_Q8_0 || etype == IBEX_TYPE_Q4_0) /* cuda_matmul_q.cuh */
+            v = ibex_dev_q_elem(table, etype, tok, dim, k);
         else
             v = ((const float *)table)[e];
     }
@@ -34,9 +37,11 @@ extern "C" void ibex_cuda_embed(ibex_backend *be, float *y, const void *table, i
     ibex_cuda_ctx *ctx = ibex_cuda_ctx_of(be);
     if (T <= 0 || dim <= 0) return;
     IBEX_CUDA_CHECK_OP(ctx, ibex_cuda_enter(ctx));
-    if (etype != IBEX_TYPE_F32 && etype != IBEX_TYPE_F16 && etype != IBEX_TYPE_BF16) {
+    if ((etype != IBEX_TYPE_F32 && etype != IBEX_TYPE_F16 && etype != IBEX_TYPE_BF16 && !ibex_cuda_q_type(etype)) ||
+        (ibex_cuda_q_type(etype) && dim % 32 != 0)) {
         ibex_cuda_record(ctx, IBEX_ERR_UNSUPPORTED,
-                         "CUDA embed: table type %s is not supported (F32, F16, BF16)", ibex_type_name(etype));
+                         "CUDA embed: table type %s is not supported (F32, F16, BF16, Q8_0, Q4_0 in whole blocks)",
+                         ibex_type_name(etype));
         IBEX_CUDA_CHECK_OP(ctx, cudaMemsetAsync(y, 0xff, (size_t)T * dim * sizeof(float), ctx->stream));
         return;
     }

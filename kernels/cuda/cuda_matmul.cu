@@ -21,6 +21,7 @@
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_elementwise.cuh"
 #include "kernels/cuda/cuda_matmul.cuh"
+#include "kernels/cuda/cuda_matmul_q.cuh"
 
 #define MV_ROWS 4 /* weight rows per block, one warp each */
 #define MV_THREADS (MV_ROWS * 32)
@@ -186,6 +187,10 @@ static void launch_matvec(ibex_cuda_ctx *ctx, const mv_out &o, const float *x, c
 static void mm(ibex_cuda_ctx *ctx, float *y, const float *x, const void *w, ibex_type wtype, int T, int n_in,
                int n_out, bool add) {
     const size_t y_bytes = (size_t)T * (size_t)n_out * sizeof(float);
+    if (ibex_cuda_q_type(wtype)) { /* Q8_0 / Q4_0: cuda_matmul_q.cu */
+        ibex_cuda_matmul_q(ctx, y, x, w, wtype, T, n_in, n_out, add);
+        return;
+    }
     const ibex_cuda_mm_path path = ibex_cuda_matmul_path(wtype, T, n_in, w, x);
     if (path == IBEX_CUDA_MM_UNSUPPORTED) {
         ibex_cuda_record(ctx, IBEX_ERR_UNSUPPORTED,
