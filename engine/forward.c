@@ -542,7 +542,7 @@ static ibex_status queue_ops(ibex_forward *f, ibex_kv_pool *pool, const ibex_fwd
         if (fuse_rope) {
             ibex_kv_view kv = ibex_kv_pool_view(pool, l, NULL);
             IBEX_OP(f, IBEX_OP_ROPE, 6.0 * T * (qd + kvd) / 2, 8.0 * T * (qd + kvd),
-                    be->rope_kv(be, f->q, f->k, f->v, (float *)kv.k, (float *)kv.v, f->d_slots, f->cur_pos, T, c->n_heads, c->n_kv_heads,
+                    be->rope_kv(be, f->q, f->k, f->v, kv.k, kv.v, kv.type, f->d_slots, f->cur_pos, T, c->n_heads, c->n_kv_heads,
                                 c->head_dim, c->rope_dim, c->rope_base));
             for (int s = 0; s < n_seqs; s++) count_only(f, IBEX_OP_KV_WRITE, 0, 16.0 * seqs[s].n_tokens * kvd);
         } else {
