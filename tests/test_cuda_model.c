@@ -310,12 +310,13 @@ typedef struct batch_step {
 } batch_step;
 
 static batch_step decode_batch(ibex_backend *be, const ibex_model *m, int n_seq, const int *plen,
-                               const bool *contig) {
+                               const bool *contig, bool graphs) {
     const int V = m->cfg.vocab_size, bs = 16, per = 4; /* 4 blocks (64 tokens) per sequence */
     ibex_err err = {0};
     ibex_kv_pool *pool = ibex_kv_pool_new_on(&m->cfg, per * n_seq + 1, bs, be, &err);
     ibex_forward *f = ibex_forward_new(m, be, 64, &err);
     cr_assert(pool && f, "%s", err.msg);
+    ibex_forward_set_graphs(f, graphs);
     int32_t tables[5][4], ids[5][40];
     cr_assert(n_seq <= 5);
     for (int s = 0; s < n_seq; s++) {
@@ -342,6 +343,8 @@ static batch_step decode_batch(ibex_backend *be, const ibex_model *m, int n_seq,
         out.d = acc.dev;
         out.attention_calls = acc.calls[IBEX_OP_ATTENTION];
     }
+    ibex_err why = {0};
+    cr_assert_eq(ibex_forward_graphs(f, &why), graphs, "graphs went off: %s", why.msg);
     ibex_forward_free(f);
     ibex_kv_pool_free(pool);
     return out;
@@ -349,7 +352,8 @@ static batch_step decode_batch(ibex_backend *be, const ibex_model *m, int n_seq,
 
 /* Every sequence of a decode step in one attention launch: a batch of 4 sequences of
  * different lengths (paged and contiguous) launches exactly what one sequence does, syncs
- * once, allocates nothing, and each sequence's logits match the CPU's. Before
+ * once, allocates nothing, and each sequence's logits match the CPU's; captured as a
+ * graph it is one launch with the same logits bits. Before
  * attention_batch the step launched one attention per sequence and layer. */
 Test(cuda_model, decode_step_batch_launches_do_not_grow_with_the_batch) {
     ibex_backend *gpu = cuda_or_skip();
@@ -360,12 +364,13 @@ Test(cuda_model, decode_step_batch_launches_do_not_grow_with_the_batch) {
     m->cfg.n_layers = L, m->cfg.vocab_size = V, m->output.n_out = V;
     const int plen[4] = {8, 21, 3, 37};
     const bool contig[4] = {false, true, false, true};
-    batch_step ref = decode_batch(cpu, m, 4, plen, contig);
-    batch_step b4 = decode_batch(gpu, m, 4, plen, contig);
-    batch_step b1 = decode_batch(gpu, m, 1, plen + 1, contig + 1);
+    batch_step ref = decode_batch(cpu, m, 4, plen, contig, false);
+    batch_step b4 = decode_batch(gpu, m, 4, plen, contig, false);
+    batch_step b1 = decode_batch(gpu, m, 1, plen + 1, contig + 1, false);
+    batch_step g4 = decode_batch(gpu, m, 4, plen, contig, true);
     ibex_backend old = *gpu; /* attention per sequence, as before */
     gpu->attention_batch = NULL;
-    batch_step was = decode_batch(gpu, m, 4, plen, contig);
+    batch_step was = decode_batch(gpu, m, 4, plen, contig, false);
     *gpu = old;
     cr_log_info("decode step, %d layers, batch 4: launches %lld (per-sequence attention: %lld), batch 1: %lld; "
                 "syncs %lld, allocs %lld, h2d %lld B", L, (long long)b4.d.launches, (long long)was.d.launches,
@@ -391,7 +396,14 @@ Test(cuda_model, decode_step_batch_launches_do_not_grow_with_the_batch) {
             cr_assert_leq(sqrt(num / den), 1e-3, "sequence %d (%s): logits error %g", s, i ? "per sequence" : "batched",
                           sqrt(num / den));
         }
-    free(ref.logits), free(b4.logits), free(b1.logits), free(was.logits);
+    /* the batch step captured as a graph: one launch, updated in place, the same logits bits */
+    cr_assert_eq(g4.d.launches, 1);
+    cr_assert_eq(g4.d.graph_launches, 1);
+    cr_assert_eq(g4.d.graph_builds, 0, "the second batch step updates the first one's graph");
+    cr_assert_eq(g4.d.syncs, 1);
+    cr_assert_eq(g4.d.allocs, 0);
+    cr_assert(!memcmp(g4.logits, b4.logits, (size_t)4 * V * sizeof(float)), "graph replay differs from the launched step");
+    free(ref.logits), free(b4.logits), free(b1.logits), free(was.logits), free(g4.logits);
     m->cfg.n_layers = full, m->cfg.vocab_size = full_vocab, m->output.n_out = out_rows;
     ibex_model_free(m);
     ibex_backend_free(cpu);
