@@ -9,6 +9,8 @@
  *    (block tables: the pool's block size is known then), so later steps allocate
  *    nothing unless a call outgrows them (more logits rows than min(max_tokens, 256), a
  *    table past the model's context);
+ *  - a pure decode step on a backend with attention_batch runs every sequence's attention
+ *    in one call, its per-sequence descriptors packed into the same staging upload;
  *  - where the backend has the fused ops: Q|K|V and gate|up weights concatenated at load
  *    (weight_cat) and computed by one matmul each (matmul_split, matmul_swiglu), RoPE
  *    of Q and K with the K/V store of every sequence in one call (rope_kv), and the two
@@ -55,7 +57,7 @@ struct ibex_forward {
     int32_t *h_tables, *d_tables; /* every sequence's block table of a call, concatenated */
     int64_t table_cap;
     /* device staging (be->host_alloc): one pinned buffer and its device twin holding, per
-     * call, tok[T] | pos[T] | slots[T] | tables[...]; one upload */
+     * call, tok[T] | pos[T] | slots[T] | tables[...] | attention descriptors (decode); one upload */
     int32_t *h_stage, *d_stage;
     int64_t stage_cap;   /* int32 entries */
     int32_t stage_bs;    /* block size the tables part was sized for */
@@ -71,6 +73,10 @@ struct ibex_forward {
     bool marks;             /* the backend has device marks: ops are timed by them */
     struct { int op, a, b; } pending[4096]; /* marked ops of the call, read after its sync */
     int n_pending;
+    /* a pure decode step on a backend with attention_batch: every sequence's
+     * ibex_attn_seq, packed after the tables in the staging buffer (NULL otherwise) */
+    ibex_attn_seq *h_aseq;
+    const ibex_attn_seq *d_aseq;
     const int32_t **seq_table; /* (seq_cap) per sequence of a call: its table as the backend reads it */
     int32_t *seq_first;        /* (seq_cap) first block of a contiguous run, −1 when paged */
     int seq_cap;
@@ -431,10 +437,12 @@ static ibex_status stage_pinned(ibex_forward *f, const ibex_kv_pool *pool, const
     const int64_t bs = pool->block_size;
     int64_t total = 0;
     for (int s = 0; s < n_seqs; s++) total += (seqs[s].pos0 + seqs[s].n_tokens + bs - 1) / bs;
-    const int64_t need = 3 * (int64_t)T + total;
+    /* a decode step's attention descriptors (attention_batch), 3 int32 each */
+    const bool aseq = f->be->attention_batch && T == n_seqs;
+    const int64_t need = 3 * (int64_t)T + total + (aseq ? 3 * (int64_t)n_seqs : 0);
     if (need > f->stage_cap || f->stage_bs != pool->block_size) {
         int64_t per_seq = ((int64_t)(c->ctx_len > 0 ? c->ctx_len : 1) + bs - 1) / bs;
-        int64_t cap = 3 * (int64_t)f->max_tokens + (int64_t)f->max_tokens * per_seq;
+        int64_t cap = 6 * (int64_t)f->max_tokens + (int64_t)f->max_tokens * per_seq;
         if (cap < need) cap = need + need / 2;
         if (f->h_stage) f->be->host_free(f->be, f->h_stage);
         act_free(f, f->d_stage);
@@ -459,6 +467,16 @@ static ibex_status stage_pinned(ibex_forward *f, const ibex_kv_pool *pool, const
         memcpy(h + off, sq->block_table, (size_t)n * sizeof(int32_t));
         tables[s] = f->d_stage + off;
         off += n;
+    }
+    f->h_aseq = NULL, f->d_aseq = NULL;
+    if (aseq) { /* table_off counts from the staging base, which attention_batch gets as the table */
+        f->h_aseq = (ibex_attn_seq *)(h + off);
+        f->d_aseq = (const ibex_attn_seq *)(f->d_stage + off);
+        for (int s = 0; s < n_seqs; s++) {
+            f->h_aseq[s].n_keys = seqs[s].pos0 + 1;
+            f->h_aseq[s].first_block = seqs[s].contiguous && is_run(&seqs[s], pool->block_size) ? seqs[s].block_table[0] : -1;
+            f->h_aseq[s].table_off = (int32_t)(tables[s] - f->d_stage);
+        }
     }
     f->cur_tok = f->d_stage, f->cur_pos = f->d_stage + T, f->d_slots = f->d_stage + 2 * T;
     return f->be->upload(f->be, f->d_stage, f->h_stage, (size_t)need * sizeof(int32_t), err);
@@ -542,7 +560,7 @@ static ibex_status queue_ops(ibex_forward *f, ibex_kv_pool *pool, const ibex_fwd
         if (fuse_rope) {
             ibex_kv_view kv = ibex_kv_pool_view(pool, l, NULL);
             IBEX_OP(f, IBEX_OP_ROPE, 6.0 * T * (qd + kvd) / 2, 8.0 * T * (qd + kvd),
-                    be->rope_kv(be, f->q, f->k, f->v, (float *)kv.k, (float *)kv.v, f->d_slots, f->cur_pos, T, c->n_heads, c->n_kv_heads,
+                    be->rope_kv(be, f->q, f->k, f->v, kv.k, kv.v, kv.type, f->d_slots, f->cur_pos, T, c->n_heads, c->n_kv_heads,
                                 c->head_dim, c->rope_dim, c->rope_base));
             for (int s = 0; s < n_seqs; s++) count_only(f, IBEX_OP_KV_WRITE, 0, 16.0 * seqs[s].n_tokens * kvd);
         } else {
@@ -551,6 +569,10 @@ static ibex_status queue_ops(ibex_forward *f, ibex_kv_pool *pool, const ibex_fwd
                 be->rope(be, f->k, f->cur_pos, T, c->n_kv_heads, c->head_dim, c->rope_dim, c->rope_base);
             });
         }
+        /* a decode step with attention_batch: one call for every sequence (counted as
+         * n_seqs attention calls with the same analytic FLOPs/bytes as one call each) */
+        const bool one_call = f->d_aseq != NULL;
+        double att_fl = 0, att_by = 0;
         for (int s = 0, off = 0; s < n_seqs; off += seqs[s].n_tokens, s++) {
             const ibex_fwd_seq *sq = &seqs[s];
             ibex_kv_view kv = ibex_kv_pool_view(pool, l, f->seq_table[s]);
@@ -564,10 +586,20 @@ static ibex_status queue_ops(ibex_forward *f, ibex_kv_pool *pool, const ibex_fwd
              * costs a q·k and a p·v dot of head_dim per head (2 FLOPs per multiply-add). */
             double pairs = (double)sq->n_tokens * sq->pos0 + (double)sq->n_tokens * (sq->n_tokens + 1) / 2.0;
             double keys = (double)sq->pos0 + sq->n_tokens;
+            if (one_call) {
+                att_fl += 4.0 * pairs * c->n_heads * c->head_dim, att_by += 8.0 * keys * kvd + 8.0 * sq->n_tokens * qd;
+                continue;
+            }
             IBEX_OP(f, IBEX_OP_ATTENTION, 4.0 * pairs * c->n_heads * c->head_dim,
                     8.0 * keys * kvd + 8.0 * sq->n_tokens * qd,
                     be->attention(be, f->att + (size_t)off * qd, f->q + (size_t)off * qd, &kv, sq->n_tokens, sq->pos0,
                                   c->n_heads, scale));
+        }
+        if (one_call) {
+            ibex_kv_view kv = ibex_kv_pool_view(pool, l, f->d_stage);
+            IBEX_OP(f, IBEX_OP_ATTENTION, att_fl, att_by,
+                    be->attention_batch(be, f->att, f->q, &kv, f->d_aseq, f->h_aseq, n_seqs, c->n_heads, scale));
+            f->st.calls[IBEX_OP_ATTENTION] += n_seqs - 1;
         }
         if (fuse_add) {
             const ibex_weight *w = &L->wo;
@@ -681,6 +713,7 @@ static ibex_status run_layers(ibex_forward *f, ibex_kv_pool *pool, const ibex_fw
         f->seq_cap = n_seqs;
     }
     ibex_status st;
+    f->h_aseq = NULL, f->d_aseq = NULL; /* stage_pinned sets them for a decode step */
     if (pinned) {
         if ((st = stage_pinned(f, pool, seqs, n_seqs, T, f->seq_table, err))) return st;
     } else {

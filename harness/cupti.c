@@ -78,6 +78,12 @@ void ibex_cupti_get_stats(const ibex_cupti *c, ibex_cupti_stats *out) {
 uint64_t ibex_cupti_origin(const ibex_cupti *c) { return 0; }
 const char *ibex_cupti_library(void) { return ""; }
 bool ibex_cupti_started(const ibex_cupti *c) { return false; }
+ibex_status ibex_cupti_for_point(ibex_cupti *c, bool want, ibex_err *err) {
+    (void)c, (void)want, (void)err;
+    return IBEX_OK; /* no tracer can exist */
+}
+bool ibex_cupti_stand_in(void) { return false; }
+int ibex_cupti_stand_in_enabled(void) { return 0; }
 double ibex_cupti_host_origin_s(const ibex_cupti *c) { return 0; }
 void ibex_cupti_set_origin(ibex_cupti *c, uint64_t origin_ns) { (void)c, (void)origin_ns; }
 ibex_status ibex_cupti_consume(ibex_cupti *c, uint8_t *buf, size_t valid_bytes, uint64_t dropped, ibex_err *err) {
@@ -182,6 +188,72 @@ const char *ibex_cupti_library(void) {
     pthread_mutex_unlock(&g_load_mu);
     return p;
 }
+
+/* ---------------------------------------------------------------- stand-in (tests only) */
+
+static double mono_s(void);
+
+/* Bit k set: activity kind k enabled (kinds are small enum values). */
+static uint64_t g_si_enabled;
+
+static CUptiResult CUPTIAPI si_enable(CUpti_ActivityKind k) {
+    if ((unsigned)k < 64) g_si_enabled |= 1ull << (unsigned)k;
+    return CUPTI_SUCCESS;
+}
+static CUptiResult CUPTIAPI si_disable(CUpti_ActivityKind k) {
+    if ((unsigned)k < 64) g_si_enabled &= ~(1ull << (unsigned)k);
+    return CUPTI_SUCCESS;
+}
+static CUptiResult CUPTIAPI si_flush(uint32_t flag) {
+    (void)flag;
+    return CUPTI_SUCCESS;
+}
+static CUptiResult CUPTIAPI si_dropped(CUcontext ctx, uint32_t stream, size_t *n) {
+    (void)ctx, (void)stream;
+    *n = 0;
+    return CUPTI_SUCCESS;
+}
+static CUptiResult CUPTIAPI si_pop(CUpti_ExternalCorrelationKind k, uint64_t *last) {
+    (void)k;
+    if (last) *last = 0;
+    return CUPTI_SUCCESS;
+}
+static CUptiResult CUPTIAPI si_push(CUpti_ExternalCorrelationKind k, uint64_t id) {
+    (void)k, (void)id;
+    return CUPTI_SUCCESS;
+}
+static CUptiResult CUPTIAPI si_register(CUpti_BuffersCallbackRequestFunc rq, CUpti_BuffersCallbackCompleteFunc cp) {
+    (void)rq, (void)cp;
+    return CUPTI_SUCCESS;
+}
+static CUptiResult CUPTIAPI si_result_string(CUptiResult r, const char **str) {
+    (void)r;
+    *str = "CUPTI stand-in";
+    return CUPTI_SUCCESS;
+}
+static CUptiResult CUPTIAPI si_timestamp(uint64_t *t) {
+    *t = (uint64_t)(mono_s() * 1e9);
+    return CUPTI_SUCCESS;
+}
+static CUptiResult CUPTIAPI si_version(uint32_t *v) {
+    *v = IBEX_CUPTI_RECORDS_API;
+    return CUPTI_SUCCESS;
+}
+
+bool ibex_cupti_stand_in(void) {
+    ibex_err e = {0};
+    if (cupti_load(&e) != IBEX_OK) return false; /* parsing still needs the real library */
+    pthread_mutex_lock(&g_load_mu);
+    cu.ActivityEnable = si_enable, cu.ActivityDisable = si_disable, cu.ActivityFlushAll = si_flush;
+    cu.ActivityGetNumDroppedRecords = si_dropped, cu.ActivityPopExternalCorrelationId = si_pop;
+    cu.ActivityPushExternalCorrelationId = si_push, cu.ActivityRegisterCallbacks = si_register;
+    cu.GetResultString = si_result_string, cu.GetTimestamp = si_timestamp, cu.GetVersion = si_version;
+    g_si_enabled = 0;
+    pthread_mutex_unlock(&g_load_mu);
+    return true;
+}
+
+int ibex_cupti_stand_in_enabled(void) { return __builtin_popcountll(g_si_enabled); }
 
 
 typedef enum tracer_state { TRACER_IDLE, TRACER_STARTED, TRACER_STOPPED } tracer_state;
@@ -595,6 +667,11 @@ ibex_status ibex_cupti_stop(ibex_cupti *c, ibex_err *err) {
 }
 
 bool ibex_cupti_started(const ibex_cupti *c) { return c && c->state == TRACER_STARTED; }
+
+ibex_status ibex_cupti_for_point(ibex_cupti *c, bool want, ibex_err *err) {
+    if (!c || want == ibex_cupti_started(c)) return IBEX_OK;
+    return want ? ibex_cupti_start(c, err) : ibex_cupti_stop(c, err);
+}
 
 bool ibex_cupti_attributes_ops(const ibex_cupti *c) {
     return c && c->state == TRACER_STARTED && (c->enabled & (1u << KIND_EXTCORR));

@@ -149,8 +149,25 @@ ibex_cupti *ibex_cupti_new(ibex_err *err);
 const char *ibex_cupti_library(void);
 
 /* Whether c is started (recording activity); false for NULL. The runner stops the
- * tracer for points that do not ask for `cupti` and starts it again for those that do. */
+ * tracer for points that do not ask for `cupti` and starts it again for those that do
+ * (ibex_cupti_for_point). */
 bool ibex_cupti_started(const ibex_cupti *c);
+
+/* The per-point policy: CUPTI traces exactly the points that ask for it, so a point
+ * with instruments off or nvtx measures no CUPTI overhead. want: the point's instruments
+ * are `cupti`. Starts c when want and it is not started, stops it (flush, disable every
+ * kind) when !want and it is; nothing otherwise. NULL c is a no-op (IBEX_OK). Returns
+ * start's or stop's status. */
+ibex_status ibex_cupti_for_point(ibex_cupti *c, bool want, ibex_err *err);
+
+/* Tests only: makes CUPTI's control calls (enable/disable, flush, register, timestamps,
+ * version, correlation push/pop) go to an in-process stand-in that accepts them and
+ * keeps the set of enabled activity kinds, so the start/stop policy can be checked on a
+ * machine without a GPU; record parsing still uses libcupti. Call before ibex_cupti_new.
+ * false in builds without CUPTI, or when libcupti cannot be opened. */
+bool ibex_cupti_stand_in(void);
+/* Tests only: activity kinds the stand-in has enabled now (0 when nothing is traced). */
+int ibex_cupti_stand_in_enabled(void);
 
 /* Stops the tracer if it is started (errors ignored), then frees it. NULL is a no-op. */
 void ibex_cupti_free(ibex_cupti *c);

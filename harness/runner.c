@@ -1070,9 +1070,7 @@ static json_t *run_point(const ibex_scenario *s, int32_t idx, model_cache *mc, c
     }
     if (gx->cupti) { /* CUPTI traces only the points that ask for it (so off/nvtx measure no CUPTI) */
         ibex_err ce = {0};
-        bool want_cupti = pt->instruments == IBEX_INSTR_CUPTI;
-        if (want_cupti != ibex_cupti_started(gx->cupti))
-            (void)(want_cupti ? ibex_cupti_start(gx->cupti, &ce) : ibex_cupti_stop(gx->cupti, &ce));
+        (void)ibex_cupti_for_point(gx->cupti, pt->instruments == IBEX_INSTR_CUPTI, &ce);
     }
     for (int r = 0;; r++) {
         if (r >= n_total) { /* planned repetitions done: repeat: auto may add one */

@@ -50,6 +50,15 @@ typedef struct ibex_kv_view {
     ibex_type type;
 } ibex_kv_view;
 
+/* One sequence of a batched decode attention call (attention_batch): its query sees keys
+ * 0..n_keys−1; its block table starts at entry table_off of the call's table array. */
+typedef struct ibex_attn_seq {
+    int32_t n_keys;      /* pos + 1 of its one query token */
+    int32_t first_block; /* ≥ 0: its blocks are one run from this physical block (contiguous);
+                          * −1: read the table (paged) */
+    int32_t table_off;   /* offset of its block table in kv->block_table, in entries */
+} ibex_attn_seq;
+
 /* What a backend buffer holds, for device-memory accounting. */
 typedef enum ibex_buf_kind {
     IBEX_BUF_WEIGHTS,
@@ -211,11 +220,24 @@ struct ibex_backend {
                           int T, int n_in, int n_ffn);
     /* RoPE (as rope) on q[T][n_heads·head_dim] and k[T][n_kv_heads·head_dim] in place,
      * then token i's k and v rows stored at slot slots[i] of the pools kpool/vpool
-     * ([slot][n_kv_heads·head_dim], the layout of ibex_kv_view): every sequence's
-     * tokens of a step in one call. */
-    void (*rope_kv)(ibex_backend *be, float *q, float *k, const float *v, float *kpool, float *vpool,
-                    const int32_t *slots, const int32_t *pos, int T, int n_heads, int n_kv_heads, int head_dim,
+     * ([slot][n_kv_heads·head_dim], the layout of ibex_kv_view, elements of kv_type as
+     * kv_write rounds them): every sequence's tokens of a step in one call. */
+    void (*rope_kv)(ibex_backend *be, float *q, float *k, const float *v, void *kpool, void *vpool,
+                    ibex_type kv_type, const int32_t *slots, const int32_t *pos, int T, int n_heads, int n_kv_heads, int head_dim,
                     int rope_dim, float freq_base);
+
+    /* Decode attention for every sequence of a step in one call (optional: NULL means one
+     * attention call per sequence): n_seq sequences of one query token each,
+     * out[s][n_heads·head_dim] from q[s][n_heads·head_dim] as attention(T = 1, pos0 =
+     * seqs[s].n_keys − 1) would compute over sequence s's blocks. kv gives the layer's pools,
+     * type, block size and shape, and in block_table the base of every sequence's table
+     * (its contiguous/first_block fields are ignored: seqs says). seqs is in backend memory
+     * (built once per step and uploaded with the step's staging); seqs_host is the same
+     * array on the host, valid during the call (it sizes the launch: no copy back). The
+     * number of launches does not depend on n_seq. */
+    void (*attention_batch)(ibex_backend *be, float *out, const float *q, const ibex_kv_view *kv,
+                            const ibex_attn_seq *seqs, const ibex_attn_seq *seqs_host, int n_seq, int n_heads,
+                            float scale);
 
     /* Capture into a graph (optional): graph_begin records the ops that follow instead
      * of running them; graph_end turns the record into the backend's executable graph

@@ -266,7 +266,7 @@ Test(cuda_model, decode_step_syncs_once_and_allocates_nothing_after_warm_up) {
     cr_assert_eq(now.d.syncs, 1, "host syncs in the step: %lld", (long long)now.d.syncs);
     cr_assert_eq(now.d.allocs, 0);
     cr_assert_eq(now.d.frees, 0);
-    cr_assert_eq(now.d.h2d_bytes, (3 + 1) * 4, "tok, pos, slot and a one-block table");
+    cr_assert_eq(now.d.h2d_bytes, (3 + 1 + 3) * 4, "tok, pos, slot, a one-block table and the attention descriptor");
     cr_assert_eq(now.d.d2h_bytes, (int64_t)V * 4, "one logits row");
     cr_assert_eq(now.d.d2d_bytes, 0, "the decode row is normed in place, not gathered");
     cr_assert_lt(now.d.launches, was.d.launches);
@@ -293,6 +293,117 @@ Test(cuda_model, decode_step_syncs_once_and_allocates_nothing_after_warm_up) {
     cr_assert_eq(prof.d.syncs, 1, "profiling adds no sync: %lld", (long long)prof.d.syncs);
     cr_assert_geq(prof.timed_ops, 6, "ops with a device time: %lld", (long long)prof.timed_ops);
     free(ref.logits), free(now.logits), free(was.logits), free(gra.logits), free(prof.logits);
+    m->cfg.n_layers = full, m->cfg.vocab_size = full_vocab, m->output.n_out = out_rows;
+    ibex_model_free(m);
+    ibex_backend_free(cpu);
+    ibex_backend_free(gpu);
+}
+
+/* A decode step of n_seq sequences (prompts of plen[s] tokens, prefilled one call each,
+ * then a warm-up decode step of all of them, then the measured one); sequence s paged
+ * through scattered blocks, or a contiguous run when contig[s]. Returns the measured
+ * step's counters and the logits [n_seq][vocab]. */
+typedef struct batch_step {
+    ibex_dev_counters d;
+    int64_t attention_calls;
+    float *logits;
+} batch_step;
+
+static batch_step decode_batch(ibex_backend *be, const ibex_model *m, int n_seq, const int *plen,
+                               const bool *contig, bool graphs) {
+    const int V = m->cfg.vocab_size, bs = 16, per = 4; /* 4 blocks (64 tokens) per sequence */
+    ibex_err err = {0};
+    ibex_kv_pool *pool = ibex_kv_pool_new_on(&m->cfg, per * n_seq + 1, bs, be, &err);
+    ibex_forward *f = ibex_forward_new(m, be, 64, &err);
+    cr_assert(pool && f, "%s", err.msg);
+    ibex_forward_set_graphs(f, graphs);
+    int32_t tables[5][4], ids[5][40];
+    cr_assert(n_seq <= 5);
+    for (int s = 0; s < n_seq; s++) {
+        for (int b = 0; b < per; b++) /* its own 4 blocks: in order (a run), or backwards (paged) */
+            tables[s][b] = 1 + s * per + (contig[s] ? b : per - 1 - b);
+        for (int i = 0; i < 40; i++) ids[s][i] = 3 + (s * 131 + i * 7919) % (V - 3);
+    }
+    batch_step out = {.logits = malloc((size_t)n_seq * V * sizeof(float))};
+    cr_assert(out.logits);
+    for (int s = 0; s < n_seq; s++) {
+        ibex_fwd_seq pre = {.tokens = ids[s], .n_tokens = plen[s], .pos0 = 0, .block_table = tables[s],
+                            .logits = out.logits + (size_t)s * V, .contiguous = contig[s]};
+        cr_assert_eq(ibex_forward_run(f, pool, &pre, 1, &err), IBEX_OK, "%s", err.msg);
+    }
+    ibex_fwd_seq dec[5];
+    for (int step = 0; step < 2; step++) {
+        for (int s = 0; s < n_seq; s++)
+            dec[s] = (ibex_fwd_seq){.tokens = ids[s] + plen[s] + step, .n_tokens = 1, .pos0 = plen[s] + step,
+                                    .block_table = tables[s], .logits = out.logits + (size_t)s * V,
+                                    .contiguous = contig[s]};
+        ibex_op_stats before = *ibex_forward_stats(f), acc = {0};
+        cr_assert_eq(ibex_forward_run(f, pool, dec, n_seq, &err), IBEX_OK, "%s", err.msg);
+        ibex_op_stats_delta(&acc, &before, ibex_forward_stats(f));
+        out.d = acc.dev;
+        out.attention_calls = acc.calls[IBEX_OP_ATTENTION];
+    }
+    ibex_err why = {0};
+    cr_assert_eq(ibex_forward_graphs(f, &why), graphs, "graphs went off: %s", why.msg);
+    ibex_forward_free(f);
+    ibex_kv_pool_free(pool);
+    return out;
+}
+
+/* Every sequence of a decode step in one attention launch: a batch of 4 sequences of
+ * different lengths (paged and contiguous) launches exactly what one sequence does, syncs
+ * once, allocates nothing, and each sequence's logits match the CPU's; captured as a
+ * graph it is one launch with the same logits bits. Before
+ * attention_batch the step launched one attention per sequence and layer. */
+Test(cuda_model, decode_step_batch_launches_do_not_grow_with_the_batch) {
+    ibex_backend *gpu = cuda_or_skip();
+    ibex_backend *cpu = ibex_backend_cpu_new(1);
+    ibex_model *m = load("synthetic:tiny", IBEX_TYPE_F16);
+    const int32_t full = m->cfg.n_layers, full_vocab = m->cfg.vocab_size, L = 2, V = 512;
+    const int64_t out_rows = m->output.n_out;
+    m->cfg.n_layers = L, m->cfg.vocab_size = V, m->output.n_out = V;
+    const int plen[4] = {8, 21, 3, 37};
+    const bool contig[4] = {false, true, false, true};
+    batch_step ref = decode_batch(cpu, m, 4, plen, contig, false);
+    batch_step b4 = decode_batch(gpu, m, 4, plen, contig, false);
+    batch_step b1 = decode_batch(gpu, m, 1, plen + 1, contig + 1, false);
+    batch_step g4 = decode_batch(gpu, m, 4, plen, contig, true);
+    ibex_backend old = *gpu; /* attention per sequence, as before */
+    gpu->attention_batch = NULL;
+    batch_step was = decode_batch(gpu, m, 4, plen, contig, false);
+    *gpu = old;
+    cr_log_info("decode step, %d layers, batch 4: launches %lld (per-sequence attention: %lld), batch 1: %lld; "
+                "syncs %lld, allocs %lld, h2d %lld B", L, (long long)b4.d.launches, (long long)was.d.launches,
+                (long long)b1.d.launches, (long long)b4.d.syncs, (long long)b4.d.allocs, (long long)b4.d.h2d_bytes);
+    cr_assert_eq(b4.d.launches, b1.d.launches, "batch 4: %lld launches, batch 1: %lld", (long long)b4.d.launches,
+                 (long long)b1.d.launches);
+    cr_assert_eq(was.d.launches - b4.d.launches, (int64_t)L * 3, "per-sequence attention: 3 more per layer");
+    cr_assert_leq(b4.d.launches, 8 * L + 3);
+    cr_assert_eq(b4.d.syncs, 1);
+    cr_assert_eq(b4.d.allocs, 0);
+    cr_assert_eq(b4.d.frees, 0);
+    cr_assert_eq(b4.attention_calls, 4 * L, "attention counted once per sequence and layer");
+    /* tok, pos, slot and one ibex_attn_seq (3 int32) per sequence, and its table */
+    int64_t table_entries = 0;
+    for (int s = 0; s < 4; s++) table_entries += (plen[s] + 1 + 1 + 15) / 16;
+    cr_assert_eq(b4.d.h2d_bytes, (int64_t)4 * (3 * 4 + 3 * 4) + table_entries * 4, "h2d %lld",
+                 (long long)b4.d.h2d_bytes);
+    for (int s = 0; s < 4; s++)
+        for (int i = 0; i < 2; i++) {
+            const float *g = (i ? was.logits : b4.logits) + (size_t)s * V, *r = ref.logits + (size_t)s * V;
+            double num = 0, den = 0;
+            for (int j = 0; j < V; j++) num += (g[j] - r[j]) * (g[j] - r[j]), den += r[j] * r[j];
+            cr_assert_leq(sqrt(num / den), 1e-3, "sequence %d (%s): logits error %g", s, i ? "per sequence" : "batched",
+                          sqrt(num / den));
+        }
+    /* the batch step captured as a graph: one launch, updated in place, the same logits bits */
+    cr_assert_eq(g4.d.launches, 1);
+    cr_assert_eq(g4.d.graph_launches, 1);
+    cr_assert_eq(g4.d.graph_builds, 0, "the second batch step updates the first one's graph");
+    cr_assert_eq(g4.d.syncs, 1);
+    cr_assert_eq(g4.d.allocs, 0);
+    cr_assert(!memcmp(g4.logits, b4.logits, (size_t)4 * V * sizeof(float)), "graph replay differs from the launched step");
+    free(ref.logits), free(b4.logits), free(b1.logits), free(was.logits), free(g4.logits);
     m->cfg.n_layers = full, m->cfg.vocab_size = full_vocab, m->output.n_out = out_rows;
     ibex_model_free(m);
     ibex_backend_free(cpu);

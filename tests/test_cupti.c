@@ -4,7 +4,9 @@
  * interned names, origin-relative times, per-kernel and per-op tables, op attribution
  * through external-correlation records that come a buffer later, NVTX ranges paired
  * across buffers, dropped counts, the results.json object, broken buffers, and
- * ibex_cupti_start on whatever machine runs the test (an error without a GPU). */
+ * ibex_cupti_start on whatever machine runs the test (an error without a GPU), and the
+ * per-point policy (instrument_overhead.yaml's off and nvtx points untraced) through an
+ * in-process stand-in for CUPTI's control calls. */
 #include <criterion/criterion.h>
 
 #include <math.h>
@@ -16,6 +18,7 @@
 #define IBEX_CUPTI_RECORD_TYPES
 #endif
 #include "harness/cupti.h"
+#include "harness/scenario.h"
 
 #define NEAR(got, want, tol)                                                                       \
     cr_expect(fabs((double)(got) - (double)(want)) <= (tol), "%s = %.17g, want %.17g (tol %g)",    \
@@ -888,6 +891,45 @@ Test(cupti, start_on_this_machine, .timeout = 120)
     cr_expect_eq(n, 0, "no CUDA work, no kernel events");
     cr_expect_eq(ibex_cupti_flush(c, &e), IBEX_OK, "flush after stop is a no-op");
     ibex_cupti_free(c);
+}
+
+/* instrument_overhead.yaml measures what each instruments level costs, so its `off` and
+ * `nvtx` points must run with CUPTI disabled, whatever ran before them (the runner starts
+ * the tracer before the first point when any point asks for cupti, and the points can
+ * come in any order). The stand-in stands for CUPTI's control calls, so this runs
+ * without a GPU: the enabled activity kinds after the runner's per-point call are the
+ * ground truth. A runner that started CUPTI once for the whole run (the old behaviour)
+ * leaves kinds enabled on the off and nvtx points and fails. */
+Test(cupti, instrument_overhead_off_and_nvtx_points_are_untraced)
+{
+    if (!ibex_cupti_stand_in()) cr_skip_test("libcupti cannot be opened here");
+    ibex_err e = {0};
+    ibex_scenario *s = ibex_scenario_load(IBEX_SOURCE_DIR "/scenarios/instrument_overhead.yaml", &e);
+    cr_assert_not_null(s, "%s", e.msg);
+    ibex_cupti *c = ibex_cupti_new(&e);
+    cr_assert_not_null(c, "%s", e.msg);
+    cr_assert_eq(ibex_cupti_start(c, &e), IBEX_OK, "run start (instruments_setup): %s", e.msg);
+    cr_assert_gt(ibex_cupti_stand_in_enabled(), 0, "the stand-in sees what start enables");
+    int seen[3] = {0};
+    /* the file's order (off, nvtx, cupti), then reversed: a cupti point followed by the others */
+    for (int pass = 0; pass < 2; pass++)
+        for (int k = 0; k < s->n_points; k++) {
+            const ibex_point *pt = &s->points[pass ? s->n_points - 1 - k : k];
+            const bool want = pt->instruments == IBEX_INSTR_CUPTI;
+            cr_assert_eq(ibex_cupti_for_point(c, want, &e), IBEX_OK, "%s", e.msg);
+            const int kinds = ibex_cupti_stand_in_enabled();
+            cr_assert_eq(kinds > 0, want, "point %d (instruments %s, pass %d): %d CUPTI activity kinds enabled", k,
+                         ibex_instruments_name(pt->instruments), pass, kinds);
+            cr_assert_eq(ibex_cupti_started(c), want);
+            cr_assert_eq(ibex_cupti_attributes_ops(c), want, "ops attributed only on cupti points");
+            seen[pt->instruments]++;
+        }
+    cr_assert(seen[IBEX_INSTR_OFF] == 2 && seen[IBEX_INSTR_NVTX] == 2 && seen[IBEX_INSTR_CUPTI] == 2,
+              "the scenario sweeps off, nvtx and cupti (%d, %d, %d)", seen[0], seen[1], seen[2]);
+    cr_assert_eq(ibex_cupti_for_point(NULL, true, &e), IBEX_OK, "no tracer (CUPTI could not start): no-op");
+    ibex_cupti_free(c);
+    cr_assert_eq(ibex_cupti_stand_in_enabled(), 0, "free stops the tracer");
+    ibex_scenario_free(s);
 }
 
 #endif

@@ -95,6 +95,13 @@ static void expect_sync_ok(ibex_backend *be) {
     cr_assert_eq(be->sync(be, &err), IBEX_OK, "sync: %s", err.msg);
 }
 
+static ibex_dev_counters counters(ibex_backend *be) {
+    ibex_dev_counters c = {0};
+    cr_assert_not_null(be->get_counters, "get_counters is filled");
+    be->get_counters(be, &c);
+    return c;
+}
+
 /* Whether the CUDA matmul takes its matrix-vector path for these arguments. */
 static bool uses_matvec(ibex_type t, int T, int n_in, const void *w, const float *x) {
 #if IBEX_HAVE_CUDA
@@ -604,6 +611,58 @@ static int32_t *shuffled(int n, uint64_t seed) {
     return p;
 }
 
+/* ---- typed KV pools (F16/BF16 cache) ---- */
+
+static const ibex_type k_kv_types[3] = {IBEX_TYPE_F32, IBEX_TYPE_F16, IBEX_TYPE_BF16};
+
+static size_t kv_elem(ibex_type t) { return t == IBEX_TYPE_F32 ? 4 : 2; }
+
+/* x rounded to type t (nearest even) and widened back: what a pool of t holds of x. */
+static float kv_round(float x, ibex_type t) {
+    if (t == IBEX_TYPE_F16) return ibex_f16_to_f32(ibex_f32_to_f16(x));
+    if (t == IBEX_TYPE_BF16) return ibex_bf16_to_f32(ibex_f32_to_bf16(x));
+    return x;
+}
+
+/* n F32 values as a malloc'ed pool of type t (rounded to nearest even). */
+static void *kv_pack(const float *x, int64_t n, ibex_type t) {
+    void *p = malloc((size_t)(n > 0 ? n : 1) * kv_elem(t));
+    cr_assert_not_null(p);
+    for (int64_t i = 0; i < n; i++) {
+        if (t == IBEX_TYPE_F16)
+            ((uint16_t *)p)[i] = ibex_f32_to_f16(x[i]);
+        else if (t == IBEX_TYPE_BF16)
+            ((uint16_t *)p)[i] = ibex_f32_to_bf16(x[i]);
+        else
+            ((float *)p)[i] = x[i];
+    }
+    return p;
+}
+
+/* A pool of type t (n elements) fetched from the device and widened to F32, malloc'ed. */
+static float *kv_fetch(ibex_backend *be, const void *d, int64_t n, ibex_type t) {
+    void *raw = malloc((size_t)(n > 0 ? n : 1) * kv_elem(t));
+    float *w = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    cr_assert(raw && w);
+    ibex_err err = {0};
+    cr_assert_eq(be->download(be, raw, d, (size_t)n * kv_elem(t), &err), IBEX_OK, "download: %s", err.msg);
+    for (int64_t i = 0; i < n; i++)
+        w[i] = t == IBEX_TYPE_F16    ? ibex_f16_to_f32(((uint16_t *)raw)[i])
+               : t == IBEX_TYPE_BF16 ? ibex_bf16_to_f32(((uint16_t *)raw)[i])
+                                     : ((float *)raw)[i];
+    free(raw);
+    return w;
+}
+
+/* Both of two float arrays NaN at the same places and equal bit for bit elsewhere. */
+static bool same_floats(const float *a, const float *b, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        if (isnan(a[i]) != isnan(b[i])) return false;
+        if (!isnan(a[i]) && memcmp(&a[i], &b[i], 4) != 0) return false;
+    }
+    return true;
+}
+
 /* kv_write through a shuffled table and through a contiguous run writes the same slots
  * as the CPU's kv_write (which always reads the table, consistent with the run). */
 Test(kernels_cuda, kv_write_paged_and_contiguous) {
@@ -617,30 +676,59 @@ Test(kernels_cuda, kv_write_paged_and_contiguous) {
     int32_t run[12];
     for (int b = 0; b < n_pool; b++) run[b] = b < 3 ? 3 + b : 0; /* blocks 3, 4, 5 */
     float *dk = dup_to(gpu, k, (size_t)(T * row) * 4), *dv = dup_to(gpu, v, (size_t)(T * row) * 4);
-    for (int layout = 0; layout < 2; layout++) {
-        const int32_t *table = layout == 0 ? perm : run;
-        float *kp = malloc((size_t)pool * 4), *vp = malloc((size_t)pool * 4);
-        memcpy(kp, kp0, (size_t)pool * 4);
-        memcpy(vp, vp0, (size_t)pool * 4);
-        ibex_kv_view hv = {.k = kp, .v = vp, .block_table = table, .block_size = bs, .n_kv_heads = n_kv,
-                           .head_dim = hd, .contiguous = layout == 1, .first_block = 3};
-        cpu->kv_write(cpu, &hv, k, v, T, pos0);
-        float *dkp = dup_kind(gpu, kp0, (size_t)pool * 4, IBEX_BUF_KV);
-        float *dvp = dup_kind(gpu, vp0, (size_t)pool * 4, IBEX_BUF_KV);
-        int32_t *dt = dup_to(gpu, table, (size_t)n_pool * 4);
-        ibex_kv_view dvw = hv;
-        dvw.k = dkp, dvw.v = dvp, dvw.block_table = dt;
-        gpu->kv_write(gpu, &dvw, dk, dv, T, pos0);
-        expect_sync_ok(gpu);
-        float *gk = fetch(gpu, dkp, pool), *gv = fetch(gpu, dvp, pool);
-        cr_assert(memcmp(gk, kp, (size_t)pool * 4) == 0, "K pool differs (%s)", layout ? "contiguous" : "paged");
-        cr_assert(memcmp(gv, vp, (size_t)pool * 4) == 0, "V pool differs (%s)", layout ? "contiguous" : "paged");
-        gpu->dealloc(gpu, dkp), gpu->dealloc(gpu, dvp), gpu->dealloc(gpu, dt);
-        free(kp), free(vp), free(gk), free(gv);
+    for (int ti = 0; ti < 3; ti++) {
+        /* F16/BF16 pools: the CPU's F32 result rounded element by element (nearest even),
+         * compared bit for bit: a kernel that truncated, or wrote F32 into a 16-bit pool,
+         * differs */
+        const ibex_type t = k_kv_types[ti];
+        for (int layout = 0; layout < 2; layout++) {
+            const int32_t *table = layout == 0 ? perm : run;
+            float *kp = malloc((size_t)pool * 4), *vp = malloc((size_t)pool * 4);
+            for (int64_t e = 0; e < pool; e++) kp[e] = kv_round(kp0[e], t), vp[e] = kv_round(vp0[e], t);
+            ibex_kv_view hv = {.k = kp, .v = vp, .block_table = table, .block_size = bs, .n_kv_heads = n_kv,
+                               .head_dim = hd, .contiguous = layout == 1, .first_block = 3};
+            cpu->kv_write(cpu, &hv, k, v, T, pos0);
+            for (int64_t e = 0; e < pool; e++) kp[e] = kv_round(kp[e], t), vp[e] = kv_round(vp[e], t);
+            void *hk0 = kv_pack(kp0, pool, t), *hv0 = kv_pack(vp0, pool, t);
+            void *dkp = dup_kind(gpu, hk0, (size_t)pool * kv_elem(t), IBEX_BUF_KV);
+            void *dvp = dup_kind(gpu, hv0, (size_t)pool * kv_elem(t), IBEX_BUF_KV);
+            int32_t *dt = dup_to(gpu, table, (size_t)n_pool * 4);
+            ibex_kv_view dvw = hv;
+            dvw.k = dkp, dvw.v = dvp, dvw.block_table = dt, dvw.type = t;
+            gpu->kv_write(gpu, &dvw, dk, dv, T, pos0);
+            expect_sync_ok(gpu);
+            float *gk = kv_fetch(gpu, dkp, pool, t), *gv = kv_fetch(gpu, dvp, pool, t);
+            cr_assert(same_floats(gk, kp, pool), "K pool differs (%s, %s)", ibex_type_name(t),
+                      layout ? "contiguous" : "paged");
+            cr_assert(same_floats(gv, vp, pool), "V pool differs (%s, %s)", ibex_type_name(t),
+                      layout ? "contiguous" : "paged");
+            gpu->dealloc(gpu, dkp), gpu->dealloc(gpu, dvp), gpu->dealloc(gpu, dt);
+            free(kp), free(vp), free(gk), free(gv), free(hk0), free(hv0);
+        }
     }
     free(k), free(v), free(kp0), free(vp0), free(perm);
     ibex_backend_free(gpu);
     ibex_backend_free(cpu);
+}
+
+/* kv_type_ok says F32, F16, BF16; a pool of another type is a sticky error, not a write. */
+Test(kernels_cuda, kv_types_supported_and_refused) {
+    ibex_backend *gpu = gpu_or_skip();
+    cr_assert_not_null(gpu->kv_type_ok);
+    cr_assert(gpu->kv_type_ok(gpu, IBEX_TYPE_F32) && gpu->kv_type_ok(gpu, IBEX_TYPE_F16) &&
+              gpu->kv_type_ok(gpu, IBEX_TYPE_BF16));
+    cr_assert(!gpu->kv_type_ok(gpu, IBEX_TYPE_Q8_0) && !gpu->kv_type_ok(gpu, IBEX_TYPE_F64));
+    float *d = dev_nan(gpu, 64);
+    const int32_t t0 = 0;
+    int32_t *dt = dup_to(gpu, &t0, sizeof t0);
+    ibex_kv_view kv = {.k = d, .v = d + 32, .block_table = dt, .block_size = 1, .n_kv_heads = 1, .head_dim = 32,
+                       .type = IBEX_TYPE_Q8_0};
+    gpu->kv_write(gpu, &kv, d, d, 1, 0);
+    ibex_err err = {0};
+    cr_assert_eq(gpu->sync(gpu, &err), IBEX_ERR_UNSUPPORTED);
+    cr_assert(strstr(err.msg, "Q8_0") != NULL, "%s", err.msg);
+    gpu->dealloc(gpu, d), gpu->dealloc(gpu, dt);
+    ibex_backend_free(gpu);
 }
 
 /* Host pools holding tokens 0..n_tok−1 of K/V ([n_tok][n_kv·hd]) at the slots table gives;
@@ -659,8 +747,11 @@ static const ibex_attn_impl k_forms[4] = {IBEX_ATTN_MATERIALIZED, IBEX_ATTN_PAGE
                                           IBEX_ATTN_AUTO};
 
 /* T queries at pos0.. with GQA (n_heads 8, n_kv_heads 2): every form, through a shuffled
- * table and through a contiguous run, against the CPU and against each other. */
-static void check_attention(ibex_backend *gpu, ibex_backend *cpu, int T, int pos0, int hd, uint64_t seed) {
+ * table and through a contiguous run, against the CPU and against each other. KV pools of
+ * type t: the CPU reads an F32 pool of the same values (K and V rounded to t first), so a
+ * kernel that widened wrongly, or read 16-bit pools as F32, fails. */
+static void check_attention_t(ibex_backend *gpu, ibex_backend *cpu, int T, int pos0, int hd, uint64_t seed,
+                              ibex_type t) {
     const int n_heads = 8, n_kv = 2, bs = 16;
     const int n_tok = pos0 + T, n_blocks = (n_tok + bs - 1) / bs, n_pool = n_blocks + 3, first = 2;
     const int64_t row = (int64_t)n_kv * hd, pool = (int64_t)n_pool * bs * row;
@@ -668,6 +759,7 @@ static void check_attention(ibex_backend *gpu, ibex_backend *cpu, int T, int pos
     const float scale = 1.0f / sqrtf((float)hd);
     rng r = {seed};
     float *K = rand_vec(&r, n_tok * row, -1.0f, 1.0f), *V = rand_vec(&r, n_tok * row, -1.0f, 1.0f);
+    for (int64_t e = 0; e < n_tok * row; e++) K[e] = kv_round(K[e], t), V[e] = kv_round(V[e], t);
     /* large-ish queries: a peaked softmax, so the online rescaling matters */
     float *q = rand_vec(&r, nq, -3.0f, 3.0f);
     int32_t *perm = shuffled(n_pool, seed + 1);
@@ -687,10 +779,14 @@ static void check_attention(ibex_backend *gpu, ibex_backend *cpu, int T, int pos
     for (int layout = 0; layout < 2; layout++) {
         const int32_t *table = layout == 0 ? perm : run;
         fill_pool(kp, vp, K, V, table, n_tok, bs, row, pool);
-        float *dkp = dup_kind(gpu, kp, (size_t)pool * 4, IBEX_BUF_KV), *dvp = dup_kind(gpu, vp, (size_t)pool * 4, IBEX_BUF_KV);
+        void *tkp = kv_pack(kp, pool, t), *tvp = kv_pack(vp, pool, t);
+        void *dkp = dup_kind(gpu, tkp, (size_t)pool * kv_elem(t), IBEX_BUF_KV);
+        void *dvp = dup_kind(gpu, tvp, (size_t)pool * kv_elem(t), IBEX_BUF_KV);
+        free(tkp), free(tvp);
         int32_t *dt = dup_to(gpu, table, (size_t)n_pool * 4);
         ibex_kv_view dv = {.k = dkp, .v = dvp, .block_table = dt, .block_size = bs, .n_kv_heads = n_kv,
-                           .head_dim = hd, .contiguous = layout == 1, .first_block = layout == 1 ? first : 0};
+                           .head_dim = hd, .contiguous = layout == 1, .first_block = layout == 1 ? first : 0,
+                           .type = t};
         for (int f = 0; f < 4; f++) {
             ibex_err err = {0};
             cr_assert_eq(gpu->set_attention(gpu, k_forms[f], &err), IBEX_OK);
@@ -702,8 +798,9 @@ static void check_attention(ibex_backend *gpu, ibex_backend *cpu, int T, int pos
             /* 5e-6: both backends sum up to 1501 weighted V rows one key after another in
              * F32 (~1e-6 apart at 1500 keys); a wrong mask, mapping or rescale is > 1e-2 */
             const double e = nerr(outs[layout][f], ref, nq);
-            cr_assert(e <= 5e-6, "%s (%s) T=%d pos0=%d hd=%d: error %g vs the CPU", ibex_attn_impl_name(k_forms[f]),
-                      layout ? "contiguous" : "paged", T, pos0, hd, e);
+            cr_assert(e <= 5e-6, "%s (%s, %s KV) T=%d pos0=%d hd=%d: error %g vs the CPU",
+                      ibex_attn_impl_name(k_forms[f]), layout ? "contiguous" : "paged", ibex_type_name(t), T, pos0, hd,
+                      e);
         }
         for (int f = 0; f < 4; f++) { /* the forms against each other (the paged one) */
             const double ef = nerr(outs[layout][f], outs[layout][1], nq);
@@ -720,6 +817,10 @@ static void check_attention(ibex_backend *gpu, ibex_backend *cpu, int T, int pos
     cr_assert_eq(gpu->set_attention(gpu, IBEX_ATTN_AUTO, NULL), IBEX_OK);
     gpu->dealloc(gpu, dq);
     free(K), free(V), free(q), free(perm), free(run), free(kp), free(vp), free(ref);
+}
+
+static void check_attention(ibex_backend *gpu, ibex_backend *cpu, int T, int pos0, int hd, uint64_t seed) {
+    check_attention_t(gpu, cpu, T, pos0, hd, seed, IBEX_TYPE_F32);
 }
 
 Test(kernels_cuda, attention_prefill_forms_layouts_gqa) {
@@ -757,6 +858,170 @@ Test(kernels_cuda, attention_decode_long_context_splits) {
     ibex_backend_free(cpu);
 }
 
+/* F16 and BF16 KV pools through every form: prefill (T = 5) and decode (T = 1, the grouped
+ * kernel under AUTO, with splits at 700 keys), paged and contiguous. */
+Test(kernels_cuda, attention_f16_bf16_kv) {
+    ibex_backend *gpu = gpu_or_skip(), *cpu = cpu_be();
+    for (int ti = 1; ti < 3; ti++) {
+        check_attention_t(gpu, cpu, 5, 20, 64, 1200 + ti, k_kv_types[ti]);
+        check_attention_t(gpu, cpu, 1, 700, 128, 1210 + ti, k_kv_types[ti]);
+        check_attention_t(gpu, cpu, 1, 37, 48, 1220 + ti, k_kv_types[ti]);
+    }
+    ibex_backend_free(gpu);
+    ibex_backend_free(cpu);
+}
+
+/* ---- batched decode attention (attention_batch) ---- */
+
+/* n_seq sequences of n_keys[s] keys (their one query at position n_keys[s] − 1), sequence s
+ * paged through a shuffled set of blocks when paged[s], else a contiguous run; pools of
+ * type t; n_heads query heads over n_kv KV heads of hd. attention_batch must equal the
+ * CPU's attention of each sequence alone (on the widened F32 pool), in a number of launches
+ * that does not depend on n_seq; returns the launches. */
+static int64_t check_batch(ibex_backend *gpu, ibex_backend *cpu, int n_seq, const int *n_keys, const bool *paged,
+                           int n_heads, int n_kv, int hd, ibex_type t, uint64_t seed) {
+    const int bs = 16;
+    const int64_t row = (int64_t)n_kv * hd, qd = (int64_t)n_heads * hd;
+    int n_blocks = 0, nb[8], max_keys = 0;
+    cr_assert(n_seq <= 8);
+    for (int s = 0; s < n_seq; s++) {
+        nb[s] = (n_keys[s] + bs - 1) / bs;
+        n_blocks += nb[s];
+        if (n_keys[s] > max_keys) max_keys = n_keys[s];
+    }
+    const int n_pool = n_blocks + 2;
+    const int64_t pool = (int64_t)n_pool * bs * row;
+    rng r = {seed};
+    /* physical blocks: a shuffled order; a contiguous sequence gets a run of them */
+    int32_t *perm = shuffled(n_pool, seed + 1);
+    int32_t *tables = malloc((size_t)n_blocks * sizeof(int32_t));
+    ibex_attn_seq seqs[8];
+    float *kp = malloc((size_t)pool * 4), *vp = malloc((size_t)pool * 4);
+    cr_assert(tables && kp && vp);
+    for (int64_t e = 0; e < pool; e++) kp[e] = vp[e] = NAN;
+    /* blocks 1..: runs for the contiguous sequences first, then the shuffled rest (block 0
+     * is never used, so a kernel reading a table entry of 0 meets NaN) */
+    int next_run = 1, off = 0;
+    int used_in_perm = 0;
+    int contiguous_blocks = 0;
+    for (int s = 0; s < n_seq; s++)
+        if (!paged[s]) contiguous_blocks += nb[s];
+    for (int s = 0; s < n_seq; s++) {
+        seqs[s].n_keys = n_keys[s];
+        seqs[s].table_off = off;
+        seqs[s].first_block = paged[s] ? -1 : next_run;
+        for (int b = 0; b < nb[s]; b++) {
+            if (!paged[s]) {
+                tables[off + b] = next_run + b;
+            } else {
+                int32_t blk;
+                do blk = perm[used_in_perm++];
+                while (blk == 0 || blk <= contiguous_blocks);
+                tables[off + b] = blk;
+            }
+        }
+        if (!paged[s]) next_run += nb[s];
+        off += nb[s];
+    }
+    float *q = rand_vec(&r, n_seq * qd, -3.0f, 3.0f);
+    float *ref = nan_vec(n_seq * qd);
+    for (int s = 0; s < n_seq; s++) {
+        float *K = rand_vec(&r, (int64_t)n_keys[s] * row, -1.0f, 1.0f), *V = rand_vec(&r, (int64_t)n_keys[s] * row, -1.0f, 1.0f);
+        for (int tk = 0; tk < n_keys[s]; tk++) {
+            const int64_t slot = (int64_t)tables[seqs[s].table_off + tk / bs] * bs + tk % bs;
+            for (int64_t e = 0; e < row; e++) {
+                kp[slot * row + e] = kv_round(K[(int64_t)tk * row + e], t);
+                vp[slot * row + e] = kv_round(V[(int64_t)tk * row + e], t);
+            }
+        }
+        free(K), free(V);
+    }
+    for (int s = 0; s < n_seq; s++) { /* the CPU, one sequence at a time */
+        ibex_kv_view hv = {.k = kp, .v = vp, .block_table = tables + seqs[s].table_off, .block_size = bs,
+                           .n_kv_heads = n_kv, .head_dim = hd};
+        cpu->attention(cpu, ref + s * qd, q + s * qd, &hv, 1, n_keys[s] - 1, n_heads, 1.0f / sqrtf((float)hd));
+    }
+    void *tkp = kv_pack(kp, pool, t), *tvp = kv_pack(vp, pool, t);
+    void *dkp = dup_kind(gpu, tkp, (size_t)pool * kv_elem(t), IBEX_BUF_KV);
+    void *dvp = dup_kind(gpu, tvp, (size_t)pool * kv_elem(t), IBEX_BUF_KV);
+    int32_t *dt = dup_to(gpu, tables, (size_t)n_blocks * 4);
+    ibex_attn_seq *dseqs = dup_to(gpu, seqs, sizeof seqs[0] * (size_t)n_seq);
+    float *dq = dup_to(gpu, q, (size_t)(n_seq * qd) * 4), *dout = dev_nan(gpu, n_seq * qd);
+    ibex_kv_view dv = {.k = dkp, .v = dvp, .block_table = dt, .block_size = bs, .n_kv_heads = n_kv, .head_dim = hd,
+                       .type = t};
+    ibex_dev_counters c0 = counters(gpu);
+    gpu->attention_batch(gpu, dout, dq, &dv, dseqs, seqs, n_seq, n_heads, 1.0f / sqrtf((float)hd));
+    const int64_t launches = counters(gpu).launches - c0.launches;
+    expect_sync_ok(gpu);
+    float *got = fetch(gpu, dout, n_seq * qd);
+    for (int s = 0; s < n_seq; s++) {
+        const double e = nerr(got + s * qd, ref + s * qd, qd);
+        cr_assert(e <= 5e-6, "batch of %d, sequence %d (%d keys, %s, %s KV, %d/%d heads, hd %d): error %g vs the CPU",
+                  n_seq, s, n_keys[s], paged[s] ? "paged" : "contiguous", ibex_type_name(t), n_heads, n_kv, hd, e);
+    }
+    void *bufs[] = {dkp, dvp, dt, dseqs, dq, dout};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) gpu->dealloc(gpu, bufs[i]);
+    free(perm), free(tables), free(kp), free(vp), free(q), free(ref), free(got), free(tkp), free(tvp);
+    return launches;
+}
+
+Test(kernels_cuda, attention_batch_matches_cpu_per_sequence_in_one_launch) {
+    ibex_backend *gpu = gpu_or_skip(), *cpu = cpu_be();
+    cr_assert_not_null(gpu->attention_batch);
+    const int keys5[5] = {1, 37, 300, 17, 900};
+    const bool mixed[5] = {true, false, true, false, true};
+    for (int ti = 0; ti < 3; ti++) {
+        const ibex_type t = k_kv_types[ti];
+        /* a batch of 5 (GQA 8/2, hd 64) and the same kernel for 1 sequence: the same launches */
+        const int64_t l5 = check_batch(gpu, cpu, 5, keys5, mixed, 8, 2, 64, t, 1300 + ti);
+        const int64_t l1 = check_batch(gpu, cpu, 1, keys5 + 4, mixed + 4, 8, 2, 64, t, 1310 + ti);
+        cr_assert(l5 == l1 && l5 >= 1 && l5 <= 2, "%s: %lld launches for 5 sequences, %lld for 1",
+                  ibex_type_name(t), (long long)l5, (long long)l1);
+    }
+    /* no GQA (llama2-7b's 32/32 shape scaled down), hd 128, every sequence paged and contiguous */
+    const int keys3[3] = {65, 5, 200};
+    const bool all_paged[3] = {true, true, true}, none_paged[3] = {false, false, false};
+    check_batch(gpu, cpu, 3, keys3, all_paged, 4, 4, 128, IBEX_TYPE_F16, 1320);
+    check_batch(gpu, cpu, 3, keys3, none_paged, 4, 4, 128, IBEX_TYPE_F32, 1321);
+    /* a group wider than one block (40 heads of 128 over 1 KV head: chunks of 16, 16, 8) */
+    const int keys2[2] = {40, 19};
+    check_batch(gpu, cpu, 2, keys2, mixed, 40, 1, 128, IBEX_TYPE_BF16, 1330);
+    /* an explicit form runs per sequence (the comparison path), still right */
+    ibex_err err = {0};
+    cr_assert_eq(gpu->set_attention(gpu, IBEX_ATTN_PAGED, &err), IBEX_OK);
+    const int64_t lp = check_batch(gpu, cpu, 5, keys5, mixed, 8, 2, 64, IBEX_TYPE_F16, 1340);
+    cr_assert_eq(lp, 5, "paged form: one launch per sequence");
+    cr_assert_eq(gpu->set_attention(gpu, IBEX_ATTN_AUTO, &err), IBEX_OK);
+    ibex_backend_free(gpu);
+    ibex_backend_free(cpu);
+}
+
+/* The grouped decode kernel's sizing rules. */
+Test(kernels_cuda, decode_kernel_sizing) {
+#if IBEX_HAVE_CUDA
+    cr_assert_eq(ibex_cuda_decode_heads_per_block(4, 128), 4);
+    cr_assert_eq(ibex_cuda_decode_heads_per_block(40, 128), 16);
+    cr_assert_eq(ibex_cuda_decode_heads_per_block(8, 256), 8);
+    cr_assert_eq(ibex_cuda_decode_heads_per_block(64, 1), 32);
+    cr_assert(ibex_cuda_attention_grouped(IBEX_ATTN_AUTO, 1, 32, 8));
+    cr_assert(!ibex_cuda_attention_grouped(IBEX_ATTN_AUTO, 2, 32, 8));
+    cr_assert(!ibex_cuda_attention_grouped(IBEX_ATTN_SPLIT_K, 1, 32, 8));
+    cr_assert(!ibex_cuda_attention_grouped(IBEX_ATTN_AUTO, 1, 6, 4));
+    int chunk = 0;
+    /* llama2-7b at batch 1 on 132 SMs: 32 blocks, 4096 keys -> 17 splits wanted (528 blocks,
+     * 4 per SM), 241 keys each rounded up to 256: 16 splits (512 blocks) */
+    const int n = ibex_cuda_decode_splits(132, 32, 4096, &chunk);
+    cr_assert(n == 16 && chunk == 256,
+              "%d splits of %d", n, chunk);
+    /* short contexts do not split (>= 64 keys per split); a full GPU does not split */
+    cr_assert_eq(ibex_cuda_decode_splits(132, 32, 60, &chunk), 1);
+    cr_assert_eq(ibex_cuda_decode_splits(132, 128 * 32, 4096, &chunk), 1);
+    cr_assert_leq(ibex_cuda_decode_splits(132, 1, 1 << 20, &chunk), 256);
+#else
+    cr_skip_test("no CUDA backend in this build");
+#endif
+}
+
 Test(kernels_cuda, attention_unsupported_head_dim_is_a_sticky_error) {
     ibex_backend *gpu = gpu_or_skip();
     const int hd = 320, n_heads = 2;
@@ -774,13 +1039,6 @@ Test(kernels_cuda, attention_unsupported_head_dim_is_a_sticky_error) {
 }
 
 /* ---- fused decode ops, staging, counters (issue 15) ---- */
-
-static ibex_dev_counters counters(ibex_backend *be) {
-    ibex_dev_counters c = {0};
-    cr_assert_not_null(be->get_counters, "get_counters is filled");
-    be->get_counters(be, &c);
-    return c;
-}
 
 /* matmul_split (Q|K|V rows into three buffers), matmul_add (y += x·Wᵀ) and
  * matmul_swiglu (silu(x·Gᵀ)·(x·Uᵀ)) against the CPU's matmul, add and silu_mul; at
@@ -875,41 +1133,50 @@ Test(kernels_cuda, rope_kv_matches_cpu_rope_and_kv_store) {
         int n_heads, n_kv, head_dim, rope_dim;
         float base;
     } cases[] = {{4, 2, 64, 64, 10000.0f}, {4, 4, 64, 32, 10000.0f}, {6, 2, 48, 48, 500000.0f}};
-    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
-        const int hd = cases[c].head_dim, qn = T * cases[c].n_heads * hd, row = cases[c].n_kv * hd, kn = T * row;
-        rng r = {900 + c};
+    /* pools of F32, F16 and BF16: the stored rows are the rotated k and v rounded to the
+     * pool's type (nearest even), bit for bit; q and k stay F32 */
+    for (size_t c = 0; c < 3 * sizeof cases / sizeof *cases; c++) {
+        const size_t ci = c % 3;
+        const ibex_type t = k_kv_types[c / 3];
+        const int hd = cases[ci].head_dim, qn = T * cases[ci].n_heads * hd, row = cases[ci].n_kv * hd, kn = T * row;
+        rng r = {900 + ci};
         float *q = rand_vec(&r, qn, -1.0f, 1.0f), *k = rand_vec(&r, kn, -1.0f, 1.0f), *v = rand_vec(&r, kn, -1.0f, 1.0f);
         float *dq = dup_to(gpu, q, (size_t)qn * 4), *dk = dup_to(gpu, k, (size_t)kn * 4), *dv = dup_to(gpu, v, (size_t)kn * 4);
-        float *kp = dev_nan(gpu, (int64_t)n_slots * row), *vp = dev_nan(gpu, (int64_t)n_slots * row);
+        float *nan_pool = nan_vec((int64_t)n_slots * row);
+        void *hnan = kv_pack(nan_pool, (int64_t)n_slots * row, t);
+        void *kp = dup_kind(gpu, hnan, (size_t)n_slots * row * kv_elem(t), IBEX_BUF_KV);
+        void *vp = dup_kind(gpu, hnan, (size_t)n_slots * row * kv_elem(t), IBEX_BUF_KV);
         int32_t *dpos = dup_to(gpu, pos, sizeof pos), *dslots = dup_to(gpu, slots, sizeof slots);
         ibex_dev_counters c0 = counters(gpu);
-        gpu->rope_kv(gpu, dq, dk, dv, kp, vp, dslots, dpos, T, cases[c].n_heads, cases[c].n_kv, hd, cases[c].rope_dim,
-                     cases[c].base);
+        gpu->rope_kv(gpu, dq, dk, dv, kp, vp, t, dslots, dpos, T, cases[ci].n_heads, cases[ci].n_kv, hd,
+                     cases[ci].rope_dim, cases[ci].base);
         cr_assert_eq(counters(gpu).launches - c0.launches, 1, "rope_kv is one launch");
         expect_sync_ok(gpu);
-        cpu->rope(cpu, q, pos, T, cases[c].n_heads, hd, cases[c].rope_dim, cases[c].base);
-        cpu->rope(cpu, k, pos, T, cases[c].n_kv, hd, cases[c].rope_dim, cases[c].base);
+        cpu->rope(cpu, q, pos, T, cases[ci].n_heads, hd, cases[ci].rope_dim, cases[ci].base);
+        cpu->rope(cpu, k, pos, T, cases[ci].n_kv, hd, cases[ci].rope_dim, cases[ci].base);
         float *gq = fetch(gpu, dq, qn), *gk = fetch(gpu, dk, kn);
-        float *gkp = fetch(gpu, kp, (int64_t)n_slots * row), *gvp = fetch(gpu, vp, (int64_t)n_slots * row);
+        float *gkp = kv_fetch(gpu, kp, (int64_t)n_slots * row, t), *gvp = kv_fetch(gpu, vp, (int64_t)n_slots * row, t);
         cr_assert(nerr(gq, q, qn) <= 2e-4, "case %zu: q error %g", c, nerr(gq, q, qn));
         cr_assert(nerr(gk, k, kn) <= 2e-4, "case %zu: k error %g", c, nerr(gk, k, kn));
-        for (int s = 0; s < n_slots; s++) {
+        for (int sl = 0; sl < n_slots; sl++) {
             int i = -1;
             for (int j = 0; j < T; j++)
-                if (slots[j] == s) i = j;
+                if (slots[j] == sl) i = j;
             for (int e = 0; e < row; e++) {
-                const float kk = gkp[(int64_t)s * row + e], vv = gvp[(int64_t)s * row + e];
+                const float kk = gkp[(int64_t)sl * row + e], vv = gvp[(int64_t)sl * row + e];
                 if (i < 0) {
-                    cr_assert(isnan(kk) && isnan(vv), "case %zu: slot %d was written", c, s);
+                    cr_assert(isnan(kk) && isnan(vv), "case %zu: slot %d was written", c, sl);
                 } else {
-                    cr_assert_eq(vv, v[(int64_t)i * row + e], "case %zu: v of token %d at slot %d", c, i, s);
-                    cr_assert_eq(kk, gk[(int64_t)i * row + e], "case %zu: k of token %d at slot %d", c, i, s);
+                    cr_assert_eq(vv, kv_round(v[(int64_t)i * row + e], t), "case %zu (%s): v of token %d at slot %d",
+                                 c, ibex_type_name(t), i, sl);
+                    cr_assert_eq(kk, kv_round(gk[(int64_t)i * row + e], t), "case %zu (%s): k of token %d at slot %d",
+                                 c, ibex_type_name(t), i, sl);
                 }
             }
         }
         void *bufs[] = {dq, dk, dv, kp, vp, dpos, dslots};
-        for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) gpu->dealloc(gpu, bufs[i]);
-        free(q), free(k), free(v), free(gq), free(gk), free(gkp), free(gvp);
+        for (size_t b = 0; b < sizeof bufs / sizeof *bufs; b++) gpu->dealloc(gpu, bufs[b]);
+        free(q), free(k), free(v), free(gq), free(gk), free(gkp), free(gvp), free(nan_pool), free(hnan);
     }
     ibex_backend_free(gpu);
     ibex_backend_free(cpu);

@@ -1,7 +1,7 @@
 /* cuda_attention.cu — causal attention on the GPU for T queries at positions pos0.. of one
- * sequence, over its KV cache read through an ibex_kv_view (block table, or the
- * contiguous fast path), in three forms chosen by set_attention (AUTO: see
- * ibex_cuda_attention_pick):
+ * sequence (or one query of each of a decode step's sequences), over its KV cache read
+ * through an ibex_kv_view (block table, or the contiguous fast path), in the forms below
+ * (set_attention chooses; AUTO: ibex_cuda_attention_grouped, then ibex_cuda_attention_pick):
  *
  *  MATERIALIZED  scores S[n_heads][T][n_keys] (n_keys = pos0 + T) written to the scratch
  *                buffer, keys after pos0 + i set to −inf; a softmax per row; then out = P·V.
@@ -13,6 +13,13 @@
  *                warp each writes a partial (m, s, acc[head_dim]) to the scratch buffer,
  *                and a reduction kernel combines them: M = max m_j,
  *                out = Σ acc_j·e^(m_j − M) / Σ s_j·e^(m_j − M).
+ *  DECODE        (AUTO with one query token, and attention_batch: every sequence of a
+ *                decode step in one launch) one block per (sequence, KV head, split)
+ *                serving the whole GQA group from K/V tiles in shared memory, split-K
+ *                sized from the SM count, a reduction when it splits; see its section.
+ *
+ * K/V pools are F32, F16 or BF16 (ibex_kv_view.type), widened to F32 on load; all the
+ * arithmetic is F32.
  *
  * Design notes:
  *  1. Query head h reads KV head h / (n_heads / n_kv_heads) (GQA), as the CPU does.
@@ -25,8 +32,11 @@
  *     so the paged and contiguous layouts give the same bits.
  *  4. out may alias q: a warp copies its q row to shared memory before anything is written,
  *     and writes only its own row. */
+#include <string.h>
+
 #include "kernels/cuda/cuda_attention.cuh"
 #include "kernels/cuda/cuda_common.cuh"
+#include "kernels/cuda/cuda_kv_type.cuh"
 
 #define ATT_DPL (IBEX_CUDA_ATT_MAX_HEAD_DIM / 32) /* dims per lane */
 #define ATT_WARPS 4                               /* warps per block (paged, split_k) */
@@ -41,11 +51,11 @@
 
 /* What the kernels need of an ibex_kv_view, plus the precomputed layout facts. */
 typedef struct att_kv {
-    const float *k, *v;
+    const void *k, *v; /* pools of elements of `type` (F32, F16, BF16), widened on load */
     const int32_t *table;
-    int64_t row; /* floats per token slot: n_kv_heads · head_dim */
-    int bs, hd, first_block, group;
-    bool contiguous, vec4;
+    int64_t row; /* elements per token slot: n_kv_heads · head_dim */
+    int bs, hd, first_block, group, type;
+    bool contiguous, vec4; /* vec4: F32 pools, 16-byte aligned, head_dim % 4 == 0 */
 } att_kv;
 
 /* Pool slot of logical token t. */
@@ -54,10 +64,12 @@ static __device__ __forceinline__ int64_t att_slot(const att_kv &kv, int t) {
     return (int64_t)kv.table[t / kv.bs] * kv.bs + t % kv.bs;
 }
 
-/* q·k over hd dims; qs in shared memory (broadcast reads), kr a K row in global memory. */
-static __device__ __forceinline__ float att_dot(const float *qs, const float *__restrict__ kr, int hd,
-                                                bool vec4) {
-    if (vec4) {
+/* q·k over hd dims; qs in shared memory (broadcast reads), the K row at element off of
+ * the K pool (global memory), widened from the pool's type. */
+static __device__ __forceinline__ float att_dot(const float *qs, const att_kv &kv, int64_t off) {
+    const int hd = kv.hd;
+    if (kv.vec4) {
+        const float *kr = (const float *)kv.k + off;
         float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
         for (int j = 0; j < hd; j += 4) {
             const float4 a = *reinterpret_cast<const float4 *>(qs + j);
@@ -70,7 +82,7 @@ static __device__ __forceinline__ float att_dot(const float *qs, const float *__
         return (s0 + s1) + (s2 + s3);
     }
     float s = 0.0f;
-    for (int j = 0; j < hd; j++) s = fmaf(qs[j], __ldg(kr + j), s);
+    for (int j = 0; j < hd; j++) s = fmaf(qs[j], ibex_kv_get(kv.k, off + j, kv.type), s);
     return s;
 }
 
@@ -87,7 +99,7 @@ static __device__ __forceinline__ void att_range(const float *qs, const att_kv &
         long long off = 0; /* this lane's key row, in floats from the pool base */
         if (valid) {
             off = (long long)(att_slot(kv, t) * kv.row + kv_off);
-            sc = att_dot(qs, kv.k + off, kv.hd, kv.vec4) * scale;
+            sc = att_dot(qs, kv, off) * scale;
         }
         const float m_new = fmaxf(m, ibex_warp_max(sc));
         /* first step: nothing accumulated yet, and e^(−inf − x) must not become NaN */
@@ -101,11 +113,10 @@ static __device__ __forceinline__ void att_range(const float *qs, const att_kv &
         for (int j = 0; j < n; j++) {
             const float pj = __shfl_sync(IBEX_FULL_MASK, p, j);
             const long long oj = __shfl_sync(IBEX_FULL_MASK, off, j);
-            const float *vr = kv.v + oj;
 #pragma unroll
             for (int k = 0; k < ATT_DPL; k++) {
                 const int d = lane + 32 * k;
-                if (d < kv.hd) acc[k] = fmaf(pj, __ldg(vr + d), acc[k]);
+                if (d < kv.hd) acc[k] = fmaf(pj, ibex_kv_get(kv.v, oj + d, kv.type), acc[k]);
             }
         }
     }
@@ -224,8 +235,7 @@ att_scores_kernel(float *__restrict__ S, const float *q, const att_kv kv, int T,
     if (j >= n_keys) return;
     float sc = -INFINITY;
     if (j <= pos0 + i) {
-        const float *kr = kv.k + att_slot(kv, j) * kv.row + (int64_t)(h / kv.group) * hd;
-        sc = att_dot(qs, kr, hd, kv.vec4) * scale;
+        sc = att_dot(qs, kv, att_slot(kv, j) * kv.row + (int64_t)(h / kv.group) * hd) * scale;
     }
     S[((int64_t)h * T + i) * n_keys + j] = sc;
 }
@@ -263,8 +273,234 @@ att_pv_kernel(float *out, const float *__restrict__ P, const att_kv kv, int T, i
     const int64_t kv_off = (int64_t)(h / kv.group) * hd;
     for (int d = threadIdx.x; d < hd; d += blockDim.x) {
         float a = 0.0f;
-        for (int j = 0; j < n; j++) a = fmaf(pr[j], __ldg(kv.v + att_slot(kv, j) * kv.row + kv_off + d), a);
+        for (int j = 0; j < n; j++) a = fmaf(pr[j], ibex_kv_get(kv.v, att_slot(kv, j) * kv.row + kv_off + d, kv.type), a);
         out[(int64_t)item * hd + d] = a;
+    }
+}
+
+/* ---- DECODE: the grouped decode kernel (one query token per sequence) ----
+ *
+ * One block of DEC_THREADS per (sequence, KV head, head chunk, split): the block serves
+ * the query heads of its KV head's GQA group (up to DEC_MAX_QD floats of them, a "head
+ * chunk"; the whole group at the usual shapes), so each K/V row is read from memory once
+ * per group, not once per query head. The block walks its split's keys in tiles of DEC_TK:
+ *  1. the tile's K and V rows are loaded into shared memory by all threads, consecutive
+ *     threads on consecutive dims of a row (coalesced; widened from F16/BF16 here, once);
+ *  2. scores: 8 lanes per (head, key), each over every 8th dim, summed with 3 shuffles;
+ *  3. online softmax per head, one warp per head: tile max, rescale factor
+ *     e^(m_old − m_new), probabilities p = e^(s − m_new) (design note 2's update);
+ *  4. each thread owns (head, dim) outputs: acc = acc·corr + Σ_j p_j·V[j][dim].
+ * With one split the block writes out; with several it writes (m, s, acc[hd]) partials and
+ * dec_reduce_kernel combines them (as att_reduce_kernel). The number of splits is sized
+ * from the SM count and the longest sequence of the call (ibex_cuda_decode_splits); a
+ * split past a shorter sequence's keys leaves at once. Paged and contiguous sequences
+ * differ only in att_slot's address of a key: one code path. */
+#define DEC_THREADS 128
+#define DEC_WARPS (DEC_THREADS / 32)
+#define DEC_TK 16        /* keys per shared-memory tile */
+#define DEC_MAX_QD 2048  /* query heads × head_dim one block serves: 8 heads of 256, 16 of 128 */
+#define DEC_MAX_HEADS 32 /* query heads one block serves */
+#define DEC_PER (DEC_MAX_QD / DEC_THREADS) /* (head, dim) outputs per thread */
+#define DEC_KPAD 8       /* K tile row padding: the 4 keys a warp scores start in different banks */
+#define DEC_LANES 8      /* lanes per (head, key) score */
+#define DEC_BLOCKS_PER_SM 4
+#define DEC_MIN_KEYS 64  /* keys per split, at least */
+#define DEC_SPLIT_MAX 256
+
+/* What the decode kernels need: the pools (att_kv, its contiguous fields unused), the
+ * sequences and the launch's shape. */
+typedef struct att_dec {
+    att_kv kv;
+    const ibex_attn_seq *seqs; /* device array of n_seq, or NULL: the one sequence `one` */
+    ibex_attn_seq one;
+    int n_heads, n_kv, gc, n_hc; /* gc query heads per block, n_hc head chunks per KV head */
+    int n_splits, chunk;
+    float scale;
+} att_dec;
+
+static __device__ __forceinline__ ibex_attn_seq dec_seq(const att_dec &a, int s) {
+    return a.seqs ? a.seqs[s] : a.one;
+}
+
+/* Pool slot of token t of a sequence (first_block ≥ 0: contiguous run, else its table). */
+static __device__ __forceinline__ int64_t dec_slot(const att_kv &kv, const ibex_attn_seq &sq, int t) {
+    if (sq.first_block >= 0) return (int64_t)sq.first_block * kv.bs + t;
+    return (int64_t)kv.table[sq.table_off + t / kv.bs] * kv.bs + t % kv.bs;
+}
+
+static __global__ void __launch_bounds__(DEC_THREADS)
+att_decode_kernel(float *out, float *__restrict__ part, const float *q, const att_dec a) {
+    __shared__ __align__(16) float qs[DEC_MAX_QD];
+    __shared__ __align__(16) float ks[DEC_TK][IBEX_CUDA_ATT_MAX_HEAD_DIM + DEC_KPAD];
+    __shared__ __align__(16) float vs[DEC_TK][IBEX_CUDA_ATT_MAX_HEAD_DIM];
+    __shared__ float ps[DEC_MAX_HEADS][DEC_TK];
+    __shared__ float ms[DEC_MAX_HEADS], ls[DEC_MAX_HEADS], cs[DEC_MAX_HEADS];
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    int b = blockIdx.x;
+    const int sp = b % a.n_splits;
+    b /= a.n_splits;
+    const int hc = b % a.n_hc;
+    b /= a.n_hc;
+    const int kvh = b % a.n_kv, s = b / a.n_kv;
+    const ibex_attn_seq sq = dec_seq(a, s);
+    const int n_ctx = sq.n_keys, t0 = sp * a.chunk;
+    if (t0 >= n_ctx) return; /* the whole block leaves before any barrier */
+    const int t1 = min(n_ctx, t0 + a.chunk);
+    const att_kv &kv = a.kv;
+    const int hd = kv.hd, group = kv.group;
+    const int h0 = kvh * group + hc * a.gc, nh = min(a.gc, group - hc * a.gc);
+    const int64_t kv_off = (int64_t)kvh * hd;
+    /* the block's query rows (heads h0.. of sequence s are consecutive), pre-scaled */
+    const float *qr = q + ((int64_t)s * a.n_heads + h0) * hd;
+    for (int i = tid; i < nh * hd; i += DEC_THREADS) qs[i] = qr[i] * a.scale;
+    if (tid < nh) ms[tid] = -INFINITY, ls[tid] = 0.0f;
+    float acc[DEC_PER];
+#pragma unroll
+    for (int k = 0; k < DEC_PER; k++) acc[k] = 0.0f;
+    __syncthreads();
+    for (int c0 = t0; c0 < t1; c0 += DEC_TK) {
+        const int n = min(DEC_TK, t1 - c0); /* block-uniform */
+        /* 1. the tile's rows, widened */
+        for (int e = tid; e < n * hd; e += DEC_THREADS) {
+            const int j = e / hd, d = e % hd;
+            const int64_t o = dec_slot(kv, sq, c0 + j) * kv.row + kv_off + d;
+            ks[j][d] = ibex_kv_get(kv.k, o, kv.type);
+            vs[j][d] = ibex_kv_get(kv.v, o, kv.type);
+        }
+        __syncthreads();
+        /* 2. scores; the item count is a multiple of DEC_LANES and items start at a
+         * multiple of DEC_THREADS, so the 8 lanes of an item are consecutive lanes of one
+         * warp, and every lane of a warp runs the same iterations (full-mask shuffles) */
+        for (int base = 0; base < nh * n * DEC_LANES; base += DEC_THREADS) {
+            const int it = base + tid, pair = it / DEC_LANES, p = it % DEC_LANES;
+            float sum = 0.0f;
+            if (pair < nh * n) {
+                const int g = pair / n, j = pair % n;
+                const float *qg = qs + g * hd, *kj = ks[j];
+                for (int d = p; d < hd; d += DEC_LANES) sum = fmaf(qg[d], kj[d], sum);
+            }
+            sum += __shfl_xor_sync(IBEX_FULL_MASK, sum, 1);
+            sum += __shfl_xor_sync(IBEX_FULL_MASK, sum, 2);
+            sum += __shfl_xor_sync(IBEX_FULL_MASK, sum, 4);
+            if (pair < nh * n && p == 0) ps[pair / n][pair % n] = sum;
+        }
+        __syncthreads();
+        /* 3. online softmax, one warp per head */
+        for (int g = warp; g < nh; g += DEC_WARPS) {
+            const float sc = lane < n ? ps[g][lane] : -INFINITY;
+            const float m_old = ms[g], m_new = fmaxf(m_old, ibex_warp_max(sc));
+            const float pj = lane < n ? expf(sc - m_new) : 0.0f;
+            const float sum = ibex_warp_sum(pj);
+            if (lane < n) ps[g][lane] = pj;
+            if (lane == 0) {
+                /* first tile: nothing accumulated yet, and e^(−inf − x) must not be NaN */
+                const float corr = m_old == -INFINITY ? 0.0f : expf(m_old - m_new);
+                cs[g] = corr;
+                ls[g] = ls[g] * corr + sum;
+                ms[g] = m_new;
+            }
+        }
+        __syncthreads();
+        /* 4. P·V into the thread's (head, dim) outputs */
+#pragma unroll
+        for (int k = 0; k < DEC_PER; k++) {
+            const int o = tid + k * DEC_THREADS;
+            if (o < nh * hd) {
+                const int g = o / hd, d = o % hd;
+                float x = acc[k] * cs[g];
+                for (int j = 0; j < n; j++) x = fmaf(ps[g][j], vs[j][d], x);
+                acc[k] = x;
+            }
+        }
+        __syncthreads(); /* the next tile overwrites ks, vs, ps, cs */
+    }
+#pragma unroll
+    for (int k = 0; k < DEC_PER; k++) {
+        const int o = tid + k * DEC_THREADS;
+        if (o >= nh * hd) continue;
+        const int g = o / hd, d = o % hd;
+        const int64_t item = (int64_t)s * a.n_heads + h0 + g; /* (sequence, query head) */
+        if (a.n_splits == 1) {
+            out[item * hd + d] = ls[g] > 0.0f ? acc[k] / ls[g] : 0.0f;
+        } else {
+            float *pp = part + (item * a.n_splits + sp) * (hd + 2);
+            if (d == 0) pp[0] = ms[g], pp[1] = ls[g];
+            pp[2 + d] = acc[k];
+        }
+    }
+}
+
+/* The splits of each (sequence, query head) combined: one warp per item (grid n_seq ·
+ * n_heads, block 32), M = max m_j, out = Σ acc_j·e^(m_j − M) / Σ s_j·e^(m_j − M) over the
+ * ceil(n_keys / chunk) splits the sequence has. */
+static __global__ void __launch_bounds__(32)
+dec_reduce_kernel(float *out, const float *__restrict__ part, const att_dec a) {
+    __shared__ float wsh[DEC_SPLIT_MAX];
+    const int item = blockIdx.x, lane = threadIdx.x, hd = a.kv.hd;
+    const ibex_attn_seq sq = dec_seq(a, item / a.n_heads);
+    const int nv = min(a.n_splits, (sq.n_keys + a.chunk - 1) / a.chunk);
+    const int64_t stride = hd + 2;
+    const float *pp = part + (int64_t)item * a.n_splits * stride;
+    float M = -INFINITY;
+    for (int j = lane; j < nv; j += 32) M = fmaxf(M, pp[j * stride]);
+    M = ibex_warp_max(M);
+    float S = 0.0f;
+    for (int j = lane; j < nv; j += 32) {
+        const float wj = expf(pp[j * stride] - M);
+        wsh[j] = wj;
+        S = fmaf(pp[j * stride + 1], wj, S);
+    }
+    S = ibex_warp_sum(S);
+    __syncwarp(); /* wsh written by other lanes */
+    const float inv = S > 0.0f ? 1.0f / S : 0.0f;
+    for (int d = lane; d < hd; d += 32) {
+        float acc = 0.0f;
+        for (int j = 0; j < nv; j++) acc = fmaf(pp[j * stride + 2 + d], wsh[j], acc);
+        out[(int64_t)item * hd + d] = acc * inv;
+    }
+}
+
+extern "C" int ibex_cuda_decode_heads_per_block(int group, int head_dim) {
+    int gc = head_dim > 0 ? DEC_MAX_QD / head_dim : 1;
+    if (gc > DEC_MAX_HEADS) gc = DEC_MAX_HEADS;
+    if (gc > group) gc = group;
+    return gc < 1 ? 1 : gc;
+}
+
+extern "C" int ibex_cuda_decode_splits(int sm_count, int blocks, int max_keys, int *chunk) {
+    const int64_t target = (int64_t)(sm_count > 0 ? sm_count : 1) * DEC_BLOCKS_PER_SM;
+    const int64_t nb = blocks > 0 ? blocks : 1, keys = max_keys > 0 ? max_keys : 1;
+    int64_t n = (target + nb - 1) / nb;
+    const int64_t by_keys = (keys + DEC_MIN_KEYS - 1) / DEC_MIN_KEYS;
+    if (n > by_keys) n = by_keys;
+    if (n > DEC_SPLIT_MAX) n = DEC_SPLIT_MAX;
+    if (n < 1) n = 1;
+    int64_t c = (keys + n - 1) / n;
+    c = (c + DEC_TK - 1) / DEC_TK * DEC_TK;
+    if (chunk) *chunk = (int)c;
+    return (int)((keys + c - 1) / c);
+}
+
+/* Queues the grouped decode kernel (and its reduction when it splits) for n_seq sequences
+ * described by a.seqs (or a.one), the longest of which has max_keys keys. */
+static void dec_launch(ibex_cuda_ctx *ctx, float *out, const float *q, att_dec a, int n_seq, int max_keys) {
+    const int group = a.kv.group;
+    a.gc = ibex_cuda_decode_heads_per_block(group, a.kv.hd);
+    a.n_hc = (group + a.gc - 1) / a.gc;
+    const int64_t blocks = (int64_t)n_seq * a.n_kv * a.n_hc;
+    a.n_splits = ibex_cuda_decode_splits(ctx->sm_count, (int)(blocks < INT32_MAX ? blocks : INT32_MAX), max_keys,
+                                         &a.chunk);
+    float *part = NULL;
+    if (a.n_splits > 1) {
+        part = (float *)ibex_cuda_scratch(
+            ctx, (size_t)n_seq * a.n_heads * a.n_splits * (a.kv.hd + 2) * sizeof(float));
+        if (!part) return; /* sticky error recorded */
+    }
+    att_decode_kernel<<<(unsigned)(blocks * a.n_splits), DEC_THREADS, 0, ctx->stream>>>(out, part, q, a);
+    IBEX_CUDA_CHECK_LAUNCH(ctx, att_decode_kernel);
+    if (a.n_splits > 1) {
+        dec_reduce_kernel<<<(unsigned)((int64_t)n_seq * a.n_heads), 32, 0, ctx->stream>>>(out, part, a);
+        IBEX_CUDA_CHECK_LAUNCH(ctx, dec_reduce_kernel);
     }
 }
 
@@ -289,32 +525,73 @@ extern "C" int ibex_cuda_attention_splits(int sm_count, int T, int pos0, int n_h
     return (int)((n_keys + c - 1) / c);
 }
 
+/* Checks the view and fills a; false (with a sticky error and out set to NaN) when the
+ * kernels cannot take it. */
+static bool att_setup(ibex_cuda_ctx *ctx, const char *op, const ibex_kv_view *kv, int n_heads, int pos0,
+                      float *out, size_t out_rows, att_kv *a) {
+    const int hd = kv->head_dim;
+    const size_t out_bytes = out_rows * n_heads * (hd > 0 ? hd : 0) * sizeof(float);
+    if (hd <= 0 || hd > IBEX_CUDA_ATT_MAX_HEAD_DIM || kv->n_kv_heads <= 0 || kv->block_size <= 0 || pos0 < 0) {
+        ibex_cuda_record(ctx, IBEX_ERR_UNSUPPORTED,
+                         "CUDA %s: head_dim %d, n_kv_heads %d, block_size %d, pos0 %d not supported "
+                         "(head_dim 1..%d)",
+                         op, hd, (int)kv->n_kv_heads, (int)kv->block_size, pos0, IBEX_CUDA_ATT_MAX_HEAD_DIM);
+        if (out_bytes) IBEX_CUDA_TRY(ctx, NULL, cudaMemsetAsync(out, 0xff, out_bytes, ctx->stream)); /* NaN */
+        return false;
+    }
+    if (!ibex_kv_type_supported(kv->type)) {
+        ibex_cuda_record(ctx, IBEX_ERR_UNSUPPORTED, "CUDA %s: KV cache of type %s (F32, F16, BF16 only)", op,
+                         ibex_type_name(kv->type));
+        if (out_bytes) IBEX_CUDA_TRY(ctx, NULL, cudaMemsetAsync(out, 0xff, out_bytes, ctx->stream));
+        return false;
+    }
+    a->k = kv->k;
+    a->v = kv->v;
+    a->table = kv->block_table;
+    a->row = (int64_t)kv->n_kv_heads * hd;
+    a->bs = kv->block_size;
+    a->hd = hd;
+    a->first_block = kv->first_block;
+    a->group = n_heads >= kv->n_kv_heads ? n_heads / kv->n_kv_heads : 1;
+    a->type = (int)kv->type;
+    a->contiguous = kv->contiguous;
+    a->vec4 = kv->type == IBEX_TYPE_F32 && hd % 4 == 0 && ((uintptr_t)kv->k & 15) == 0;
+    return true;
+}
+
+extern "C" bool ibex_cuda_attention_grouped(ibex_attn_impl requested, int T, int n_heads, int n_kv_heads) {
+    return requested == IBEX_ATTN_AUTO && T == 1 && n_kv_heads > 0 && n_heads >= n_kv_heads &&
+           n_heads % n_kv_heads == 0;
+}
+
+/* The grouped decode kernel's launch description for n_seq sequences. */
+static att_dec dec_of(const att_kv &a, const ibex_attn_seq *seqs, int n_heads, int n_kv, float scale) {
+    att_dec d;
+    memset(&d, 0, sizeof d);
+    d.kv = a;
+    d.seqs = seqs;
+    d.n_heads = n_heads;
+    d.n_kv = n_kv;
+    d.scale = scale;
+    return d;
+}
+
 extern "C" void ibex_cuda_attention(ibex_backend *be, float *out, const float *q, const ibex_kv_view *kv,
                                     int T, int pos0, int n_heads, float scale) {
     ibex_cuda_ctx *ctx = ibex_cuda_ctx_of(be);
     if (T <= 0 || n_heads <= 0) return;
     IBEX_CUDA_CHECK_OP(ctx, ibex_cuda_enter(ctx));
-    const int hd = kv->head_dim;
-    const size_t out_bytes = (size_t)T * n_heads * (hd > 0 ? hd : 0) * sizeof(float);
-    if (hd <= 0 || hd > IBEX_CUDA_ATT_MAX_HEAD_DIM || kv->n_kv_heads <= 0 || kv->block_size <= 0 || pos0 < 0) {
-        ibex_cuda_record(ctx, IBEX_ERR_UNSUPPORTED,
-                         "CUDA attention: head_dim %d, n_kv_heads %d, block_size %d, pos0 %d not supported "
-                         "(head_dim 1..%d)",
-                         hd, (int)kv->n_kv_heads, (int)kv->block_size, pos0, IBEX_CUDA_ATT_MAX_HEAD_DIM);
-        if (out_bytes) IBEX_CUDA_CHECK_OP(ctx, cudaMemsetAsync(out, 0xff, out_bytes, ctx->stream)); /* NaN */
+    att_kv a;
+    if (!att_setup(ctx, "attention", kv, n_heads, pos0, out, (size_t)T, &a)) return;
+    const int hd = a.hd;
+    if (ibex_cuda_attention_grouped(ctx->attn, T, n_heads, kv->n_kv_heads)) {
+        att_dec d = dec_of(a, NULL, n_heads, kv->n_kv_heads, scale);
+        d.one.n_keys = pos0 + 1;
+        d.one.first_block = kv->contiguous ? kv->first_block : -1;
+        d.one.table_off = 0;
+        dec_launch(ctx, out, q, d, 1, pos0 + 1);
         return;
     }
-    att_kv a;
-    a.k = (const float *)kv->k;
-    a.v = (const float *)kv->v;
-    a.table = kv->block_table;
-    a.row = (int64_t)kv->n_kv_heads * hd;
-    a.bs = kv->block_size;
-    a.hd = hd;
-    a.first_block = kv->first_block;
-    a.group = n_heads >= kv->n_kv_heads ? n_heads / kv->n_kv_heads : 1;
-    a.contiguous = kv->contiguous;
-    a.vec4 = hd % 4 == 0 && ((uintptr_t)kv->k & 15) == 0;
     const int items = T * n_heads;
 
     switch (ibex_cuda_attention_pick(ctx->attn, T, pos0)) {
@@ -352,4 +629,30 @@ extern "C" void ibex_cuda_attention(ibex_backend *be, float *out, const float *q
         IBEX_CUDA_CHECK_LAUNCH(ctx, att_paged_kernel);
         return;
     }
+}
+
+extern "C" void ibex_cuda_attention_batch(ibex_backend *be, float *out, const float *q, const ibex_kv_view *kv,
+                                          const ibex_attn_seq *seqs, const ibex_attn_seq *seqs_host, int n_seq,
+                                          int n_heads, float scale) {
+    ibex_cuda_ctx *ctx = ibex_cuda_ctx_of(be);
+    if (n_seq <= 0 || n_heads <= 0) return;
+    IBEX_CUDA_CHECK_OP(ctx, ibex_cuda_enter(ctx));
+    const int64_t qd = (int64_t)n_heads * kv->head_dim;
+    if (!ibex_cuda_attention_grouped(ctx->attn, 1, n_heads, kv->n_kv_heads)) {
+        /* an explicit form (set_attention) or a head count the grouped kernel does not
+         * take: that form per sequence, for comparisons (one launch or more per sequence) */
+        for (int s = 0; s < n_seq; s++) {
+            ibex_kv_view v = *kv;
+            v.block_table = kv->block_table + seqs_host[s].table_off;
+            v.contiguous = seqs_host[s].first_block >= 0;
+            v.first_block = v.contiguous ? seqs_host[s].first_block : 0;
+            ibex_cuda_attention(be, out + s * qd, q + s * qd, &v, 1, seqs_host[s].n_keys - 1, n_heads, scale);
+        }
+        return;
+    }
+    int max_keys = 1;
+    for (int s = 0; s < n_seq; s++) max_keys = seqs_host[s].n_keys > max_keys ? seqs_host[s].n_keys : max_keys;
+    att_kv a;
+    if (!att_setup(ctx, "attention_batch", kv, n_heads, 0, out, (size_t)n_seq, &a)) return;
+    dec_launch(ctx, out, q, dec_of(a, seqs, n_heads, kv->n_kv_heads, scale), n_seq, max_keys);
 }

@@ -814,6 +814,8 @@ extern "C" ibex_backend *ibex_backend_cuda_new(int device, ibex_err *err) {
     be->embed = ibex_cuda_embed;
     be->kv_write = ibex_cuda_kv_write;
     be->attention = ibex_cuda_attention;
+    be->attention_batch = ibex_cuda_attention_batch;
+    be->kv_type_ok = ibex_cuda_kv_type_ok;
     be->alloc = cuda_alloc;
     be->dealloc = cuda_dealloc;
     be->weight = cuda_weight;

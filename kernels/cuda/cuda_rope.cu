@@ -8,6 +8,7 @@
  * the same bits up to the last-ulp differences of the double libm functions. */
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_rope.cuh"
+#include "kernels/cuda/cuda_kv_type.cuh"
 
 #define ROPE_THREADS 128
 
@@ -48,15 +49,16 @@ extern "C" void ibex_cuda_rope(ibex_backend *be, float *x, const int32_t *pos, i
  * One block per token i. Phase 1, thread per rotated pair j (θ = pos · base^(−2j/rope_dim)
  * in FP32, sincosf): rotates pair j of every Q head and every K head in place, and stores
  * the rotated K pair into the pool slot slots[i]. Phase 2, thread per element e of the
- * K/V row: V always, and K elements past the rotated dims. Every element has one writer
+ * K/V row: V always, and K elements past the rotated dims. Pool elements are stored
+ * rounded to the pool's type (F16/BF16: nearest even); q and k stay F32. Every element has one writer
  * and phase 2 never reads what phase 1 writes, so no barrier is needed.
  *
  * FP32 angles, unlike rope's double ones: θ carries a relative error of a few ulp, about
  * 2e-4 rad at position 4096 — the precision llama.cpp and vLLM use; the test compares it
  * with the CPU's double-angle rope under a matching tolerance. */
 static __global__ void __launch_bounds__(ROPE_THREADS)
-rope_kv_kernel(float *q, float *k, const float *__restrict__ v, float *__restrict__ kpool,
-               float *__restrict__ vpool, const int32_t *__restrict__ slots, const int32_t *__restrict__ pos,
+rope_kv_kernel(float *q, float *k, const float *__restrict__ v, void *kpool, void *vpool, int kv_type,
+               const int32_t *__restrict__ slots, const int32_t *__restrict__ pos,
                int n_heads, int n_kv_heads, int head_dim, int n_pairs, int rope_dim, float log2_base) {
     const int i = blockIdx.x;
     const int64_t row = (int64_t)n_kv_heads * head_dim;
@@ -65,7 +67,7 @@ rope_kv_kernel(float *q, float *k, const float *__restrict__ v, float *__restric
     float *qi = q + (int64_t)i * n_heads * head_dim;
     float *ki = k + (int64_t)i * row;
     const float *vi = v + (int64_t)i * row;
-    float *kd = kpool + slot * row, *vd = vpool + slot * row;
+    const int64_t base = slot * row;
     for (int j = threadIdx.x; j < n_pairs; j += ROPE_THREADS) {
         const float inv_freq = exp2f(-(float)(2 * j) / (float)rope_dim * log2_base);
         float sn, cs;
@@ -81,24 +83,30 @@ rope_kv_kernel(float *q, float *k, const float *__restrict__ v, float *__restric
             const float a = ki[o], b = ki[o + 1];
             const float r0 = __fmul_rn(a, cs) - __fmul_rn(b, sn), r1 = __fmul_rn(a, sn) + __fmul_rn(b, cs);
             ki[o] = r0, ki[o + 1] = r1;
-            kd[o] = r0, kd[o + 1] = r1;
+            ibex_kv_put(kpool, base + o, r0, kv_type);
+            ibex_kv_put(kpool, base + o + 1, r1, kv_type);
         }
     }
     for (int64_t e = threadIdx.x; e < row; e += ROPE_THREADS) {
-        vd[e] = vi[e];
-        if ((int)(e % head_dim) >= 2 * n_pairs) kd[e] = ki[e];
+        ibex_kv_put(vpool, base + e, vi[e], kv_type);
+        if ((int)(e % head_dim) >= 2 * n_pairs) ibex_kv_put(kpool, base + e, ki[e], kv_type);
     }
 }
 
-extern "C" void ibex_cuda_rope_kv(ibex_backend *be, float *q, float *k, const float *v, float *kpool, float *vpool,
-                                  const int32_t *slots, const int32_t *pos, int T, int n_heads, int n_kv_heads,
+extern "C" void ibex_cuda_rope_kv(ibex_backend *be, float *q, float *k, const float *v, void *kpool, void *vpool,
+                                  ibex_type kv_type, const int32_t *slots, const int32_t *pos, int T, int n_heads, int n_kv_heads,
                                   int head_dim, int rope_dim, float freq_base) {
     ibex_cuda_ctx *ctx = ibex_cuda_ctx_of(be);
     int n_pairs = (rope_dim < head_dim ? rope_dim : head_dim) / 2;
     if (n_pairs < 0) n_pairs = 0;
     if (T <= 0 || n_kv_heads <= 0 || head_dim <= 0) return;
+    if (!ibex_kv_type_supported(kv_type)) {
+        ibex_cuda_record(ctx, IBEX_ERR_UNSUPPORTED, "CUDA rope_kv: KV cache of type %s (F32, F16, BF16 only)",
+                         ibex_type_name(kv_type));
+        return;
+    }
     IBEX_CUDA_CHECK_OP(ctx, ibex_cuda_enter(ctx));
-    rope_kv_kernel<<<(unsigned)T, ROPE_THREADS, 0, ctx->stream>>>(q, k, v, kpool, vpool, slots, pos, n_heads,
+    rope_kv_kernel<<<(unsigned)T, ROPE_THREADS, 0, ctx->stream>>>(q, k, v, kpool, vpool, (int)kv_type, slots, pos, n_heads,
                                                                  n_kv_heads, head_dim, n_pairs,
                                                                  rope_dim > 0 ? rope_dim : 1, log2f(freq_base));
     IBEX_CUDA_CHECK_LAUNCH(ctx, rope_kv_kernel);

@@ -56,6 +56,8 @@ static inline __half __ushort_as_half(uint16_t b) { __half h; h.b = b; return h;
 static inline float __half2float(__half h) { return ibex_f16_to_f32(h.b); }
 static inline __half __float2half_rn(float f) { __half h; h.b = ibex_f32_to_f16(f); return h; }
 static inline __nv_bfloat16 __float2bfloat16_rn(float f) { __nv_bfloat16 h; h.b = ibex_f32_to_bf16(f); return h; }
+static inline unsigned short __half_as_ushort(__half h) { return h.b; }
+static inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 h) { return h.b; }
 
 /* runtime */
 typedef int cudaError_t;
