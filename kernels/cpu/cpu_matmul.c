@@ -15,7 +15,23 @@
  *  4. The portable build converts one weight row to F32 into a per-thread buffer and runs
  *     plain 8-lane dot products against every token (gcc vectorises those loops).
  *  5. A weight type's kernel is a "rows" function (mm_rows_fn) computing rows [r0, r1) for
- *     every token; the job calls it once per group, so adding a type is one table entry. */
+ *     every token; the job calls it once per group, so adding a type is one table entry.
+ *  6. Prefill (T >= MM_GEMM_MIN_T, F32/F16/BF16 weights) takes the packed GEMM path
+ *     (gm_rows): a thread's run of rows is cut into panels of up to GM_PANEL_MAX rows
+ *     (≤ GM_PANEL_BYTES, so a panel stays in L2 for every token); each panel is converted
+ *     to F32 once and interleaved per quad of rows (gm_pack), then every token block of
+ *     GM_TB tokens runs GM_R × GM_TB register tiles over it, K block by K block (GM_KC
+ *     elements, so the block of x stays in L1 while all quads of the panel use it).
+ *     Per step a tile loads GM_R weight vectors and GM_TB token vectors for GM_R·GM_TB
+ *     FMAs (4 + 6 for 24 with AVX-512), against 4 + 3 plus 4 conversions for 12 in the
+ *     row tiles, and no conversion at all.
+ *  7. Exactness: the GEMM tile keeps one MM_VL-lane accumulator per (token, row), fed the
+ *     same FMAs in the same k order as tile() — spilling it to memory between K blocks
+ *     changes no bit — and finishes with tile()'s horizontal sum and scalar tail. So note
+ *     3 holds across both paths: decode == prefill bit for bit, any thread count, any T
+ *     (tests/test_kernels_cpu.c checks it on odd shapes).
+ *  8. The GEMM path needs per-thread scratch (panel + accumulator spill, allocated per
+ *     call); if that allocation fails the row tiles run instead, with the same bits. */
 #include <stdlib.h>
 
 #include "kernels/cpu/cpu_internal.h"
