@@ -181,14 +181,15 @@ Test(kernels_cpu, matmul_batch_and_thread_invariant) {
  * every token's row bit-identical to that token computed alone (decode) — the exactness
  * contract of cpu_matmul.c. Shapes: n_in with a scalar tail (not a multiple of 8/16),
  * n_in below one vector, n_in long enough for several K blocks and for panels smaller
- * than a thread's run of rows (5632+3: 16-row panels), n_out not a multiple of 4 (rows
+ * than a thread's run of rows (5632+3: 44-row panels), n_out not a multiple of 4 (rows
  * left over from the quads), T with a token tail (8..21). Catches a wrong packed index,
  * a missed K block or spill, a dropped tail row/token, or a changed summation order. */
 Test(kernels_cpu, matmul_gemm_path_odd_shapes_and_decode_identity) {
     const ibex_type types[] = {IBEX_TYPE_F16, IBEX_TYPE_BF16, IBEX_TYPE_F32};
     const int shapes[][3] = {/* T, n_in, n_out */
                              {8, 37, 67},   {9, 100, 301},  {13, 2053, 33}, {21, 5635, 35},
-                             {11, 15, 9},   {16, 1024, 64}, {19, 520, 7}};
+                             {11, 15, 9},   {16, 1024, 64}, {19, 520, 7},   {9, 4100, 130},
+                             {10, 5635, 101}}; /* one thread: panels of 44, 44 and 13 rows */
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
         for (int ti = 0; ti < 3; ti++) {
             const int T = shapes[si][0], n_in = shapes[si][1], n_out = shapes[si][2];
