@@ -406,22 +406,22 @@ struct mm_job {
 #endif
 };
 
+#if IBEX_CPU_AVX2
 /* Groups [g0, g1) of MM_GROUP rows, through the type's rows function (or the GEMM path,
  * which takes the whole run of rows at once so its panels can span several groups). */
 static void mm_groups_fast(void *arg, int64_t g0, int64_t g1, int tid) {
     const struct mm_job *j = arg;
-#if IBEX_CPU_AVX2
     if (j->gemm) {
         const int r0 = (int)g0 * MM_GROUP, r1 = (int)g1 * MM_GROUP < j->n_out ? (int)g1 * MM_GROUP : j->n_out;
         j->gemm(j->y, j->x, j->w, j->row_bytes, j->T, j->n_in, j->n_out, r0, r1, j->bufs + (size_t)tid * j->gm_stride);
         return;
     }
-#endif
     for (int64_t g = g0; g < g1; g++) {
         const int r0 = (int)g * MM_GROUP, r1 = r0 + MM_GROUP < j->n_out ? r0 + MM_GROUP : j->n_out;
         j->fast(j->y, j->x, j->w, j->row_bytes, j->T, j->n_in, j->n_out, r0, r1);
     }
 }
+#endif
 
 /* Groups [g0, g1) by converting rows into thread tid's buffer (design note 4). */
 static void mm_groups_buffered(void *arg, int64_t g0, int64_t g1, int tid) {
