@@ -87,12 +87,13 @@ static void read_chunks(void *arg, int64_t c0, int64_t c1, int tid) {
     if (e > b0) atomic_fetch_xor_explicit(&j->sink, read_range(j->buf + b0, e - b0), memory_order_relaxed);
 }
 
-/* Bytes/s of the backend's threads reading `bytes` (rounded down to 256; at least one
- * chunk), median of RF_RUNS runs after a warm-up (design notes 1, 3). */
+/* Bytes/s of the backend's threads reading `bytes` (rounded down to 256; at least 4096),
+ * median of RF_RUNS runs after a warm-up (design notes 1, 3). A buffer that fits a cache
+ * measures that cache: the roofline needs one far larger than the last level. */
 double ibex_cpu_read_bandwidth(ibex_backend *be, size_t bytes, ibex_err *err) {
     bytes &= ~(size_t)255;
-    if (bytes < RF_READ_CHUNK) {
-        ibex_err_set(err, IBEX_ERR_INVALID, "CPU read_bandwidth: %zu bytes (at least %u)", bytes, RF_READ_CHUNK);
+    if (bytes < 4096) {
+        ibex_err_set(err, IBEX_ERR_INVALID, "CPU read_bandwidth: %zu bytes (at least 4096)", bytes);
         return 0;
     }
     unsigned char *buf = aligned_alloc(64, bytes);
