@@ -39,6 +39,7 @@ int ibex_cmd_run(int argc, char **argv);
 int ibex_cmd_report(int argc, char **argv);
 int ibex_cmd_bench(int argc, char **argv);
 int ibex_cmd_opbench(int argc, char **argv);
+int ibex_cmd_roofline(int argc, char **argv);
 int ibex_cmd_compare(int argc, char **argv);
 int ibex_cmd_merge(int argc, char **argv);
 int ibex_cmd_slurm(int argc, char **argv);

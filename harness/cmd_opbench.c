@@ -5,10 +5,13 @@
  *              context length × KV layout (contiguous run / shuffled paged table) ×
  *              attention kernel (the CUDA backend's materialized, paged, split_k): the
  *              paged-vs-contiguous and O(n)-per-token decode costs, per kernel;
- *   matmul     the matrix-vector products of decode (T tokens) at a model's shapes, as
- *              achieved bytes/s of weights against the measured copy bandwidth;
- *   copy       the memory roofline itself: device-to-device (CUDA) or memcpy (CPU)
- *              bandwidth, read + write counted.
+ *   matmul     the products of decode (T = 1) and prefill (T > 1 tokens) at a model's
+ *              shapes, as achieved bytes/s of weights against the measured read
+ *              bandwidth and GFLOP/s against the measured peak FMA rate (`ibex roofline`);
+ *   copy       the memory roofline itself: the backend's read stream on all its threads
+ *              where it has one (the roofline), and device-to-device copies (CUDA) or a
+ *              one-thread memcpy (CPU, read + write counted; shown, never the roofline:
+ *              one thread cannot draw what two threads of a matmul draw).
  *
  * Timing: K calls are queued back to back and the device is synchronised once
  * (be->sync), so launch latency overlaps as it does in a real step; per-call time is
@@ -39,7 +42,7 @@ static void usage(FILE *f) {
             "      --ffn N            matmul: feed-forward dimension (default 11008)\n"
             "      --tokens LIST      matmul: tokens per call (default 1)\n"
             "      --dtype TYPE       matmul weights f16 | bf16 | f32 (default f16)\n"
-            "      --copy-bytes SIZE  copy: buffer size (default 1GiB on CUDA, 256MiB on the CPU)\n"
+            "      --copy-bytes SIZE  copy: buffer size (default 1GiB: beyond any last-level cache)\n"
             "  -r, --repetitions N    timed repetitions (default 7)\n"
             "  -t, --threads N        CPU threads (default all cores)\n"
             "      --json             print JSON instead of a Markdown table\n");
@@ -278,6 +281,14 @@ static void cp_call(bench *b, void *p) {
 }
 
 static ibex_status bench_copy(bench *b, int64_t bytes, ibex_err *err) {
+    if (b->be->read_bandwidth) { /* the roofline (see the file comment) */
+        double bw = b->be->read_bandwidth(b->be, (size_t)bytes, err);
+        if (!(bw > 0)) return err && err->status ? err->status : ibex_err_set(err, IBEX_ERR_BACKEND, "no bandwidth");
+        double t = (double)bytes / bw;
+        char var[64];
+        snprintf(var, sizeof var, "read stream (%d threads)", ibex_backend_threads(b->be));
+        add_row(b, "read", var, t, t, t, (double)bytes, 0, NULL);
+    }
     if (b->be->copy_bandwidth) {
         double bw = b->be->copy_bandwidth(b->be, (size_t)bytes, err);
         if (!(bw > 0)) return err && err->status ? err->status : ibex_err_set(err, IBEX_ERR_BACKEND, "no bandwidth");
@@ -404,7 +415,7 @@ int ibex_cmd_opbench(int argc, char **argv) {
     }
     if (note[0]) fprintf(stderr, "ibex opbench: %s\n", note);
     b.dev = b.be->alloc != NULL;
-    if (!copy_bytes) copy_bytes = b.dev ? 1ll << 30 : 256ll << 20;
+    if (!copy_bytes) copy_bytes = 1ll << 30;
     ibex_status st = IBEX_OK;
     if (has(ops, "copy")) st = bench_copy(&b, copy_bytes, &err);
     if (!st && has(ops, "attention"))
@@ -416,39 +427,53 @@ int ibex_cmd_opbench(int argc, char **argv) {
     ibex_device_info di = {0};
     snprintf(di.name, sizeof di.name, "%s", b.be->name);
     if (b.be->device_info) b.be->device_info(b.be, &di);
-    double roof = 0;
+    /* the memory roofline: the read stream where there is one, else the copy */
+    double roof = 0, copy = 0;
     for (size_t i = 0; i < json_array_size(b.rows); i++) {
         json_t *r = json_array_get(b.rows, i);
-        if (!strcmp(json_string_value(json_object_get(r, "op")), "copy"))
-            roof = json_number_value(json_object_get(r, "bytes_per_s"));
+        const char *op = json_string_value(json_object_get(r, "op"));
+        if (!strcmp(op, "read")) roof = json_number_value(json_object_get(r, "bytes_per_s"));
+        if (!strcmp(op, "copy")) copy = json_number_value(json_object_get(r, "bytes_per_s"));
     }
+    const char *roof_kind = roof > 0 ? "read stream" : "copy";
+    if (!(roof > 0)) roof = copy;
+    /* the compute roofline, only when a matmul ran */
+    double peak = 0;
+    if (has(ops, "matmul") && b.be->peak_flops) peak = b.be->peak_flops(b.be, &err);
     for (size_t i = 0; i < json_array_size(b.rows); i++) {
         json_t *r = json_array_get(b.rows, i);
         double bps = json_number_value(json_object_get(r, "bytes_per_s"));
+        double fps = json_number_value(json_object_get(r, "flops_per_s"));
         json_object_set_new(r, "roofline_fraction", roof > 0 ? json_real(bps / roof) : json_null());
+        json_object_set_new(r, "peak_flops_fraction", peak > 0 && fps > 0 ? json_real(fps / peak) : json_null());
     }
     if (json_out) {
-        json_t *o = json_pack("{s:s,s:s,s:I,s:O}", "backend", b.be->name, "device", di.name, "repetitions",
-                              (json_int_t)reps, "rows", b.rows);
+        json_t *o = json_pack("{s:s,s:s,s:I,s:O,s:s}", "backend", b.be->name, "device", di.name, "repetitions",
+                              (json_int_t)reps, "rows", b.rows, "roofline_kind", roof_kind);
+        json_object_set_new(o, "peak_flops_per_s", peak > 0 ? json_real(peak) : json_null());
         json_dumpf(o, stdout, JSON_INDENT(1) | JSON_REAL_PRECISION(8));
         printf("\n");
         json_decref(o);
     } else {
-        printf("backend %s, device %s; median of %lld repetitions (min–max); roofline = measured copy bandwidth\n\n",
-               b.be->name, di.name, (long long)reps);
-        printf("| op | variant | time µs | min–max µs | GB/s | of roofline | GFLOP/s |\n|---|---|---:|---:|---:|---:|---:|\n");
+        printf("backend %s, device %s; median of %lld repetitions (min–max); roofline = measured %s bandwidth",
+               b.be->name, di.name, (long long)reps, roof_kind);
+        if (peak > 0) printf("; peak = measured F32 FMA rate, %.1f GFLOP/s", peak / 1e9);
+        printf("\n\n| op | variant | time µs | min–max µs | GB/s | of roofline | GFLOP/s | of peak |\n"
+               "|---|---|---:|---:|---:|---:|---:|---:|\n");
         for (size_t i = 0; i < json_array_size(b.rows); i++) {
             json_t *r = json_array_get(b.rows, i);
             double med = json_number_value(json_object_get(r, "median_s"));
             json_t *fr = json_object_get(r, "roofline_fraction");
-            char frs[32] = "–";
+            json_t *pf = json_object_get(r, "peak_flops_fraction");
+            char frs[32] = "–", pfs[32] = "–";
             if (json_is_number(fr)) snprintf(frs, sizeof frs, "%.1f %%", 100 * json_number_value(fr));
-            printf("| %s | %s | %.2f | %.2f–%.2f | %.1f | %s | %.1f |\n", json_string_value(json_object_get(r, "op")),
+            if (json_is_number(pf)) snprintf(pfs, sizeof pfs, "%.1f %%", 100 * json_number_value(pf));
+            printf("| %s | %s | %.2f | %.2f–%.2f | %.1f | %s | %.1f | %s |\n", json_string_value(json_object_get(r, "op")),
                    json_string_value(json_object_get(r, "variant")), med * 1e6,
                    json_number_value(json_object_get(r, "min_s")) * 1e6,
                    json_number_value(json_object_get(r, "max_s")) * 1e6,
                    json_number_value(json_object_get(r, "bytes_per_s")) / 1e9, frs,
-                   json_number_value(json_object_get(r, "flops_per_s")) / 1e9);
+                   json_number_value(json_object_get(r, "flops_per_s")) / 1e9, pfs);
         }
     }
     rc = st ? 1 : 0;

@@ -23,7 +23,8 @@ static void usage(FILE *f) {
             "             plus the job that merges them (docs/CLUSTER.md)\n"
             "  generate   run a prompt through a model and print text and prefill/decode speed\n"
             "  opbench    single-op microbenchmarks on a backend: decode attention (contiguous vs paged,\n"
-            "             each CUDA kernel), decode matmuls, copy bandwidth (the roofline)\n"
+            "             each CUDA kernel), matmuls (decode and prefill), read bandwidth\n"
+            "  roofline   the machine's measured roofline: multi-thread read bandwidth and peak FMA rate\n"
             "  batch      run a seeded mixed-length workload through the scheduler and KV cache;\n"
             "             prints throughput and the exact KV accounting (also with --no-compute)\n"
             "  model      'model info MODEL' (shape, parameters, bytes, KV per token),\n"
@@ -51,6 +52,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "merge")) return ibex_cmd_merge(argc - 1, argv + 1);
     if (!strcmp(cmd, "slurm")) return ibex_cmd_slurm(argc - 1, argv + 1);
     if (!strcmp(cmd, "opbench")) return ibex_cmd_opbench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "roofline")) return ibex_cmd_roofline(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("ibex %s (commit %s, %s build)\n", IBEX_VERSION, IBEX_GIT_COMMIT, IBEX_BUILD_TYPE);
         return 0;
@@ -59,7 +61,7 @@ int main(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
-    static const char *const cmds[] = {"run", "report", "merge", "slurm", "compare", "bench", "opbench", "generate", "batch", "model", "version", "help", NULL};
+    static const char *const cmds[] = {"run", "report", "merge", "slurm", "compare", "bench", "opbench", "roofline", "generate", "batch", "model", "version", "help", NULL};
     /* A prefix ("gen", "rep") or an extension ("benchmark") first, then the nearest spelling. */
     const char *s = NULL;
     for (const char *const *c = cmds; !s && *c; c++) {

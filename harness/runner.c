@@ -26,6 +26,7 @@
 #include "harness/cli.h"
 #include "harness/cupti.h"
 #include "harness/metrics.h"
+#include "harness/roofline.h"
 #include "harness/nvtx.h"
 #include "harness/quality.h"
 #include "harness/workload_file.h"
@@ -637,6 +638,14 @@ typedef struct run_globals {
     char cupti_error[512]; /* why CUPTI is not running, "" if it is or was not wanted */
     int64_t run_t0_ns;     /* the run's start: time 0 of trace.json */
     ibex_load_probe probe; /* ibex's own share of the load average */
+    struct run_roof {      /* the measured roofline per (backend, threads) asked (roofline_prepare) */
+        char backend[16];
+        int threads;
+        bool ok;
+        ibex_roofline r;
+        char error[256];
+    } roof[8];
+    int n_roof;
 } run_globals;
 
 /* Reads the repetition's GPU activity: the per-kernel / per-op tables into P.gpu, each
@@ -949,6 +958,84 @@ double ibex_load_probe_sample(ibex_load_probe *p, double *load1) {
     return p->own;
 }
 
+/* ---- the roofline (docs/RESULTS.md "roofline") ---- */
+
+/* Bytes streamed per measurement: far beyond any last-level cache (260 MiB on the
+ * machine this was written on). */
+#define RUN_ROOFLINE_BYTES ((size_t)1 << 30)
+
+/* Measures the roofline once per run for every distinct (backend, threads) of the CPU
+ * compute points, before any point runs: a one-off second or two that the points' own
+ * timings never include. CUDA points keep their gpu.roofline (measured per point from
+ * CUPTI). The measurement's 1 GiB buffer would otherwise stay in the process's peak RSS
+ * (memory.process_peak_rss), so the peak is reset afterwards (Linux clear_refs 5); at
+ * this moment no model is loaded, so nothing of the run's own peak is lost. */
+static void roofline_prepare(const ibex_scenario *s, run_globals *gx) {
+    for (int32_t i = 0; i < s->n_points; i++) {
+        const ibex_point *pt = &s->points[i];
+        if (!pt->engine.compute) continue;
+        if (strcmp(pt->backend, "cpu") && !(strcmp(pt->backend, "auto") == 0 && ibex_cuda_device_count() == 0)) continue;
+        bool have = false;
+        for (int k = 0; k < gx->n_roof && !have; k++)
+            have = gx->roof[k].threads == pt->threads && !strcmp(gx->roof[k].backend, pt->backend);
+        if (have || gx->n_roof >= (int)(sizeof gx->roof / sizeof gx->roof[0])) continue;
+        struct run_roof *e = &gx->roof[gx->n_roof++];
+        memset(e, 0, sizeof *e);
+        snprintf(e->backend, sizeof e->backend, "%s", pt->backend);
+        e->threads = pt->threads;
+        ibex_err err = {0};
+        const char *note = "";
+        ibex_backend *be = ibex_backend_open(pt->backend, pt->threads, &note, &err);
+        if (be) {
+            fprintf(stderr, "ibex run: measuring the roofline (%s, %d thread(s))...\n", be->name,
+                    ibex_backend_threads(be));
+            e->ok = ibex_roofline_measure(be, RUN_ROOFLINE_BYTES, false, &e->r, &err) == IBEX_OK;
+            ibex_backend_free(be);
+        }
+        if (!e->ok) snprintf(e->error, sizeof e->error, "%s", err.msg[0] ? err.msg : "not measured");
+    }
+    if (gx->n_roof > 0) {
+        FILE *f = fopen("/proc/self/clear_refs", "w");
+        if (f) fputs("5", f), fclose(f);
+    }
+}
+
+static const struct run_roof *roofline_for(const run_globals *gx, const ibex_point *pt) {
+    for (int k = 0; k < gx->n_roof; k++)
+        if (gx->roof[k].threads == pt->threads && !strcmp(gx->roof[k].backend, pt->backend)) return &gx->roof[k];
+    return NULL;
+}
+
+/* Median of the finite values of v[0, n) (reorders v); NaN if none. */
+static double median_finite(double *v, int n) {
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        if (isfinite(v[i])) v[m++] = v[i];
+    if (m == 0) return NAN;
+    for (int i = 1; i < m; i++)
+        for (int j = i; j > 0 && v[j - 1] > v[j]; j--) {
+            double t = v[j];
+            v[j] = v[j - 1], v[j - 1] = t;
+        }
+    return m % 2 ? v[m / 2] : 0.5 * (v[m / 2 - 1] + v[m / 2]);
+}
+
+/* The point's "roofline": the run's measured figures and where the point's decode and
+ * prefill sit against them. dec_bw: per repetition, analytic bytes of the decode-only
+ * steps (weights + KV read, ops.decode.*.bytes) / their wall time, which is decode bytes
+ * per token × decode tok/s; pre_fl: analytic FLOPs of the prefill steps / their time. */
+static json_t *roofline_point_json(const struct run_roof *e, double *dec_bw, double *pre_fl, int n) {
+    if (!e->ok) return json_pack("{s:s,s:s}", "kind", "none", "error", e->error);
+    json_t *o = ibex_roofline_json(&e->r);
+    json_object_set_new(o, "source", json_string("measured once per run before the first point (ibex roofline)"));
+    const double bw = median_finite(dec_bw, n), fl = median_finite(pre_fl, n);
+    json_object_set_new(o, "decode_bytes_per_s", num(bw));
+    json_object_set_new(o, "decode_fraction", num(e->r.read_bw > 0 ? bw / e->r.read_bw : NAN));
+    json_object_set_new(o, "prefill_flops_per_s", num(fl));
+    json_object_set_new(o, "prefill_fraction", num(e->r.peak_flops > 0 ? fl / e->r.peak_flops : NAN));
+    return o;
+}
+
 /* ---- the point ---- */
 
 typedef struct model_cache {
@@ -1050,6 +1137,7 @@ static json_t *run_point(const ibex_scenario *s, int32_t idx, model_cache *mc, c
     for (int q = 0; q < RM_COUNT; q++) rv_ok &= (rv[q] = calloc((size_t)n_cap, sizeof *rv[q])) != NULL;
     double *util = calloc((size_t)n_cap, sizeof *util), *util_pk = calloc((size_t)n_cap, sizeof *util_pk),
            *util_tw = calloc((size_t)n_cap, sizeof *util_tw);
+    double *roof_bw = calloc((size_t)n_cap, sizeof *roof_bw), *roof_fl = calloc((size_t)n_cap, sizeof *roof_fl);
     ibex_op_stats ops[2] = {0};
     double smp_ns[2] = {0}, sch_ns[2] = {0};
     int64_t n_st[2] = {0};
@@ -1064,7 +1152,7 @@ static json_t *run_point(const ibex_scenario *s, int32_t idx, model_cache *mc, c
     int64_t sample_calls = 0;
     double cpu_timed = 0, wall_timed = 0;
     double load_start = NAN, own_start = ibex_load_probe_sample(&gx->probe, &load_start);
-    if (!rv_ok || !util || !util_pk || !util_tw || !rt) {
+    if (!rv_ok || !util || !util_pk || !util_tw || !rt || !roof_bw || !roof_fl) {
         ibex_err_set(&err, IBEX_ERR_NOMEM, "out of memory");
         goto fail_reps;
     }
@@ -1174,6 +1262,12 @@ static json_t *run_point(const ibex_scenario *s, int32_t idx, model_cache *mc, c
             if (rr.kv_res[i] > 0) um += (double)rr.kv_used[i] / (double)rr.kv_res[i], un++;
         util[k] = un ? um / un : NAN;
         ibex_kv_util_run(rr.kv_res, rr.kv_used, rr.kv_dt, rr.n_kv, &util_pk[k], &util_tw[k]);
+        { /* against the roofline: achieved analytic bytes/s of decode, FLOP/s of prefill */
+            double db = 0, pf = 0;
+            for (int o2 = 0; o2 < IBEX_OP_COUNT; o2++) db += rr.ops[1].bytes[o2], pf += rr.ops[0].flops[o2];
+            roof_bw[k] = rr.decode_s > 0 && db > 0 ? db / rr.decode_s : NAN;
+            roof_fl[k] = rr.prefill_s > 0 && pf > 0 ? pf / rr.prefill_s : NAN;
+        }
         for (int q = 0; q < 2; q++) {
             op_delta(&ops[q], &(ibex_op_stats){0}, &rr.ops[q]);
             smp_ns[q] += rr.sample_ns[q], sch_ns[q] += rr.sched_ns[q], n_st[q] += rr.n_steps[q];
@@ -1254,6 +1348,8 @@ static json_t *run_point(const ibex_scenario *s, int32_t idx, model_cache *mc, c
         json_object_set_new(M, "steps", json_integer(last.tot.steps));
         json_object_set_new(M, "repetitions", json_integer(done_reps));
         json_object_set_new(P, "metrics", M);
+        const struct run_roof *rf = be ? roofline_for(gx, pt) : NULL;
+        if (rf) json_object_set_new(P, "roofline", roofline_point_json(rf, roof_bw, roof_fl, done_reps));
         /* the spread of every repetition metric */
         json_t *N = json_object(), *noisy = json_array();
         for (int q = 0; q < RM_COUNT; q++) {
@@ -1338,7 +1434,7 @@ static json_t *run_point(const ibex_scenario *s, int32_t idx, model_cache *mc, c
 fail_reps:
     rep_free(&rr);
     for (int q = 0; q < RM_COUNT; q++) free(rv[q]);
-    free(util), free(util_pk), free(util_tw), free(rt), free(gaps);
+    free(util), free(util_pk), free(util_tw), free(rt), free(gaps), free(roof_bw), free(roof_fl);
     if (err.msg[0] && strcmp(status, "interrupted")) status = "error";
     goto done;
 fail:
@@ -1566,6 +1662,18 @@ ibex_status ibex_run_scenario(const ibex_scenario *s, const ibex_run_opts *o, ib
     int failed = 0;
     instruments_setup(s, &gx);
     if (gx.cupti_error[0]) json_object_set_new(root, "cupti_error", json_string(gx.cupti_error));
+    roofline_prepare(s, &gx);
+    if (gx.n_roof > 0) {
+        json_t *ra = json_array();
+        for (int k = 0; k < gx.n_roof; k++) {
+            json_t *r = gx.roof[k].ok ? ibex_roofline_json(&gx.roof[k].r)
+                                      : json_pack("{s:s,s:s}", "kind", "none", "error", gx.roof[k].error);
+            json_object_set_new(r, "backend_asked", json_string(gx.roof[k].backend));
+            json_object_set_new(r, "threads_asked", json_integer(gx.roof[k].threads));
+            json_array_append_new(ra, r);
+        }
+        json_object_set_new(root, "rooflines", ra);
+    }
     double t_start = ibex_cli_now_s();
     for (int32_t j = 0; j < n_run; j++) {
         const int32_t i = o->shard_n > 0 ? o->shard_points[j] : j; /* the point's global index */

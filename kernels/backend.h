@@ -252,6 +252,10 @@ struct ibex_backend {
      * memory roofline decode weights are read against (optional; copy_bandwidth's
      * copies are themselves ~80-90 % of the data sheet, so they flatter kernels). */
     double (*read_bandwidth)(ibex_backend *be, size_t bytes, ibex_err *err);
+    /* Measured peak F32 multiply-add rate in FLOP/s (2 per lane of an FMA) of the
+     * backend's threads running independent FMA chains on registers, median of several
+     * runs: the compute roofline prefill matmuls are placed against (optional). */
+    double (*peak_flops)(ibex_backend *be, ibex_err *err);
 
     /* Releases ctx (optional). */
     void (*free)(ibex_backend *be);

@@ -521,6 +521,67 @@ static void quality_table(const json_t *r, FILE *out, const char **swept, size_t
     fputc('\n', out);
 }
 
+/* Every CPU point's decode and prefill against the run's measured roofline
+ * (results.json points[].roofline; docs/RESULTS.md). Nothing when no point has one
+ * (CUDA runs place their ops against the GPU roofline in the GPU section). */
+static void roofline_section(const json_t *r, FILE *out, const char **swept, size_t nk)
+{
+    const json_t *pts = ibex_report_get(r, "points");
+    size_t i;
+    const json_t *pt, *first = NULL;
+    json_array_foreach(pts, i, pt) {
+        const char *kind = ibex_report_str(pt, "roofline/kind");
+        if (kind && strcmp(kind, "none") && !first)
+            first = pt;
+    }
+    if (!first)
+        return;
+    char b1[64], b2[64];
+    const char *method = ibex_report_str(first, "roofline/method"), *src = ibex_report_str(first, "roofline/source");
+    fprintf(out, "## Against the roofline\n\nRoofline of this machine, %s: %s. Method: %s.\n\n",
+             src ? src : "measured", ibex_report_str(first, "roofline/kind"), method ? method : "-");
+    fputs("*decode of roofline* is the analytic bytes the decode steps read (weights and KV cache, "
+          "`ops.decode.*.bytes`) per second of decode (= bytes per token × decode tok/s) over the measured read "
+          "bandwidth; *prefill of peak* is the analytic FLOPs of the prefill steps per second over the measured "
+          "peak F32 FMA rate. Medians over repetitions.\n\n",
+          out);
+    static const char *cols[] = {"#", "threads", "read GB/s", "decode GB/s", "decode of roofline",
+                                 "peak GFLOP/s", "prefill GFLOP/s", "prefill of peak"};
+    header(out, cols, sizeof cols / sizeof cols[0], swept, nk);
+    json_array_foreach(pts, i, pt) {
+        const char *kind = ibex_report_str(pt, "roofline/kind");
+        if (!kind)
+            continue;
+        cells_index_swept(out, pt, i, swept, nk);
+        if (!strcmp(kind, "none")) {
+            const char *e = ibex_report_str(pt, "roofline/error");
+            snprintf(b1, sizeof b1, "not measured: %.40s", e ? e : "-");
+            cell(out, b1);
+            for (int k = 0; k < 6; k++)
+                cell(out, "-");
+            fputs("|\n", out);
+            continue;
+        }
+        cell_int(out, pt, "roofline/threads");
+        const double vals[4] = {ibex_report_num(pt, "roofline/read_bandwidth_bytes_per_s"),
+                                ibex_report_num(pt, "roofline/decode_bytes_per_s"),
+                                ibex_report_num(pt, "roofline/peak_flops_per_s"),
+                                ibex_report_num(pt, "roofline/prefill_flops_per_s")};
+        for (int k = 0; k < 2; k++) {
+            snprintf(b2, sizeof b2, isfinite(vals[k]) ? "%.2f" : "-", vals[k] / 1e9);
+            cell(out, b2);
+        }
+        cell_pct(out, pt, "roofline/decode_fraction");
+        for (int k = 2; k < 4; k++) {
+            snprintf(b2, sizeof b2, isfinite(vals[k]) ? "%.1f" : "-", vals[k] / 1e9);
+            cell(out, b2);
+        }
+        cell_pct(out, pt, "roofline/prefill_fraction");
+        fputs("|\n", out);
+    }
+    fputc('\n', out);
+}
+
 static void kv_table(const json_t *r, FILE *out, const char **swept, size_t nk)
 {
     static const char *cols[] = {"#",           "policy",         "block",       "pool",
@@ -1225,6 +1286,7 @@ ibex_status ibex_report_markdown(const json_t *results, const ibex_report_plots 
         return IBEX_ERR_IO;
     results_table(results, out, swept, nk);
     ops_section(results, out, swept, nk);
+    roofline_section(results, out, swept, nk);
     gpu_section(results, out, swept, nk);
     overhead_section(results, out, swept, nk);
     quality_table(results, out, swept, nk);

@@ -73,6 +73,15 @@ def check_contract(name, res):
         check(nz.get("n") == len(reps) and nz.get("noisy") is (len(reps) < 3 or nz["cv"] > 0.10),
               f"{name}: {p['label']}: wall_s noise n={nz.get('n')} noisy={nz.get('noisy')}")
         check(("wall_s" in p["noisy_metrics"]) is nz.get("noisy"), f"{name}: {p['label']}: noisy_metrics lists wall_s iff noisy")
+        if p["params"].get("compute") and p.get("backend_used") == "cpu":
+            rf = p.get("roofline") or {}
+            check(rf.get("kind") == "cpu" and (rf.get("read_bandwidth_bytes_per_s") or 0) > 0
+                  and (rf.get("peak_flops_per_s") or 0) > 0 and rf.get("source"),
+                  f"{name}: {p['label']}: the measured roofline is recorded ({rf.get('kind')})")
+            for ph, key in (("decode", "decode_fraction"), ("prefill", "prefill_fraction")):
+                if p["metrics"].get(ph + "_s"):
+                    check(isinstance(rf.get(key), float) and rf[key] > 0,
+                          f"{name}: {p['label']}: {key} placed against the roofline ({rf.get(key)})")
         kv = p["kv"]
         check(all(k in kv for k in ("utilisation_at_peak", "utilisation_time_weighted", "utilisation_kind", "recompute_share")),
               f"{name}: {p['label']}: KV utilisation kinds and recompute share")
@@ -277,6 +286,13 @@ def part_cli():
                            capture_output=True, text=True)
         check(r.returncode == 0 and q.returncode == 0 and q.stdout.split() == ["16|0", "8|4"],
               f"bench: -o sql rows load into sqlite3 ({q.stdout.strip()} {q.stderr.strip()[:200]})")
+
+    r = run("roofline", "--bytes", "64MiB", "--threads", "2", "--json")
+    rf = json.loads(r.stdout) if r.returncode == 0 else {}
+    check(r.returncode == 0 and rf.get("kind") == "cpu" and rf.get("threads") == 2
+          and rf["read_bandwidth_bytes_per_s"] > 0 and rf["peak_flops_per_s"] > 0
+          and rf["single_thread"]["read_bandwidth_bytes_per_s"] > 0,
+          f"roofline: --json gives the multi- and one-thread figures ({r.returncode} {r.stderr[-200:]})")
 
     bad = os.path.join(a.workdir, "bad.yaml")
     open(bad, "w").write("model: synthetic:tiny\nkv:\n  polcy: paged\n")

@@ -177,6 +177,63 @@ Test(kernels_cpu, matmul_batch_and_thread_invariant) {
     }
 }
 
+/* The packed prefill GEMM path (T >= 8): odd shapes against the double reference, and
+ * every token's row bit-identical to that token computed alone (decode) — the exactness
+ * contract of cpu_matmul.c. Shapes: n_in with a scalar tail (not a multiple of 8/16),
+ * n_in below one vector, n_in long enough for several K blocks and for panels smaller
+ * than a thread's run of rows (5632+3: 44-row panels), n_out not a multiple of 4 (rows
+ * left over from the quads), T with a token tail (8..21). Catches a wrong packed index,
+ * a missed K block or spill, a dropped tail row/token, or a changed summation order. */
+Test(kernels_cpu, matmul_gemm_path_odd_shapes_and_decode_identity) {
+    const ibex_type types[] = {IBEX_TYPE_F16, IBEX_TYPE_BF16, IBEX_TYPE_F32};
+    const int shapes[][3] = {/* T, n_in, n_out */
+                             {8, 37, 67},   {9, 100, 301},  {13, 2053, 33}, {21, 5635, 35},
+                             {11, 15, 9},   {16, 1024, 64}, {19, 520, 7},   {9, 4100, 130},
+                             {10, 5635, 101}}; /* one thread: panels of 44, 44 and 13 rows */
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+        for (int ti = 0; ti < 3; ti++) {
+            const int T = shapes[si][0], n_in = shapes[si][1], n_out = shapes[si][2];
+            rng r = {900 + si * 7 + (uint64_t)ti};
+            float *wd;
+            void *w = make_weights(&r, types[ti], n_out, n_in, &wd);
+            float *x = rand_vec(&r, (int64_t)T * n_in, -1.0f, 1.0f);
+            float *y = nan_vec((int64_t)T * n_out), *yd = nan_vec(n_out);
+            double *ref = malloc((size_t)T * n_out * sizeof(double));
+            ref_matmul(ref, x, wd, T, n_in, n_out);
+            ibex_backend *be = new_be(si % 2 ? 2 : 1);
+            be->matmul(be, y, x, w, types[ti], T, n_in, n_out);
+            const double e = nmse(y, ref, (int64_t)T * n_out);
+            cr_assert(e < 1e-10, "%s T=%d n_in=%d n_out=%d: nmse %g", ibex_type_name(types[ti]), T, n_in, n_out, e);
+            for (int t = 0; t < T; t++) {
+                be->matmul(be, yd, x + (int64_t)t * n_in, w, types[ti], 1, n_in, n_out);
+                cr_assert(memcmp(yd, y + (int64_t)t * n_out, (size_t)n_out * 4) == 0,
+                          "%s T=%d n_in=%d n_out=%d: token %d alone differs from the batch", ibex_type_name(types[ti]),
+                          T, n_in, n_out, t);
+            }
+            ibex_backend_free(be);
+            free(w), free(wd), free(x), free(y), free(yd), free(ref);
+        }
+}
+
+/* The measured roofline entries: positive figures on a small buffer, one-thread and
+ * multi-thread, and a refusal (not a made-up figure) for a buffer below one chunk. */
+Test(kernels_cpu, roofline_read_bandwidth_and_peak_flops) {
+    ibex_backend *be = new_be(2);
+    cr_assert(be->read_bandwidth && be->peak_flops, "the CPU backend has both roofline entries");
+    ibex_err err = {0};
+    const double bw = be->read_bandwidth(be, (size_t)32 << 20, &err);
+    cr_assert(bw > 1e8 && bw < 1e13, "read bandwidth %g B/s: %s", bw, err.msg);
+    const double fl = be->peak_flops(be, &err);
+    cr_assert(fl > 1e8 && fl < 1e14, "peak %g FLOP/s: %s", fl, err.msg);
+    ibex_err e2 = {0};
+    cr_assert_eq(be->read_bandwidth(be, 1000, &e2), 0.0);
+    cr_assert_eq(e2.status, IBEX_ERR_INVALID);
+    cr_assert(strstr(e2.msg, "read_bandwidth"), "message names the entry: %s", e2.msg);
+    be->set_threads(be, 1);
+    cr_assert(be->read_bandwidth(be, (size_t)16 << 20, &err) > 0);
+    ibex_backend_free(be);
+}
+
 /* A hand-checked product: catches transposed layouts that a random test might too. */
 Test(kernels_cpu, matmul_known_values) {
     const float w[2 * 3] = {1, 2, 3, 4, 5, 6}; /* rows are outputs */

@@ -1559,3 +1559,37 @@ Test(reports, scaling_plots_get_ticks_slopes_error_bars_and_kv_a_budget)
     ibex_report_plots_free(p);
     json_decref(r);
 }
+
+/* Report.md places every point that has a measured roofline against it: the section, its
+ * source, the figures in GB/s and GFLOP/s and the fractions as percentages; a point
+ * whose roofline was not measured says so; a run without any roofline has no section
+ * (catches the section keyed on the wrong field, a fraction printed as a raw ratio, or
+ * GB/s printed in bytes). */
+Test(reports, roofline_section_places_points_against_the_measured_roofline)
+{
+    json_t *r = make_results();
+    ibex_status st;
+    char *md = capture_md(r, NULL, &st);
+    cr_assert_eq(st, IBEX_OK);
+    cr_assert_null(strstr(md, "## Against the roofline"), "no roofline, no section");
+    free(md);
+    json_t *pts = json_object_get(r, "points");
+    json_object_set_new(json_array_get(pts, 0), "roofline",
+                        json_pack("{s:s, s:s, s:s, s:i, s:f, s:f, s:f, s:f, s:f, s:f}", "kind", "cpu", "method",
+                                  "read_stream: 2 thread(s) reading 1024 MiB", "source", "measured once per run",
+                                  "threads", 2, "read_bandwidth_bytes_per_s", 24e9, "peak_flops_per_s", 150e9,
+                                  "decode_bytes_per_s", 21.6e9, "decode_fraction", 0.9, "prefill_flops_per_s", 90e9,
+                                  "prefill_fraction", 0.6));
+    json_object_set_new(json_array_get(pts, 1), "roofline",
+                        json_pack("{s:s, s:s}", "kind", "none", "error", "no memory for a buffer"));
+    md = capture_md(r, NULL, &st);
+    cr_assert_eq(st, IBEX_OK);
+    const char *sec = strstr(md, "## Against the roofline");
+    cr_assert_not_null(sec);
+    cr_assert_not_null(strstr(sec, "measured once per run"), "the roofline's source is named");
+    const char *row = strstr(sec, "| 24.00 | 21.60 | 90.0% | 150.0 | 90.0 | 60.0% |");
+    cr_assert_not_null(row, "point 0's row:\n%s", sec);
+    cr_assert_not_null(strstr(sec, "not measured: no memory for a buffer"), "point 1 says why");
+    free(md);
+    json_decref(r);
+}

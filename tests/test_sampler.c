@@ -465,6 +465,56 @@ Test(sampler_logprob, log_softmax_normalises_and_is_stable) {
     free(x), free(o);
 }
 
+/* Greedy at a real vocabulary size (32000, not a multiple of the 16 lanes plus a tail)
+ * against a one-pass reference: the lowest index of the maximum, NaN never winning, ±0
+ * equal, ±inf, a maximum in the scalar tail; and the greedy logprob against a
+ * double-precision log-softmax to 1e-5 (catches a lane maximum taking a NaN, a second
+ * pass returning the last index, a dropped tail block or lane in the log-sum-exp). */
+Test(sampler_logprob, greedy_argmax_and_logprob_on_a_large_vocab) {
+    const int n = 32003;
+    float *x = malloc(n * sizeof *x);
+    ibex_sampler *s = ibex_sampler_new(n);
+    ibex_sampler_params p = ibex_sampler_default_params();
+    ibex_rng r;
+    ibex_rng_seed(&r, 1);
+    for (int c = 0; c < 24; c++) {
+        random_logits(x, n, 900 + (uint64_t)c, 8.0);
+        uint64_t st = 77 + (uint64_t)c;
+        const int a = (int)(trand(&st) * n), b = (int)(trand(&st) * n);
+        switch (c % 8) {
+        case 1: x[a] = 40, x[b] = 40; break;              /* a tie: the lower index */
+        case 2: x[a] = NAN, x[b] = 50; break;              /* NaN never wins */
+        case 3: x[n - 1] = 60; break;                      /* the scalar tail */
+        case 4: x[a] = INFINITY; break;
+        case 5: for (int i = 0; i < n; i++) x[i] = i % 3 ? NAN : -INFINITY; break;
+        case 6: for (int i = 0; i < n; i++) x[i] = i % 2 ? 0.0f : -0.0f; x[a] = NAN; break;
+        case 7: x[0] = NAN; break;
+        default: break;
+        }
+        int want = -1;
+        for (int i = 0; i < n; i++)
+            if (x[i] == x[i] && (want < 0 || x[i] > x[want])) want = i;
+        if (want < 0) want = 0;
+        float lp = 1;
+        const int32_t got = ibex_sampler_sample(s, x, &p, &r, NULL, 0, &lp);
+        cr_assert_eq(got, want, "case %d: greedy %d, reference %d", c, got, want);
+        cr_assert_eq(ibex_sample_greedy(x, n), want, "case %d: ibex_sample_greedy", c);
+        double mx = -INFINITY, sum = 0;
+        for (int i = 0; i < n; i++)
+            if (x[i] == x[i] && x[i] > mx) mx = x[i];
+        for (int i = 0; i < n; i++)
+            if (x[i] == x[i]) sum += x[i] == mx ? 1.0 : exp((double)x[i] - mx);
+        const double ref = x[want] == mx ? -log(sum) : (double)x[want] - mx - log(sum);
+        if (isfinite(ref))
+            cr_assert(fabs(lp - ref) <= 1e-5 * fmax(1.0, fabs(ref)), "case %d: logprob %.9f, reference %.9f", c,
+                      (double)lp, ref);
+        else
+            cr_assert(lp == (float)ref, "case %d: logprob %f, reference %f", c, (double)lp, ref);
+    }
+    ibex_sampler_free(s);
+    free(x);
+}
+
 /* ---- agreement with the reference on large vocabularies ------------------------- */
 
 static const ibex_sampler_params *big_settings(int *count) {

@@ -281,6 +281,8 @@ ibex_backend *ibex_backend_cpu_new(int n_threads) {
         .embed = cpu_embed,
         .kv_write = cpu_kv_write,
         .attention = ibex_cpu_attention,
+        .read_bandwidth = ibex_cpu_read_bandwidth,
+        .peak_flops = ibex_cpu_peak_flops,
         .free = cpu_free,
     };
     cpu_set_threads(be, n_threads);

@@ -76,6 +76,10 @@ void ibex_cpu_matmul(ibex_backend *be, float *y, const float *x, const void *w, 
 void ibex_cpu_attention(ibex_backend *be, float *out, const float *q, const ibex_kv_view *kv,
                         int T, int pos0, int n_heads, float scale);
 
+/* The measured roofline (cpu_roofline.c): the backend's read_bandwidth and peak_flops. */
+double ibex_cpu_read_bandwidth(ibex_backend *be, size_t bytes, ibex_err *err);
+double ibex_cpu_peak_flops(ibex_backend *be, ibex_err *err);
+
 /* Quantized matmul (cpu_matmul_q.c): rows [r0, r1) of y[T][n_out] = x[T][n_in] · Wᵀ for
  * Q8_0 / Q4_0 weight rows of rb bytes, the row-group contract of cpu_matmul.c's `fast`
  * table. Calls of fewer than IBEX_CPU_Q_FLOAT_MIN_T tokens (decode) quantize the
