@@ -511,7 +511,7 @@ static ibex_status queue_ops(ibex_forward *f, ibex_kv_pool *pool, const ibex_fwd
     const int d = c->dim, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
     const float scale = 1.0f / sqrtf((float)c->head_dim);
     /* the fused ops need device staging (the slots) and, for the matmuls, fused weights */
-    const bool fuse_rope = pinned && be->rope_kv;
+    const bool fuse_rope = pinned && be->rope_kv && pool->type == IBEX_TYPE_F32; /* rope_kv stores F32 rows */
     const bool fuse_add = f->dev && be->matmul_add;
     IBEX_OP(f, IBEX_OP_EMBED, 0, 4.0 * T * d * 2,
             be->embed(be, f->x, f->tok_embd, m->tok_embd.type, f->cur_tok, T, d));
