@@ -179,15 +179,8 @@ ibex_engine *ibex_engine_new(const ibex_model *m, ibex_backend *be, const ibex_e
         ibex_err_set(err, IBEX_ERR_INVALID, "engine compute and KV no_compute settings disagree");
         return NULL;
     }
-    if (cfg->compute) {
-        /* the backend must compute with the cache's element type (NULL kv_type_ok: F32 only) */
-        const ibex_type t = ibex_kv_config_type(&cfg->kv);
-        if (be->kv_type_ok ? !be->kv_type_ok(be, t) : t != IBEX_TYPE_F32) {
-            ibex_err_set(err, IBEX_ERR_UNSUPPORTED, "backend %s: KV cache type %s not supported (kv.dtype f32 is)",
-                         be->name, t == IBEX_TYPE_F16 ? "f16" : t == IBEX_TYPE_BF16 ? "bf16" : ibex_type_name(t));
-            return NULL;
-        }
-    }
+    /* the backend must compute with the cache's element type */
+    if (cfg->compute && ibex_kv_type_check(be, ibex_kv_config_type(&cfg->kv), err)) return NULL;
     ibex_engine *e = calloc(1, sizeof *e);
     if (!e) goto oom;
     e->m = m;

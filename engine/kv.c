@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "engine/alloc.h"
 
@@ -99,4 +100,24 @@ ibex_kv_view ibex_kv_pool_view(const ibex_kv_pool *p, int layer, const int32_t *
                           .n_kv_heads = p->n_kv_heads,
                           .head_dim = p->head_dim,
                           .type = p->type};
+}
+
+bool ibex_kv_type_from_name(const char *s, ibex_type *out) {
+    static const struct {
+        const char *name;
+        ibex_type t;
+    } k[] = {{"f32", IBEX_TYPE_F32}, {"f16", IBEX_TYPE_F16}, {"bf16", IBEX_TYPE_BF16}};
+    for (size_t i = 0; s && i < sizeof k / sizeof *k; i++)
+        if (!strcasecmp(s, k[i].name)) return *out = k[i].t, true;
+    return false;
+}
+
+const char *ibex_kv_type_name(ibex_type t) {
+    return t == IBEX_TYPE_F32 ? "f32" : t == IBEX_TYPE_F16 ? "f16" : t == IBEX_TYPE_BF16 ? "bf16" : "?";
+}
+
+ibex_status ibex_kv_type_check(const ibex_backend *be, ibex_type t, ibex_err *err) {
+    if (be && (be->kv_type_ok ? be->kv_type_ok(be, t) : t == IBEX_TYPE_F32)) return IBEX_OK;
+    return ibex_err_set(err, IBEX_ERR_UNSUPPORTED, "backend %s: KV cache type %s not supported%s", be ? be->name : "(none)",
+                        ibex_kv_type_name(t), t == IBEX_TYPE_F32 ? "" : " (kv.dtype f32 is)");
 }

@@ -46,6 +46,16 @@ bool ibex_kv_pool_fits(const ibex_kv_pool *p, const ibex_model_config *c, int32_
                        ibex_type t, const ibex_backend *be);
 void ibex_kv_pool_free(ibex_kv_pool *p);
 
+/* KV element types by their user-facing names: "f32", "f16", "bf16" (case-insensitive).
+ * ibex_kv_type_from_name returns false for anything else; ibex_kv_type_name gives the
+ * lower-case name, or "?" for a type that is no KV type. */
+bool ibex_kv_type_from_name(const char *s, ibex_type *out);
+const char *ibex_kv_type_name(ibex_type t);
+/* IBEX_OK when backend be computes with a KV cache of type t (its kv_type_ok; without
+ * one, F32 only), else IBEX_ERR_UNSUPPORTED with "backend NAME: KV cache type T not
+ * supported" in err. */
+ibex_status ibex_kv_type_check(const ibex_backend *be, ibex_type t, ibex_err *err);
+
 /* Copies block src to block dst in every layer's K and V (host or backend memory). */
 void ibex_kv_pool_copy_block(ibex_kv_pool *p, int32_t dst, int32_t src);
 
