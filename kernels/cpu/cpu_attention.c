@@ -87,6 +87,8 @@ static void dot8(float *s, const float *q, const float *const *kr, int n) {
 
 /* o[hd] = o·c + Σ_{j<m} p[j]·vr[j] with the sum for each output lane in key order; o is
  * read and written once per chunk, its 32-wide slices held in registers over the keys. */
+static void pv_chunk_from(float *o, float c, const float *p, const float *const *vr, int m, int hd, int d);
+
 static void pv_chunk(float *o, float c, const float *p, const float *const *vr, int m, int hd) {
     int d = 0;
 #if IBEX_CPU_AVX2
@@ -105,6 +107,14 @@ static void pv_chunk(float *o, float c, const float *p, const float *const *vr, 
         _mm256_storeu_ps(o + d, a0), _mm256_storeu_ps(o + d + 8, a1);
         _mm256_storeu_ps(o + d + 16, a2), _mm256_storeu_ps(o + d + 24, a3);
     }
+#endif
+    pv_chunk_from(o, c, p, vr, m, hd, d);
+}
+
+/* The lanes d .. hd−1 of pv_chunk (8-wide slices, then one lane at a time). */
+static void pv_chunk_from(float *o, float c, const float *p, const float *const *vr, int m, int hd, int d) {
+#if IBEX_CPU_AVX2
+    const __m256 cv = _mm256_set1_ps(c);
     for (; d + 8 <= hd; d += 8) {
         __m256 a0 = _mm256_mul_ps(_mm256_loadu_ps(o + d), cv);
         for (int j = 0; j < m; j++) a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(p + j), _mm256_loadu_ps(vr[j] + d), a0);
@@ -116,6 +126,124 @@ static void pv_chunk(float *o, float c, const float *p, const float *const *vr, 
         for (int j = 0; j < m; j++) a += p[j] * vr[j][d];
         o[d] = a;
     }
+}
+
+/* Scores of two query vectors against the same 4 keys: sa[j] = qa·kr[j], sb[j] = qb·kr[j].
+ * Each (query, key) pair gets its own accumulator, reduced by the same lane tree and tail
+ * loop as dot8, so every score has dot8's bits while each K load serves two queries. */
+static void dot2x4(float *sa, float *sb, const float *qa, const float *qb, const float *const *kr, int n) {
+    int k = 0;
+#if IBEX_CPU_AVX2
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    for (; k + 8 <= n; k += 8) {
+        const __m256 x = _mm256_loadu_ps(qa + k), y = _mm256_loadu_ps(qb + k);
+        __m256 r = _mm256_loadu_ps(kr[0] + k);
+        a0 = _mm256_fmadd_ps(x, r, a0), b0 = _mm256_fmadd_ps(y, r, b0);
+        r = _mm256_loadu_ps(kr[1] + k);
+        a1 = _mm256_fmadd_ps(x, r, a1), b1 = _mm256_fmadd_ps(y, r, b1);
+        r = _mm256_loadu_ps(kr[2] + k);
+        a2 = _mm256_fmadd_ps(x, r, a2), b2 = _mm256_fmadd_ps(y, r, b2);
+        r = _mm256_loadu_ps(kr[3] + k);
+        a3 = _mm256_fmadd_ps(x, r, a3), b3 = _mm256_fmadd_ps(y, r, b3);
+    }
+    __m256 u0 = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+    __m256 u1 = _mm256_hadd_ps(_mm256_hadd_ps(b0, b1), _mm256_hadd_ps(b2, b3));
+    __m256 sum = _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+    float t[8];
+    _mm256_storeu_ps(t, sum);
+    for (int j = 0; j < 4; j++) sa[j] = t[j], sb[j] = t[4 + j];
+#else
+    for (int j = 0; j < 4; j++) sa[j] = sb[j] = 0.0f;
+#endif
+    for (int j = 0; j < 4; j++) {
+        float ta = 0.0f, tb = 0.0f;
+        for (int kk = k; kk < n; kk++) ta += qa[kk] * kr[j][kk];
+        for (int kk = k; kk < n; kk++) tb += qb[kk] * kr[j][kk];
+        sa[j] += ta, sb[j] += tb;
+    }
+}
+
+/* pv_chunk for two query vectors over the same V rows: oa over keys j < ma, ob over
+ * j < mb, each lane summed in key order exactly as pv_chunk does, one V load serving
+ * both while j < min(ma, mb). */
+static void pv_chunk2(float *oa, float *ob, float ca, float cb, const float *pa, const float *pb,
+                      const float *const *vr, int ma, int mb, int hd) {
+    const int mn = ma < mb ? ma : mb;
+    int d = 0;
+#if IBEX_CPU_AVX2
+    const __m256 cav = _mm256_set1_ps(ca), cbv = _mm256_set1_ps(cb);
+    for (; d + 32 <= hd; d += 32) {
+        __m256 a0 = _mm256_mul_ps(_mm256_loadu_ps(oa + d), cav), a1 = _mm256_mul_ps(_mm256_loadu_ps(oa + d + 8), cav),
+               a2 = _mm256_mul_ps(_mm256_loadu_ps(oa + d + 16), cav), a3 = _mm256_mul_ps(_mm256_loadu_ps(oa + d + 24), cav);
+        __m256 b0 = _mm256_mul_ps(_mm256_loadu_ps(ob + d), cbv), b1 = _mm256_mul_ps(_mm256_loadu_ps(ob + d + 8), cbv),
+               b2 = _mm256_mul_ps(_mm256_loadu_ps(ob + d + 16), cbv), b3 = _mm256_mul_ps(_mm256_loadu_ps(ob + d + 24), cbv);
+        int j = 0;
+        for (; j < mn; j++) {
+            const __m256 x = _mm256_broadcast_ss(pa + j), y = _mm256_broadcast_ss(pb + j);
+            const float *v = vr[j] + d;
+            __m256 r = _mm256_loadu_ps(v);
+            a0 = _mm256_fmadd_ps(x, r, a0), b0 = _mm256_fmadd_ps(y, r, b0);
+            r = _mm256_loadu_ps(v + 8);
+            a1 = _mm256_fmadd_ps(x, r, a1), b1 = _mm256_fmadd_ps(y, r, b1);
+            r = _mm256_loadu_ps(v + 16);
+            a2 = _mm256_fmadd_ps(x, r, a2), b2 = _mm256_fmadd_ps(y, r, b2);
+            r = _mm256_loadu_ps(v + 24);
+            a3 = _mm256_fmadd_ps(x, r, a3), b3 = _mm256_fmadd_ps(y, r, b3);
+        }
+        for (int i = j; i < ma; i++) {
+            const __m256 x = _mm256_broadcast_ss(pa + i);
+            const float *v = vr[i] + d;
+            a0 = _mm256_fmadd_ps(x, _mm256_loadu_ps(v), a0), a1 = _mm256_fmadd_ps(x, _mm256_loadu_ps(v + 8), a1);
+            a2 = _mm256_fmadd_ps(x, _mm256_loadu_ps(v + 16), a2), a3 = _mm256_fmadd_ps(x, _mm256_loadu_ps(v + 24), a3);
+        }
+        for (int i = j; i < mb; i++) {
+            const __m256 y = _mm256_broadcast_ss(pb + i);
+            const float *v = vr[i] + d;
+            b0 = _mm256_fmadd_ps(y, _mm256_loadu_ps(v), b0), b1 = _mm256_fmadd_ps(y, _mm256_loadu_ps(v + 8), b1);
+            b2 = _mm256_fmadd_ps(y, _mm256_loadu_ps(v + 16), b2), b3 = _mm256_fmadd_ps(y, _mm256_loadu_ps(v + 24), b3);
+        }
+        _mm256_storeu_ps(oa + d, a0), _mm256_storeu_ps(oa + d + 8, a1);
+        _mm256_storeu_ps(oa + d + 16, a2), _mm256_storeu_ps(oa + d + 24, a3);
+        _mm256_storeu_ps(ob + d, b0), _mm256_storeu_ps(ob + d + 8, b1);
+        _mm256_storeu_ps(ob + d + 16, b2), _mm256_storeu_ps(ob + d + 24, b3);
+    }
+#endif
+    if (d < hd) { /* the lanes pv_chunk takes past the 32-wide slices */
+        pv_chunk_from(oa, ca, pa, vr, ma, hd, d);
+        pv_chunk_from(ob, cb, pb, vr, mb, hd, d);
+    }
+}
+
+/* Keys of the chunk at c0 a query at position last sees (≤ 0: none; at most ATT_KC). */
+static inline int visible(int last, int c0) { return last - c0 + 1 < ATT_KC ? last - c0 + 1 : ATT_KC; }
+
+/* One query vector's online-softmax step over a chunk: s[0..lim) are its raw scores; on
+ * return s[0..ATT_KC) holds p = e^(scale·s − M) for the visible keys and exact zeros after,
+ * M (*m_run) and S (*s_run) are updated, and the factor the output row must be rescaled
+ * by (e^(M_old − M_new), 0 on the first chunk) is returned. */
+static float chunk_softmax(float *s, int lim, float scale, float *m_run, float *s_run) {
+    float cmax = -INFINITY;
+    for (int j = 0; j < lim; j++) {
+        s[j] *= scale;
+        cmax = s[j] > cmax ? s[j] : cmax;
+    }
+    float corr = 1.0f;
+    if (cmax > *m_run) {
+        /* first chunk: e^(−inf) = 0 rescales nothing that exists yet */
+        corr = *m_run == -INFINITY ? 0.0f : ibex_cpu_expf(*m_run - cmax);
+        *m_run = cmax;
+    }
+    int j = 0;
+#if IBEX_CPU_AVX2
+    const __m256 mv = _mm256_set1_ps(*m_run);
+    for (; j + 8 <= lim; j += 8) _mm256_storeu_ps(s + j, ibex_cpu_exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j), mv)));
+#endif
+    for (; j < lim; j++) s[j] = ibex_cpu_expf(s[j] - *m_run);
+    for (; j < ATT_KC; j++) s[j] = 0.0f;
+    float csum = 0.0f;
+    for (j = 0; j < ATT_KC; j++) csum += s[j];
+    *s_run = *s_run * corr + csum;
+    return corr;
 }
 
 struct att_job {
@@ -163,7 +291,7 @@ static void attend_tile(const struct att_job *jb, int kvh, int h0, int nh, int r
 
     const void *kraw[ATT_KC], *vraw[ATT_KC];
     const float *kr[ATT_KC], *vr[ATT_KC];
-    float s[ATT_KC];
+    float s[ATT_KC], s2[ATT_KC];
     const int n_keys = jb->pos0 + r1; /* keys 0 .. n_keys−1 */
     for (int c0 = 0; c0 < n_keys; c0 += ATT_KC) {
         const int m = n_keys - c0 < ATT_KC ? n_keys - c0 : ATT_KC;
@@ -195,33 +323,27 @@ static void attend_tile(const struct att_job *jb, int kvh, int h0, int nh, int r
         /* score groups past m read a real row; their scores are masked and never used */
         for (int j = m; j < ATT_KC; j++) kr[j] = kr[0];
 
-        for (int a = 0; a < nq; a++) {
-            const int lim = last[a] - c0 + 1 < ATT_KC ? last[a] - c0 + 1 : ATT_KC; /* visible keys */
-            if (lim <= 0) continue; /* the chunk is after this row: nothing of it is visible */
-            const int ng = (lim + 7) / 8 * 8;
-            for (int j = 0; j < ng; j += 8) dot8(s + j, qp[a], kr + j, hd);
-            float cmax = -INFINITY;
-            for (int j = 0; j < lim; j++) {
-                s[j] *= jb->scale;
-                cmax = s[j] > cmax ? s[j] : cmax;
+        /* query vectors two at a time (each K and V load serves both), the odd one alone */
+        for (int a = 0; a < nq;) {
+            const int la = visible(last[a], c0);
+            if (la <= 0) { /* the chunk is after this row: nothing of it is visible */
+                a++;
+                continue;
             }
-            float corr = 1.0f;
-            if (cmax > m_run[a]) {
-                /* first chunk: e^(−inf) = 0 rescales nothing that exists yet */
-                corr = m_run[a] == -INFINITY ? 0.0f : ibex_cpu_expf(m_run[a] - cmax);
-                m_run[a] = cmax;
+            const int lb = a + 1 < nq ? visible(last[a + 1], c0) : 0;
+            if (lb > 0) {
+                const int n4 = ((la > lb ? la : lb) + 3) / 4 * 4;
+                for (int j = 0; j < n4; j += 4) dot2x4(s + j, s2 + j, qp[a], qp[a + 1], kr + j, hd);
+                const float ca = chunk_softmax(s, la, jb->scale, &m_run[a], &s_run[a]);
+                const float cb = chunk_softmax(s2, lb, jb->scale, &m_run[a + 1], &s_run[a + 1]);
+                pv_chunk2(op[a], op[a + 1], ca, cb, s, s2, vr, la, lb, hd);
+                a += 2;
+            } else {
+                for (int j = 0; j < la; j += 8) dot8(s + j, qp[a], kr + j, hd);
+                const float ca = chunk_softmax(s, la, jb->scale, &m_run[a], &s_run[a]);
+                pv_chunk(op[a], ca, s, vr, la, hd);
+                a++;
             }
-            int j = 0;
-#if IBEX_CPU_AVX2
-            const __m256 mv = _mm256_set1_ps(m_run[a]);
-            for (; j + 8 <= lim; j += 8) _mm256_storeu_ps(s + j, ibex_cpu_exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j), mv)));
-#endif
-            for (; j < lim; j++) s[j] = ibex_cpu_expf(s[j] - m_run[a]);
-            for (; j < ATT_KC; j++) s[j] = 0.0f;
-            float csum = 0.0f;
-            for (j = 0; j < ATT_KC; j++) csum += s[j];
-            s_run[a] = s_run[a] * corr + csum;
-            pv_chunk(op[a], corr, s, vr, lim, hd);
         }
     }
     for (int a = 0; a < nq; a++) {
