@@ -223,25 +223,49 @@ static inline int visible(int last, int c0) { return last - c0 + 1 < ATT_KC ? la
  * by (e^(M_old − M_new), 0 on the first chunk) is returned. */
 static float chunk_softmax(float *s, int lim, float scale, float *m_run, float *s_run) {
     float cmax = -INFINITY;
+#if IBEX_CPU_AVX2 && ATT_KC == 32
+    /* four 8-lane slices; lanes at or past lim are masked (−inf for the max, 0 after) */
+    const __m256 sc = _mm256_set1_ps(scale), ninf = _mm256_set1_ps(-INFINITY);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), limv = _mm256_set1_epi32(lim);
+    __m256 v[4], keep[4];
+    __m256 mx = ninf;
+    for (int g = 0; g < 4; g++) {
+        keep[g] = _mm256_castsi256_ps(_mm256_cmpgt_epi32(limv, _mm256_add_epi32(lane, _mm256_set1_epi32(8 * g))));
+        v[g] = _mm256_blendv_ps(ninf, _mm256_mul_ps(_mm256_loadu_ps(s + 8 * g), sc), keep[g]);
+        mx = _mm256_max_ps(mx, v[g]);
+    }
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    cmax = _mm_cvtss_f32(m4); /* max is exact in any order */
+#else
     for (int j = 0; j < lim; j++) {
         s[j] *= scale;
         cmax = s[j] > cmax ? s[j] : cmax;
     }
+#endif
     float corr = 1.0f;
     if (cmax > *m_run) {
         /* first chunk: e^(−inf) = 0 rescales nothing that exists yet */
         corr = *m_run == -INFINITY ? 0.0f : ibex_cpu_expf(*m_run - cmax);
         *m_run = cmax;
     }
-    int j = 0;
-#if IBEX_CPU_AVX2
+    float csum;
+#if IBEX_CPU_AVX2 && ATT_KC == 32
     const __m256 mv = _mm256_set1_ps(*m_run);
-    for (; j + 8 <= lim; j += 8) _mm256_storeu_ps(s + j, ibex_cpu_exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j), mv)));
-#endif
+    for (int g = 0; g < 4; g++) {
+        v[g] = _mm256_and_ps(ibex_cpu_exp8(_mm256_sub_ps(v[g], mv)), keep[g]);
+        _mm256_storeu_ps(s + 8 * g, v[g]);
+    }
+    /* a fixed tree over all 32 lanes (masked ones are exact zeros) */
+    csum = ibex_cpu_hsum8(_mm256_add_ps(_mm256_add_ps(v[0], v[1]), _mm256_add_ps(v[2], v[3])));
+#else
+    int j = 0;
     for (; j < lim; j++) s[j] = ibex_cpu_expf(s[j] - *m_run);
     for (; j < ATT_KC; j++) s[j] = 0.0f;
-    float csum = 0.0f;
+    csum = 0.0f;
     for (j = 0; j < ATT_KC; j++) csum += s[j];
+#endif
     *s_run = *s_run * corr + csum;
     return corr;
 }
@@ -291,7 +315,7 @@ static void attend_tile(const struct att_job *jb, int kvh, int h0, int nh, int r
 
     const void *kraw[ATT_KC], *vraw[ATT_KC];
     const float *kr[ATT_KC], *vr[ATT_KC];
-    float s[ATT_KC], s2[ATT_KC];
+    float s[ATT_KC] = {0}, s2[ATT_KC] = {0}; /* lanes past a vector's keys are read, then masked */
     const int n_keys = jb->pos0 + r1; /* keys 0 .. n_keys−1 */
     for (int c0 = 0; c0 < n_keys; c0 += ATT_KC) {
         const int m = n_keys - c0 < ATT_KC ? n_keys - c0 : ATT_KC;
