@@ -179,6 +179,8 @@ ibex_engine *ibex_engine_new(const ibex_model *m, ibex_backend *be, const ibex_e
         ibex_err_set(err, IBEX_ERR_INVALID, "engine compute and KV no_compute settings disagree");
         return NULL;
     }
+    /* the backend must compute with the cache's element type */
+    if (cfg->compute && ibex_kv_type_check(be, ibex_kv_config_type(&cfg->kv), err)) return NULL;
     ibex_engine *e = calloc(1, sizeof *e);
     if (!e) goto oom;
     e->m = m;

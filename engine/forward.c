@@ -529,7 +529,7 @@ static ibex_status queue_ops(ibex_forward *f, ibex_kv_pool *pool, const ibex_fwd
     const int d = c->dim, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
     const float scale = 1.0f / sqrtf((float)c->head_dim);
     /* the fused ops need device staging (the slots) and, for the matmuls, fused weights */
-    const bool fuse_rope = pinned && be->rope_kv;
+    const bool fuse_rope = pinned && be->rope_kv; /* rope_kv stores rows of the pool's type (kv.type) */
     const bool fuse_add = f->dev && be->matmul_add;
     IBEX_OP(f, IBEX_OP_EMBED, 0, 4.0 * T * d * 2,
             be->embed(be, f->x, f->tok_embd, m->tok_embd.type, f->cur_tok, T, d));
@@ -562,7 +562,7 @@ static ibex_status queue_ops(ibex_forward *f, ibex_kv_pool *pool, const ibex_fwd
             IBEX_OP(f, IBEX_OP_ROPE, 6.0 * T * (qd + kvd) / 2, 8.0 * T * (qd + kvd),
                     be->rope_kv(be, f->q, f->k, f->v, kv.k, kv.v, kv.type, f->d_slots, f->cur_pos, T, c->n_heads, c->n_kv_heads,
                                 c->head_dim, c->rope_dim, c->rope_base));
-            for (int s = 0; s < n_seqs; s++) count_only(f, IBEX_OP_KV_WRITE, 0, 16.0 * seqs[s].n_tokens * kvd);
+            for (int s = 0; s < n_seqs; s++) count_only(f, IBEX_OP_KV_WRITE, 0, (8.0 + 2 * pool->elem_bytes) * seqs[s].n_tokens * kvd);
         } else {
             IBEX_OP(f, IBEX_OP_ROPE, 6.0 * T * (qd + kvd) / 2, 8.0 * T * (qd + kvd), {
                 be->rope(be, f->q, f->cur_pos, T, c->n_heads, c->head_dim, c->rope_dim, c->rope_base);
@@ -578,8 +578,9 @@ static ibex_status queue_ops(ibex_forward *f, ibex_kv_pool *pool, const ibex_fwd
             ibex_kv_view kv = ibex_kv_pool_view(pool, l, f->seq_table[s]);
             kv.contiguous = f->seq_first[s] >= 0;
             kv.first_block = kv.contiguous ? f->seq_first[s] : 0;
+            /* kv_write reads K and V in F32 and stores them at the pool's element size */
             if (!fuse_rope)
-                IBEX_OP(f, IBEX_OP_KV_WRITE, 0, 16.0 * sq->n_tokens * kvd,
+                IBEX_OP(f, IBEX_OP_KV_WRITE, 0, (8.0 + 2 * pool->elem_bytes) * sq->n_tokens * kvd,
                         be->kv_write(be, &kv, f->k + (size_t)off * kvd, f->v + (size_t)off * kvd, sq->n_tokens,
                                      sq->pos0));
             /* Query i sees pos0+i+1 keys: Σ = n·pos0 + n(n+1)/2 query-key pairs; each pair
@@ -591,7 +592,7 @@ static ibex_status queue_ops(ibex_forward *f, ibex_kv_pool *pool, const ibex_fwd
                 continue;
             }
             IBEX_OP(f, IBEX_OP_ATTENTION, 4.0 * pairs * c->n_heads * c->head_dim,
-                    8.0 * keys * kvd + 8.0 * sq->n_tokens * qd,
+                    2.0 * pool->elem_bytes * keys * kvd + 8.0 * sq->n_tokens * qd,
                     be->attention(be, f->att + (size_t)off * qd, f->q + (size_t)off * qd, &kv, sq->n_tokens, sq->pos0,
                                   c->n_heads, scale));
         }

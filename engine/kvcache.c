@@ -236,8 +236,22 @@ void ibex_kv_free(ibex_kv *kv) {
     ibex_free(kv->free_pos);
     ibex_free(kv->mark);
     ibex_free(kv->dirty);
-    ibex_kv_pool_free(kv->pool);
+    if (kv->cfg.spare && !*kv->cfg.spare)
+        *kv->cfg.spare = kv->pool; /* parked for the next ibex_kv_new of the same shape */
+    else
+        ibex_kv_pool_free(kv->pool);
     ibex_free(kv);
+}
+
+ibex_type ibex_kv_config_type(const ibex_kv_config *cfg) {
+    return cfg->dtype == IBEX_TYPE_F32 && cfg->elem_bytes == 2 ? IBEX_TYPE_F16 : cfg->dtype;
+}
+
+bool ibex_kv_config_set_type(ibex_kv_config *cfg, ibex_type t) {
+    if (t != IBEX_TYPE_F32 && t != IBEX_TYPE_F16 && t != IBEX_TYPE_BF16) return false;
+    cfg->dtype = t;
+    cfg->elem_bytes = t == IBEX_TYPE_F32 ? 4 : 2;
+    return true;
 }
 
 ibex_kv *ibex_kv_new(const ibex_model_config *c, const ibex_kv_config *cfg, ibex_err *err) {
@@ -258,8 +272,11 @@ ibex_kv *ibex_kv_new(const ibex_model_config *c, const ibex_kv_config *cfg, ibex
                      (int)cfg->elem_bytes);
         return NULL;
     }
-    if (cfg->elem_bytes == 2 && !cfg->no_compute) {
-        ibex_err_set(err, IBEX_ERR_UNSUPPORTED, "F16 KV cache storage needs no_compute (accounting-only) for now");
+    const ibex_type dtype = ibex_kv_config_type(cfg);
+    if ((dtype != IBEX_TYPE_F32 && dtype != IBEX_TYPE_F16 && dtype != IBEX_TYPE_BF16) ||
+        (dtype == IBEX_TYPE_F32) != (cfg->elem_bytes == 4)) {
+        ibex_err_set(err, IBEX_ERR_INVALID, "KV element type %s and element size %d bytes disagree",
+                     ibex_type_name(dtype), (int)cfg->elem_bytes);
         return NULL;
     }
     if (c->n_layers < 1 || c->n_kv_heads < 1 || c->head_dim < 1) {
@@ -313,7 +330,12 @@ ibex_kv *ibex_kv_new(const ibex_model_config *c, const ibex_kv_config *cfg, ibex
     }
     kv->n_free = kv->n_blocks;
     if (!cfg->no_compute) {
-        kv->pool = ibex_kv_pool_new_on(c, kv->n_blocks, kv->bs, cfg->be, err);
+        if (cfg->spare && ibex_kv_pool_fits(*cfg->spare, c, kv->n_blocks, kv->bs, dtype, cfg->be)) {
+            kv->pool = *cfg->spare; /* stale contents are never read: see kv.h */
+            *cfg->spare = NULL;
+        } else {
+            kv->pool = ibex_kv_pool_new_typed(c, kv->n_blocks, kv->bs, dtype, cfg->be, err);
+        }
         if (!kv->pool) {
             ibex_err_prefix(err, "KV cache (%s, %lld blocks of %d tokens)", ibex_kv_policy_name(cfg->policy),
                             (long long)n_blocks, (int)cfg->block_size);

@@ -37,12 +37,28 @@ typedef struct ibex_kv_config {
     ibex_kv_policy policy;
     int64_t budget_bytes; /* the pool: floor(budget / block bytes) blocks */
     int32_t block_size;   /* tokens per block, 1..256 (default 16); contiguous reserves in blocks too */
-    int32_t elem_bytes;   /* bytes per K or V element for accounting: 4 (F32) or 2 (F16) */
+    int32_t elem_bytes;   /* bytes per K or V element: 4 (F32) or 2 (F16, BF16) */
+    ibex_type dtype;      /* element type of the pool: F32 (the zero value), F16 or BF16. With
+                             dtype F32 and elem_bytes 2 the type is F16 (what elem_bytes 2
+                             always meant); use ibex_kv_config_set_type to set both */
     bool no_compute;      /* accounting only: allocate no pool memory */
     bool reserve_prompt;  /* paged, read by the engine: take every prompt's blocks at admission
                              (default false: blocks are taken per prefill chunk as it is computed) */
     ibex_backend *be;     /* where the pool lives: NULL or a host backend = host memory */
+    /* (optional) a slot the caller owns that carries one pool from an ibex_kv_free to the
+     * next ibex_kv_new (repetitions of one benchmark point): ibex_kv_new takes the pool
+     * from *spare when it fits exactly (shape, type, backend) instead of allocating,
+     * and ibex_kv_free parks its pool there when the slot is empty. The caller frees
+     * what is left with ibex_kv_pool_free. Sound because nothing reads a pool slot
+     * before writing it (kv.h). */
+    ibex_kv_pool **spare;
 } ibex_kv_config;
+
+/* The element type cfg describes (see dtype). */
+ibex_type ibex_kv_config_type(const ibex_kv_config *cfg);
+/* Sets dtype and elem_bytes for t (F32, F16, BF16). Returns false, changing nothing, for
+ * any other type. */
+bool ibex_kv_config_set_type(ibex_kv_config *cfg, ibex_type t);
 
 /* Exact counters (bytes are tokens · kv bytes per token, or blocks · block bytes). */
 typedef struct ibex_kv_stats {

@@ -23,8 +23,7 @@ static void usage(FILE *f) {
             "      --kv POLICY          none | contiguous | paged (default paged)\n"
             "      --block-size N       tokens per KV block, 1..256 (default 16)\n"
             "      --kv-budget SIZE     KV pool size, e.g. 512MiB, 80GiB (default 512MiB)\n"
-            "      --kv-dtype TYPE      f32 | f16 (f16 only with --no-compute for now; default f32, or f16\n"
-            "                           with --no-compute)\n"
+            "      --kv-dtype TYPE      f16 (default, as llama.cpp and vLLM) | bf16 | f32\n"
             "      --max-seq-len N      contiguous reservation per request (default prompt + max new)\n"
             "      --scheduler S        static | continuous (default continuous)\n"
             "  -B, --batch N            most sequences running at once (default 32)\n"
@@ -65,11 +64,11 @@ static bool parse_range(const char *opt, const char *s, int64_t *lo, int64_t *hi
 int ibex_cmd_batch(int argc, char **argv) {
     const char *model_src = "synthetic:small";
     int64_t n_req = 64, plo = 32, phi = 512, olo = 16, ohi = 256, seed = 1, threads = 0, v;
-    bool kv_dtype_set = false;
     const char *backend = "cpu";
     ibex_engine_config cfg = ibex_engine_default_config();
     cfg.kv.policy = IBEX_KV_PAGED;
     cfg.kv.budget_bytes = 512ll << 20;
+    ibex_kv_config_set_type(&cfg.kv, IBEX_TYPE_F16); /* the default cache type (llama.cpp, vLLM) */
     cfg.max_batch = 32;
     static const char *const opts[] = {"--model", "--requests", "--prompt-len", "--output-len", "--seed", "--kv",
                                        "--block-size", "--kv-budget", "--kv-dtype", "--max-seq-len", "--scheduler",
@@ -106,16 +105,13 @@ int ibex_cmd_batch(int argc, char **argv) {
         } else if (!strcmp(a, "--kv-budget")) {
             if (!ibex_cli_size("batch", a, val, &cfg.kv.budget_bytes)) return 2;
             i++;
-        } else if (!strcmp(a, "--kv-dtype") && val) {
-            if (!strcmp(val, "f32") || !strcmp(val, "F32"))
-                cfg.kv.elem_bytes = 4;
-            else if (!strcmp(val, "f16") || !strcmp(val, "F16"))
-                cfg.kv.elem_bytes = 2;
-            else {
-                fprintf(stderr, "ibex batch: --kv-dtype: '%s' is not f32 or f16\n", val);
+        } else if ((!strcmp(a, "--kv-dtype") || !strcmp(a, "-ctk")) && val) {
+            ibex_type t;
+            if (!ibex_kv_type_from_name(val, &t)) {
+                fprintf(stderr, "ibex batch: %s: '%s' is not f32, f16 or bf16\n", a, val);
                 return 2;
             }
-            kv_dtype_set = true, i++;
+            ibex_kv_config_set_type(&cfg.kv, t), i++;
         } else if (!strcmp(a, "--max-seq-len")) {
             if (!ibex_cli_int("batch", a, val, 1, 1 << 24, &v)) return 2;
             cfg.max_seq_len = (int32_t)v, i++;
@@ -151,7 +147,6 @@ int ibex_cmd_batch(int argc, char **argv) {
 #undef IBEX_IS
     }
     cfg.kv.no_compute = !cfg.compute;
-    if (!cfg.compute && !kv_dtype_set) cfg.kv.elem_bytes = 2;
 
     int rc = 1;
     ibex_err err = {0};
@@ -220,7 +215,7 @@ int ibex_cmd_batch(int argc, char **argv) {
     printf("ibex batch: %s, %lld requests, prompt %lld:%lld, output %lld:%lld, seed %lld\n", model_src,
            (long long)n_req, (long long)plo, (long long)phi, (long long)olo, (long long)ohi, (long long)seed);
     printf("kv %s (block %d, %s elements), budget %s = %d blocks; scheduler %s, batch %d, step tokens %d%s\n",
-           ibex_kv_policy_name(cfg.kv.policy), cfg.kv.block_size, cfg.kv.elem_bytes == 2 ? "F16" : "F32",
+           ibex_kv_policy_name(cfg.kv.policy), cfg.kv.block_size, ibex_type_name(ibex_kv_config_type(&cfg.kv)),
            ibex_cli_bytes(ks.bytes_pool, b1, sizeof b1), ks.n_blocks, ibex_sched_policy_name(cfg.sched),
            cfg.max_batch, cfg.max_step_tokens, cfg.compute ? "" : "; accounting only (no compute)");
     printf("| metric | value |\n|---|---|\n");

@@ -35,6 +35,7 @@ static void usage(FILE *f) {
             "  -c, --concurrency LIST  concurrent requests per test, all arriving at once (default 1)\n"
             "      --kv LIST           KV policy none,contiguous,paged (default contiguous)\n"
             "  -t, --threads LIST      threads (default 0 = all cores; the table shows the resolved count)\n"
+            "  -ctk, --kv-dtype LIST   KV cache element type f16,bf16,f32 (default f16, as llama-bench)\n"
             "      --dtype LIST        synthetic weights f32,f16,bf16 (default f16)\n"
             "  -r, --repetitions N     timed repetitions (default 5)\n"
             "      --no-warmup         no warm-up run before the repetitions (default: one)\n"
@@ -132,7 +133,7 @@ too_many:
 
 /* ---------------------------------------------------------------- tests */
 
-enum { L_MODEL, L_PROMPT, L_GEN, L_DEPTH, L_CONC, L_KV, L_THREADS, L_DTYPE, L_COUNT };
+enum { L_MODEL, L_PROMPT, L_GEN, L_DEPTH, L_CONC, L_KV, L_THREADS, L_DTYPE, L_KVT, L_COUNT };
 #define MAXV 64
 #define MAX_PG 16
 
@@ -348,7 +349,7 @@ static void print_rows(FILE *f, const char *fmt, json_t *rows, const bench_test 
 int ibex_cmd_bench(int argc, char **argv) {
     static char vals[L_COUNT][MAXV][128];
     int nv[L_COUNT] = {0};
-    const char *defaults[L_COUNT] = {"synthetic:small", "512", "128", "0", "1", "contiguous", "0", "f16"};
+    const char *defaults[L_COUNT] = {"synthetic:small", "512", "128", "0", "1", "contiguous", "0", "f16", "f16"};
     long pg[MAX_PG][2];
     int npg = 0;
     const char *fmt = "md", *out = NULL;
@@ -383,6 +384,8 @@ int ibex_cmd_bench(int argc, char **argv) {
             k = L_THREADS;
         } else if (!strcmp(a, "--dtype")) {
             k = L_DTYPE;
+        } else if (!strcmp(a, "-ctk") || !strcmp(a, "--cache-type-k") || !strcmp(a, "--kv-dtype")) {
+            k = L_KVT; /* llama-bench's -ctk: K and V share the type here */
         } else if (!strcmp(a, "-pg")) {
             char two[2][128];
             int m = ibex_bench_expand_list(a, v, true, two, 2, why, sizeof why);
@@ -423,14 +426,14 @@ int ibex_cmd_bench(int argc, char **argv) {
             continue;
         } else {
             static const char *const opts[] = {"--model", "--n-prompt", "--n-gen", "--n-depth", "--concurrency", "--kv",
-                                               "--threads", "--dtype", "--repetitions", "--no-warmup", "--progress",
+                                               "--threads", "--dtype", "--kv-dtype", "--cache-type-k", "--repetitions", "--no-warmup", "--progress",
                                                "--output", "--out", "--help", NULL};
             const char *s = a[0] == '-' ? ibex_cli_suggest(a, opts) : NULL;
             fprintf(stderr, "ibex bench: unknown option or missing value '%s'%s%s%s\n", a, s ? " (did you mean '" : "",
                     s ? s : "", s ? "'?)" : "");
             return 2;
         }
-        bool numeric = k != L_MODEL && k != L_KV && k != L_DTYPE;
+        bool numeric = k != L_MODEL && k != L_KV && k != L_DTYPE && k != L_KVT;
         if ((nv[k] = ibex_bench_expand_list(a, v, numeric, vals[k], MAXV, why, sizeof why)) < 0) {
             fprintf(stderr, "ibex bench: %s\n", why);
             return 2;
@@ -482,9 +485,9 @@ int ibex_cmd_bench(int argc, char **argv) {
         fprintf(stderr, "ibex bench: %lld tests is too many (10000 at most)\n", (long long)total);
         return 2;
     }
-    static const int conf_lists[] = {L_MODEL, L_DTYPE, L_THREADS, L_KV, L_CONC};
+    static const int conf_lists[] = {L_MODEL, L_DTYPE, L_THREADS, L_KV, L_KVT, L_CONC};
     const int n_conf = sizeof conf_lists / sizeof *conf_lists;
-    static const char *conf_keys[] = {"model", "weights", "threads", "kv.policy", "batch"};
+    static const char *conf_keys[] = {"model", "weights", "threads", "kv.policy", "kv.dtype", "batch"};
     ibex_scenario *s = calloc(1, sizeof *s);
     bench_test *tests = calloc((size_t)total, sizeof *tests);
     if (!s || !tests) {
@@ -534,7 +537,7 @@ int ibex_cmd_bench(int argc, char **argv) {
                                {"workload.prompt_tokens", ps}, {"workload.output_tokens", gs}, {"kv.budget", "1GiB"}};
         for (size_t j = 0; j < sizeof kv / sizeof kv[0]; j++)
             if (ibex_point_set(p, kv[j][0], kv[j][1], NULL, &err)) goto bad;
-        static const char *opt_names[] = {"-m", "--dtype", "-t", "--kv", "-c"};
+        static const char *opt_names[] = {"-m", "--dtype", "-t", "--kv", "-ctk", "-c"};
         for (int c = 0; c < n_conf; c++)
             if (ibex_point_set(p, conf_keys[c], vals[conf_lists[c]][idx[c]], opt_names[c], &err)) goto bad;
         /* The KV pool holds exactly the test's requests for a synthetic model (instead

@@ -83,7 +83,8 @@ static void usage(FILE *f) {
             "KV cache:\n"
             "      --kv POLICY        contiguous (default) | paged | none\n"
             "      --block-size N     tokens per KV block (default 16)\n"
-            "      --kv-budget SIZE   KV pool (default: exactly what the request needs)\n");
+            "      --kv-budget SIZE   KV pool (default: exactly what the request needs)\n"
+            "  -ctk, --kv-dtype T     KV cache element type: f16 (default, as llama.cpp), bf16, f32\n");
 }
 
 
@@ -112,16 +113,17 @@ static void print_tokens(const ibex_model *m, FILE *f, bool ids, const int32_t *
 static int run_engine(const ibex_model *m, ibex_backend *be, const int32_t *toks, int32_t n_prompt,
                       const ibex_request_params *rq, ibex_kv_policy policy, int32_t block_size, int64_t budget,
                       int32_t ubatch, bool ids, bool warmup, const char *beams_out, const char *model_src,
-                      double t_load, int threads) {
+                      double t_load, int threads, ibex_type kv_type) {
     const ibex_model_config *c = &m->cfg;
     int32_t width = rq->decoding == IBEX_DECODE_BEAM ? rq->beam_width : rq->n;
-    int64_t per_tok = ibex_model_kv_bytes_per_token(c, 4);
+    int64_t per_tok = ibex_model_kv_bytes_per_token(c, kv_type == IBEX_TYPE_F32 ? 4 : 2);
     int32_t total = n_prompt + rq->max_new_tokens;
     if (budget == 0) /* every sequence's whole history in whole blocks plus a spare for CoW, twice over
                         for width > 1: beams fork children before their parents are released */
         budget = (int64_t)width * (width > 1 ? 2 : 1) * ((total + block_size - 1) / block_size + 1) * block_size * per_tok;
     ibex_engine_config cfg = ibex_engine_default_config();
-    cfg.kv = (ibex_kv_config){.policy = policy, .budget_bytes = budget, .block_size = block_size, .elem_bytes = 4};
+    cfg.kv = (ibex_kv_config){.policy = policy, .budget_bytes = budget, .block_size = block_size};
+    ibex_kv_config_set_type(&cfg.kv, kv_type);
     cfg.max_batch = 1;
     cfg.max_step_tokens = ubatch > width ? ubatch : width;
     ibex_err err = {0};
@@ -225,8 +227,8 @@ static int run_engine(const ibex_model *m, ibex_backend *be, const int32_t *toks
         double wall = t_last;
         fprintf(stderr, "\nibex: %s (%s weights) on %s, threads: %s; load %.2f s\n", model_src,
                 ibex_type_name(m->wtype), be->name, th, t_load);
-        fprintf(stderr, "decoding %s, %d sequence%s; KV %s (block %d)\n", dec, width, width > 1 ? "s" : "",
-                ibex_kv_policy_name(policy), block_size);
+        fprintf(stderr, "decoding %s, %d sequence%s; KV %s (block %d, %s)\n", dec, width, width > 1 ? "s" : "",
+                ibex_kv_policy_name(policy), block_size, ibex_kv_type_name(kv_type));
         fprintf(stderr, "prefill: %6d tokens in %9.2f ms = %9.2f tokens/s\n", n_prompt, t_prefill * 1e3,
                 n_prompt / (t_prefill > 0 ? t_prefill : 1e-9));
         if (decode_steps > 0)
@@ -274,6 +276,7 @@ int ibex_cmd_generate(int argc, char **argv) {
     ibex_kv_policy kv_policy = IBEX_KV_CONTIGUOUS;
     int32_t block_size = 16;
     int64_t kv_budget = 0;
+    ibex_type kv_type = IBEX_TYPE_F16; /* llama.cpp's and vLLM's default cache type */
     bool temp_set = false, beam_set = false;
     const char *decoding = "greedy";
     const char *backend = "cpu";
@@ -282,7 +285,7 @@ int ibex_cmd_generate(int argc, char **argv) {
                                        "--ids", "--ignore-eos", "--no-warmup", "--logits-out", "--dtype", "--weight-seed", "--help",
                                        "--decoding", "--temperature", "--top-k", "--top-p", "--min-p",
                                        "--repeat-penalty", "--seed", "--n", "--beam-width", "--length-penalty",
-                                       "--early-stopping", "--beams-out", "--kv", "--block-size", "--kv-budget", "--backend", NULL};
+                                       "--early-stopping", "--beams-out", "--kv", "--block-size", "--kv-budget", "--backend", "--kv-dtype", NULL};
     double f;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -374,13 +377,20 @@ int ibex_cmd_generate(int argc, char **argv) {
         } else if (!strcmp(a, "--block-size")) {
             if (!ibex_cli_int("generate", a, val, 1, 256, &v)) return 2;
             block_size = (int32_t)v, i++;
+        } else if ((!strcmp(a, "--kv-dtype") || !strcmp(a, "-ctk")) && val) {
+            if (!ibex_kv_type_from_name(val, &kv_type)) {
+                fprintf(stderr, "ibex generate: %s: '%s' is not f32, f16 or bf16\n", a, val);
+                return 2;
+            }
+            i++;
         } else if (!strcmp(a, "--kv-budget")) {
             if (!ibex_cli_size("generate", a, val, &kv_budget)) return 2;
             i++;
         } else {
             const char *s = a[0] == '-' ? ibex_cli_suggest(a, opts) : NULL;
             if (a[0] == '-' && !val && (IBEX_IS("-m", "--model") || IBEX_IS("-p", "--prompt") ||
-                                      !strcmp(a, "--prompt-ids") || !strcmp(a, "--logits-out") || !strcmp(a, "--dtype")))
+                                      !strcmp(a, "--prompt-ids") || !strcmp(a, "--logits-out") || !strcmp(a, "--dtype") ||
+                                      !strcmp(a, "--kv-dtype") || !strcmp(a, "-ctk")))
                 fprintf(stderr, "ibex generate: %s needs a value\n", a);
             else
                 fprintf(stderr, "ibex generate: unknown option '%s'%s%s%s\n", a, s ? " (did you mean '" : "", s ? s : "",
@@ -488,7 +498,7 @@ int ibex_cmd_generate(int argc, char **argv) {
     }
     if (!logits_path) {
         rc = run_engine(m, be, toks, n_prompt, &rq, kv_policy, block_size, kv_budget, (int32_t)ubatch, ids, warmup,
-                        beams_out, model_src, t_load, (int)threads);
+                        beams_out, model_src, t_load, (int)threads, kv_type);
         goto out;
     }
     if (rq.decoding != IBEX_DECODE_SAMPLE || rq.n != 1 || rq.sampling.temperature > 0) {
@@ -499,7 +509,8 @@ int ibex_cmd_generate(int argc, char **argv) {
     int32_t table[1] = {0};
     int32_t chunk = (int32_t)(ubatch < n_prompt ? ubatch : n_prompt);
     logits = malloc((size_t)c->vocab_size * sizeof *logits);
-    if (!be || !logits || !(pool = ibex_kv_pool_new_on(c, 1, cap, be, &err)) || !(fwd = ibex_forward_new(m, be, chunk, &err))) {
+    if (!be || !logits || ibex_kv_type_check(be, kv_type, &err) ||
+        !(pool = ibex_kv_pool_new_typed(c, 1, cap, kv_type, be, &err)) || !(fwd = ibex_forward_new(m, be, chunk, &err))) {
         fprintf(stderr, "ibex generate: %s\n", err.msg[0] ? err.msg : "out of memory");
         goto out;
     }

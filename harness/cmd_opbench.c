@@ -25,6 +25,7 @@
 
 #include "engine/alloc.h"
 #include "engine/backends.h"
+#include "engine/kv.h"
 #include "harness/cli.h"
 #include "kernels/dtype.h"
 
@@ -38,6 +39,7 @@ static void usage(FILE *f) {
             "      --kv-heads N       KV heads (default 8)\n"
             "      --head-dim N       (default 128)\n"
             "      --block-size N     paged block size in tokens (default 16)\n"
+            "      --kv-dtype LIST    attention: KV cache types f16,bf16,f32 (default f16)\n"
             "      --dim N            matmul: model dimension (default 4096)\n"
             "      --ffn N            matmul: feed-forward dimension (default 11008)\n"
             "      --tokens LIST      matmul: tokens per call (default 1)\n"
@@ -152,25 +154,31 @@ static void attn_call(bench *b, void *p) {
     b->be->attention(b->be, a->out, a->q, &a->view, 1, a->ctx - 1, a->heads, a->scale);
 }
 
-static ibex_status bench_attention(bench *b, const int32_t *ctxs, int n_ctx, int heads, int kv_heads, int hd, int bs,
-                                   ibex_err *err) {
+/* Decode attention over a cache of element type kvt (F32, F16, BF16): bytes are the K and
+ * V rows read, ctx · 2 · kv_heads · head_dim · element size, so GB/s is the cache's read
+ * rate. */
+static ibex_status bench_attention_t(bench *b, const int32_t *ctxs, int n_ctx, int heads, int kv_heads, int hd, int bs,
+                                     ibex_type kvt, ibex_err *err) {
     ibex_status st = IBEX_OK;
     static const ibex_attn_impl impls[] = {IBEX_ATTN_MATERIALIZED, IBEX_ATTN_PAGED, IBEX_ATTN_SPLIT_K};
     const int n_impl = b->be->set_attention ? 3 : 1;
+    const size_t esz = kvt == IBEX_TYPE_F32 ? 4 : 2;
+    const char *tn = ibex_kv_type_name(kvt);
     for (int c = 0; c < n_ctx && !st; c++) {
         const int ctx = ctxs[c], nb = (ctx + bs - 1) / bs;
         const size_t kvd = (size_t)kv_heads * hd, pool = (size_t)nb * bs * kvd;
         attn_ctx a = {.ctx = ctx, .heads = heads, .scale = 1.0f / sqrtf((float)hd)};
         float *h = malloc(pool * sizeof *h);
+        void *hc = malloc(pool * esz);
         int32_t *perm = malloc((size_t)nb * sizeof *perm), *run = malloc((size_t)nb * sizeof *run);
-        if (!h || !perm || !run) st = ibex_err_set(err, IBEX_ERR_NOMEM, "out of memory");
-        if (!st && (!(a.k = bmalloc(b, pool * 4, err)) || !(a.v = bmalloc(b, pool * 4, err)) ||
+        if (!h || !hc || !perm || !run) st = ibex_err_set(err, IBEX_ERR_NOMEM, "out of memory");
+        if (!st && (!(a.k = bmalloc(b, pool * esz, err)) || !(a.v = bmalloc(b, pool * esz, err)) ||
                     !(a.q = bmalloc(b, (size_t)heads * hd * 4, err)) || !(a.out = bmalloc(b, (size_t)heads * hd * 4, err)) ||
                     !(a.table = bmalloc(b, (size_t)nb * 2 * sizeof(int32_t), err))))
             st = err->status;
-        if (!st) {
-            fill(h, pool, 11), st = bput(b, a.k, h, pool * 4, err);
-            if (!st) fill(h, pool, 22), st = bput(b, a.v, h, pool * 4, err);
+        if (!st) { /* K and V rounded to the cache type as kv_write would store them */
+            fill(h, pool, 11), ibex_row_from_f32(hc, h, kvt, (int64_t)pool), st = bput(b, a.k, hc, pool * esz, err);
+            if (!st) fill(h, pool, 22), ibex_row_from_f32(hc, h, kvt, (int64_t)pool), st = bput(b, a.v, hc, pool * esz, err);
             if (!st) fill(h, (size_t)heads * hd, 33), st = bput(b, a.q, h, (size_t)heads * hd * 4, err);
         }
         if (!st) { /* table 0: the run 0..nb−1; table 1: a seeded shuffle of it */
@@ -183,30 +191,51 @@ static ibex_status bench_attention(bench *b, const int32_t *ctxs, int n_ctx, int
             }
             if (!(st = bput(b, a.table, run, (size_t)nb * 4, err))) st = bput(b, a.table + nb, perm, (size_t)nb * 4, err);
         }
-        const double kv_bytes = 2.0 * ctx * kvd * 4, flops = 4.0 * ctx * heads * hd;
+        const double kv_bytes = 2.0 * ctx * kvd * esz, flops = 4.0 * ctx * heads * hd;
         for (int layout = 0; layout < 2 && !st; layout++) {
             a.view = (ibex_kv_view){.k = a.k, .v = a.v, .block_table = a.table + (layout ? nb : 0), .block_size = bs,
                                     .n_kv_heads = kv_heads, .head_dim = hd, .contiguous = layout == 0,
-                                    .first_block = 0};
+                                    .first_block = 0, .type = kvt};
             for (int im = 0; im < n_impl && !st; im++) {
                 if (b->be->set_attention && (st = b->be->set_attention(b->be, impls[im], err))) break;
                 double med = 0, lo = 0, hi = 0;
-                fprintf(stderr, "\r\033[Kattention ctx %d %s %s", ctx, layout ? "paged" : "contiguous",
+                fprintf(stderr, "\r\033[Kattention ctx %d %s %s %s", ctx, tn, layout ? "paged" : "contiguous",
                         n_impl > 1 ? ibex_attn_impl_name(impls[im]) : b->be->name);
                 if ((st = time_op(b, attn_call, &a, &med, &lo, &hi, err))) break;
                 char var[96];
-                snprintf(var, sizeof var, "ctx=%d %s %s", ctx, layout ? "paged" : "contiguous",
+                snprintf(var, sizeof var, "ctx=%d kv=%s %s %s", ctx, tn, layout ? "paged" : "contiguous",
                          n_impl > 1 ? ibex_attn_impl_name(impls[im]) : b->be->name);
                 add_row(b, "attention", var, med, lo, hi, kv_bytes, flops,
-                        json_pack("{s:i,s:s,s:s}", "ctx", ctx, "layout", layout ? "paged" : "contiguous", "kernel",
-                                  n_impl > 1 ? ibex_attn_impl_name(impls[im]) : b->be->name));
+                        json_pack("{s:i,s:s,s:s,s:s}", "ctx", ctx, "layout", layout ? "paged" : "contiguous", "kernel",
+                                  n_impl > 1 ? ibex_attn_impl_name(impls[im]) : b->be->name, "kv_dtype", tn));
             }
         }
         if (b->be->set_attention) b->be->set_attention(b->be, IBEX_ATTN_AUTO, NULL);
         bfree(b, a.k), bfree(b, a.v), bfree(b, a.q), bfree(b, a.out), bfree(b, a.table);
-        free(h), free(perm), free(run);
+        free(h), free(hc), free(perm), free(run);
     }
     fprintf(stderr, "\r\033[K");
+    return st;
+}
+
+/* Every KV type of the comma-separated list kvts the backend computes with (the others
+ * are named on stderr and left out). */
+static ibex_status bench_attention(bench *b, const int32_t *ctxs, int n_ctx, int heads, int kv_heads, int hd, int bs,
+                                   const char *kvts, ibex_err *err) {
+    ibex_status st = IBEX_OK;
+    for (const char *p = kvts; *p && !st;) {
+        const size_t n = strcspn(p, ",");
+        char name[16];
+        snprintf(name, sizeof name, "%.*s", (int)(n < sizeof name ? n : sizeof name - 1), p);
+        ibex_type t = IBEX_TYPE_F32;
+        ibex_kv_type_from_name(name, &t); /* checked when the options were read */
+        ibex_err why = {0};
+        if (ibex_kv_type_check(b->be, t, &why))
+            fprintf(stderr, "ibex opbench: attention: %s: left out\n", why.msg);
+        else
+            st = bench_attention_t(b, ctxs, n_ctx, heads, kv_heads, hd, bs, t, err);
+        p += n + (p[n] == ',');
+    }
     return st;
 }
 
@@ -320,11 +349,11 @@ static bool has(const char *list, const char *word) {
 
 int ibex_cmd_opbench(int argc, char **argv) {
     const char *backend = "auto", *ops = "attention,matmul,copy", *dtype = "f16";
-    const char *ctx_list = "1024,4096,16384", *tok_list = "1";
+    const char *ctx_list = "1024,4096,16384", *tok_list = "1", *kv_dtypes = "f16";
     int64_t heads = 32, kv_heads = 8, hd = 128, bs = 16, dim = 4096, ffn = 11008, reps = 7, threads = 0, copy_bytes = 0;
     bool json_out = false;
     static const char *const opts[] = {"--backend", "--op", "--ctx", "--heads", "--kv-heads", "--head-dim",
-                                       "--block-size", "--dim", "--ffn", "--tokens", "--dtype", "--copy-bytes",
+                                       "--block-size", "--dim", "--ffn", "--tokens", "--dtype", "--kv-dtype", "--copy-bytes",
                                        "--repetitions", "--threads", "--json", "--help", NULL};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -357,6 +386,8 @@ int ibex_cmd_opbench(int argc, char **argv) {
             tok_list = v, i++;
         } else if (!strcmp(a, "--dtype") && v) {
             dtype = v, i++;
+        } else if ((!strcmp(a, "--kv-dtype") || !strcmp(a, "-ctk")) && v) {
+            kv_dtypes = v, i++;
         } else if (!strcmp(a, "--copy-bytes")) {
             if (!ibex_cli_size("opbench", a, v, &copy_bytes)) return 2;
             i++;
@@ -380,6 +411,17 @@ int ibex_cmd_opbench(int argc, char **argv) {
         fprintf(stderr, "ibex opbench: --heads %lld is not a multiple of --kv-heads %lld\n", (long long)heads,
                 (long long)kv_heads);
         return 2;
+    }
+    for (const char *p = kv_dtypes; *p;) {
+        const size_t n = strcspn(p, ",");
+        char name[16];
+        ibex_type kt;
+        snprintf(name, sizeof name, "%.*s", (int)(n < sizeof name ? n : sizeof name - 1), p);
+        if (n >= sizeof name || !ibex_kv_type_from_name(name, &kt)) {
+            fprintf(stderr, "ibex opbench: --kv-dtype: unknown type '%.*s' (expected f16, bf16, f32)\n", (int)n, p);
+            return 2;
+        }
+        p += n + (p[n] == ',');
     }
     ibex_type t;
     if (!ibex_type_from_name(dtype, &t) || !ibex_type_traits_get(t)->compute) {
@@ -419,7 +461,7 @@ int ibex_cmd_opbench(int argc, char **argv) {
     ibex_status st = IBEX_OK;
     if (has(ops, "copy")) st = bench_copy(&b, copy_bytes, &err);
     if (!st && has(ops, "attention"))
-        st = bench_attention(&b, ctxs, n_ctx, (int)heads, (int)kv_heads, (int)hd, (int)bs, &err);
+        st = bench_attention(&b, ctxs, n_ctx, (int)heads, (int)kv_heads, (int)hd, (int)bs, kv_dtypes, &err);
     if (!st && has(ops, "matmul")) st = bench_matmul(&b, (int)dim, (int)ffn, toks, n_tok, t, &err);
     if (st) fprintf(stderr, "ibex opbench: %s\n", err.msg);
 

@@ -493,10 +493,15 @@ static void op_delta(ibex_op_stats *acc, const ibex_op_stats *before, const ibex
 }
 
 static ibex_status run_rep(const ibex_point *pt, const ibex_model *m, ibex_backend *be, workload *w,
-                           volatile sig_atomic_t *interrupted, instr *in, rep_result *rr, ibex_err *err) {
+                           volatile sig_atomic_t *interrupted, instr *in, rep_result *rr, ibex_kv_pool **kv_spare,
+                           ibex_err *err) {
     tracer *tr = in->tr;
     memset(rr, 0, sizeof *rr);
-    ibex_engine *e = ibex_engine_new(m, be, &pt->engine, err);
+    /* the repetitions of a point share one KV pool (no fresh allocation and first-touch
+     * faults per repetition; nothing reads a slot before writing it) */
+    ibex_engine_config ec = pt->engine;
+    ec.kv.spare = kv_spare;
+    ibex_engine *e = ibex_engine_new(m, be, &ec, err);
     if (!e) return err->status;
     ibex_forward *fwd = ibex_engine_forward(e);
     /* instruments: cupti without a running tracer falls back to per-op timers */
@@ -795,7 +800,7 @@ static json_t *params_json(const ibex_point *p) {
     json_object_set_new(o, "kv.policy", json_string(ibex_kv_policy_name(p->engine.kv.policy)));
     json_object_set_new(o, "kv.block_size", json_integer(p->engine.kv.block_size));
     json_object_set_new(o, "kv.budget", json_integer(p->engine.kv.budget_bytes));
-    json_object_set_new(o, "kv.dtype", json_string(p->engine.kv.elem_bytes == 2 ? "f16" : "f32"));
+    json_object_set_new(o, "kv.dtype", json_string(ibex_kv_type_name(ibex_kv_config_type(&p->engine.kv))));
     json_object_set_new(o, "kv.max_seq_len", json_integer(p->engine.max_seq_len));
     json_object_set_new(o, "scheduler", json_string(ibex_sched_policy_name(p->engine.sched)));
     json_object_set_new(o, "batch", json_integer(p->engine.max_batch));
@@ -1062,6 +1067,7 @@ static ibex_model *get_model(model_cache *mc, const ibex_point *pt, ibex_err *er
 static json_t *run_point(const ibex_scenario *s, int32_t idx, model_cache *mc, const ibex_run_opts *o,
                          json_t *trace_events, run_globals *gx) {
     const ibex_point *pt = &s->points[idx];
+    ibex_kv_pool *kv_spare = NULL; /* the KV pool the repetitions pass on (run_rep) */
     json_t *P = json_object();
     json_object_set_new(P, "index", json_integer(idx));
     char label[1024] = "";
@@ -1183,7 +1189,7 @@ static json_t *run_point(const ibex_scenario *s, int32_t idx, model_cache *mc, c
             ibex_cupti_flush(gx->cupti, &ce);
             ibex_cupti_clear(gx->cupti);
         }
-        ibex_status st = run_rep(pt, m, be, &w, o->interrupted, &in, &rr, &err);
+        ibex_status st = run_rep(pt, m, be, &w, o->interrupted, &in, &rr, &kv_spare, &err);
         if (trace_this) tr.origin = gx->run_t0_ns - tr.t0;
         if (cupti_this && !st && !rr.interrupted) gpu_activity(gx->cupti, be, &rr, P, trace_this ? &tr : NULL,
                                                               idx, trace_events);
@@ -1440,6 +1446,7 @@ fail_reps:
 fail:
     status = "error";
 done:
+    ibex_kv_pool_free(kv_spare);
     json_object_set_new(P, "status", json_string(status));
     json_object_set_new(P, "error", err.msg[0] && !strcmp(status, "error") ? json_string(err.msg) : json_null());
     json_object_set_new(P, "repetitions", reps);

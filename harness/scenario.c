@@ -369,6 +369,8 @@ ibex_point ibex_point_default(void) {
     p.weights = IBEX_TYPE_F16;
     p.quality_ctx = 128;
     p.engine = ibex_engine_default_config();
+    /* kv.dtype f16 unless set: the cache type llama.cpp and vLLM default to */
+    ibex_kv_config_set_type(&p.engine.kv, IBEX_TYPE_F16);
     p.request = ibex_request_default_params();
     p.requests = 8;
     p.prompt_tokens = (ibex_dist){.kind = IBEX_DIST_FIXED, .value = 128, .min = 128, .max = 128};
@@ -489,9 +491,10 @@ ibex_status ibex_point_set(ibex_point *p, const char *key, const char *value, co
     } else if (strcmp(k, "kv.budget") == 0) {
         if (!parse_size(value, &p->engine.kv.budget_bytes, why, sizeof why)) SCN_FAIL();
     } else if (strcmp(k, "kv.dtype") == 0) {
-        static const char *const names[] = {"f32", "f16", NULL};
-        if ((e = parse_enum(value, names, why, sizeof why)) < 0) SCN_FAIL();
-        p->engine.kv.elem_bytes = e == 0 ? 4 : 2;
+        static const char *const names[] = {"f32", "f16", "bf16", NULL};
+        ibex_type t;
+        if (parse_enum(value, names, why, sizeof why) < 0 || !ibex_kv_type_from_name(value, &t)) SCN_FAIL();
+        ibex_kv_config_set_type(&p->engine.kv, t);
     } else if (strcmp(k, "kv.max_seq_len") == 0) {
         if (!parse_i32(value, 0, INT32_MAX, &p->engine.max_seq_len, why, sizeof why)) SCN_FAIL();
     } else if (strcmp(k, "scheduler") == 0) {

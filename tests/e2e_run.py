@@ -343,8 +343,19 @@ def part_instruments():
         rows = json.loads(r.stdout)["rows"]
         att = [x for x in rows if x["op"] == "attention"]
         check(len(att) == 4 and {x["layout"] for x in att} == {"contiguous", "paged"}, "opbench: 2 contexts x 2 layouts")
-        check(all(x["median_s"] > 0 and x["bytes"] == 2 * x["ctx"] * 2 * 32 * 4 for x in att), "opbench: attention bytes = K+V read")
+        # the default cache type is f16: 2 bytes an element
+        check(all(x["median_s"] > 0 and x["kv_dtype"] == "f16" and x["bytes"] == 2 * x["ctx"] * 2 * 32 * 2 for x in att),
+              "opbench: attention bytes = K+V read (f16 cache)")
         check(len([x for x in rows if x["op"] == "matmul"]) == 3 and any(x["op"] == "copy" for x in rows), "opbench: matmul shapes and copy")
+    r = run("opbench", "--backend", "cpu", "--op", "attention", "--ctx", "64", "--heads", "4", "--kv-heads", "2",
+            "--head-dim", "32", "-r", "1", "--kv-dtype", "f32,bf16", "--json")
+    check(r.returncode == 0, f"opbench --kv-dtype f32,bf16: exits 0 {r.stderr[-200:]}")
+    if r.returncode == 0:
+        att = json.loads(r.stdout)["rows"]
+        check(sorted((x["kv_dtype"], x["bytes"]) for x in att) == [("bf16", 2 * 64 * 64 * 2)] * 2 + [("f32", 2 * 64 * 64 * 4)] * 2,
+              "opbench: one row per cache type and layout, bytes at the element size")
+    r = run("opbench", "--backend", "cpu", "--op", "attention", "--kv-dtype", "q8_0")
+    check(r.returncode == 2 and "q8_0" in r.stderr, "opbench: an unknown --kv-dtype is refused by name")
 
 if a.part in ("instruments", "all"):
     part_instruments()

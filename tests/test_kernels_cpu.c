@@ -435,20 +435,24 @@ typedef struct kv_case {
     int T, pos0, n_heads, n_kv, hd;
 } kv_case;
 
-/* A cache of n_tok tokens with block size bs, blocks in shuffled physical order, spare
- * blocks NaN-poisoned; filled through the backend's kv_write in two calls. */
+/* A cache of n_tok tokens with block size bs and element type t, blocks in shuffled
+ * physical order, every byte of the pool first poisoned with 0xff (NaN in F32, F16 and
+ * BF16); filled through the backend's kv_write in two calls. */
 typedef struct kv_cache {
-    float *k, *v;
+    void *k, *v;
     int32_t *table;
     ibex_kv_view view;
 } kv_cache;
 
-static void kv_cache_init(kv_cache *c, ibex_backend *be, const float *K, const float *V, int n_tok,
-                          int bs, int n_kv, int hd, int split, uint64_t seed) {
+static void kv_cache_init_t(kv_cache *c, ibex_backend *be, const float *K, const float *V, int n_tok, int bs,
+                            int n_kv, int hd, int split, uint64_t seed, ibex_type t) {
     const int n_blocks = (n_tok + bs - 1) / bs, n_pool = n_blocks + 2;
-    const int64_t pool = (int64_t)n_pool * bs * n_kv * hd;
-    c->k = nan_vec(pool);
-    c->v = nan_vec(pool);
+    const size_t esz = t == IBEX_TYPE_F32 ? 4 : 2;
+    const size_t pool = (size_t)n_pool * bs * n_kv * hd * esz;
+    c->k = malloc(pool);
+    c->v = malloc(pool);
+    memset(c->k, 0xff, pool);
+    memset(c->v, 0xff, pool);
     c->table = malloc((size_t)n_blocks * sizeof(int32_t));
     int32_t *perm = malloc((size_t)n_pool * sizeof(int32_t));
     for (int i = 0; i < n_pool; i++) perm[i] = i;
@@ -462,16 +466,31 @@ static void kv_cache_init(kv_cache *c, ibex_backend *be, const float *K, const f
     memcpy(c->table, perm, (size_t)n_blocks * sizeof(int32_t));
     free(perm);
     c->view = (ibex_kv_view){.k = c->k, .v = c->v, .block_table = c->table, .block_size = bs,
-                             .n_kv_heads = n_kv, .head_dim = hd};
+                             .n_kv_heads = n_kv, .head_dim = hd, .type = t};
     const int64_t row = (int64_t)n_kv * hd;
     be->kv_write(be, &c->view, K, V, split, 0);
     be->kv_write(be, &c->view, K + split * row, V + split * row, n_tok - split, split);
+}
+
+static void kv_cache_init(kv_cache *c, ibex_backend *be, const float *K, const float *V, int n_tok,
+                          int bs, int n_kv, int hd, int split, uint64_t seed) {
+    kv_cache_init_t(c, be, K, V, n_tok, bs, n_kv, hd, split, seed, IBEX_TYPE_F32);
 }
 
 static void kv_cache_free(kv_cache *c) {
     free(c->k), free(c->v), free(c->table);
 }
 
+/* x[n] rounded to type t and back: the values a cache of type t holds. */
+static float *rounded_copy(const float *x, int64_t n, ibex_type t) {
+    float *y = malloc((size_t)n * sizeof(float));
+    for (int64_t i = 0; i < n; i++)
+        y[i] = t == IBEX_TYPE_F16 ? ibex_f16_to_f32(ibex_f32_to_f16(x[i]))
+             : t == IBEX_TYPE_BF16 ? ibex_bf16_to_f32(ibex_f32_to_bf16(x[i])) : x[i];
+    return y;
+}
+
+/* The naive reference: materialised scores, a full softmax and P·V, all in double. */
 static void ref_attention(double *out, const float *q, const float *K, const float *V, int T,
                           int pos0, int nh, int n_kv, int hd, float scale) {
     const int n_tok = pos0 + T;
@@ -498,7 +517,12 @@ static void ref_attention(double *out, const float *q, const float *K, const flo
     free(s);
 }
 
-static void check_attention(kv_case kc, uint64_t seed) {
+/* Attention of kc over a cache of type t against the double reference on the rounded K
+ * and V (so only the kernel's F32 arithmetic differs: nmse < 1e-10 as for F32), then the
+ * bit-exactness promises: a contiguous view (first_block, no table walk) == paged views of
+ * block sizes 16, 1 and 5 in shuffled order, 1 thread == 2 threads, and each row decoded
+ * alone == the same row of the prefill. */
+static void check_attention_t(kv_case kc, uint64_t seed, ibex_type t) {
     const int n_tok = kc.pos0 + kc.T, row = kc.n_kv * kc.hd;
     rng r = {seed};
     float *K = rand_vec(&r, (int64_t)n_tok * row, -1.0f, 1.0f);
@@ -508,31 +532,35 @@ static void check_attention(kv_case kc, uint64_t seed) {
     const int64_t n_out = (int64_t)kc.T * kc.n_heads * kc.hd;
     const float scale = 1.0f / sqrtf((float)kc.hd);
     double *ref = malloc((size_t)n_out * sizeof(double));
-    ref_attention(ref, q, K, V, kc.T, kc.pos0, kc.n_heads, kc.n_kv, kc.hd, scale);
+    float *Kr = rounded_copy(K, (int64_t)n_tok * row, t), *Vr = rounded_copy(V, (int64_t)n_tok * row, t);
+    ref_attention(ref, q, Kr, Vr, kc.T, kc.pos0, kc.n_heads, kc.n_kv, kc.hd, scale);
+    const char *tn = ibex_type_name(t);
 
     ibex_backend *be = new_be(2);
-    /* contiguous: one block of capacity n_tok + 3 */
+    /* contiguous: one block of capacity n_tok + 3, addressed through first_block */
     kv_cache cont;
-    kv_cache_init(&cont, be, K, V, n_tok, n_tok + 3, kc.n_kv, kc.hd, kc.pos0, seed);
+    kv_cache_init_t(&cont, be, K, V, n_tok, n_tok + 3, kc.n_kv, kc.hd, kc.pos0, seed, t);
+    cont.view.contiguous = true;
+    cont.view.first_block = cont.table[0];
     float *oc = nan_vec(n_out);
     be->attention(be, oc, q, &cont.view, kc.T, kc.pos0, kc.n_heads, scale);
     const double e = nmse(oc, ref, n_out);
-    cr_assert(e < 1e-10, "contiguous attention T=%d pos0=%d hd=%d: nmse %g", kc.T, kc.pos0, kc.hd, e);
+    cr_assert(e < 1e-10, "%s contiguous attention T=%d pos0=%d heads %d/%d hd=%d: nmse %g", tn, kc.T, kc.pos0,
+              kc.n_heads, kc.n_kv, kc.hd, e);
 
     const int block_sizes[] = {16, 1, 5};
     for (int b = 0; b < 3; b++) {
         kv_cache paged;
-        kv_cache_init(&paged, be, K, V, n_tok, block_sizes[b], kc.n_kv, kc.hd, kc.pos0 / 2, seed + 1 + b);
+        kv_cache_init_t(&paged, be, K, V, n_tok, block_sizes[b], kc.n_kv, kc.hd, kc.pos0 / 2, seed + 1 + b, t);
         float *op = nan_vec(n_out);
         be->attention(be, op, q, &paged.view, kc.T, kc.pos0, kc.n_heads, scale);
-        cr_assert(memcmp(op, oc, (size_t)n_out * 4) == 0, "paged (bs %d) != contiguous, nmse %g",
+        cr_assert(memcmp(op, oc, (size_t)n_out * 4) == 0, "%s paged (bs %d) != contiguous, nmse %g", tn,
                   block_sizes[b], nmse_f(op, oc, n_out));
-        cr_assert(nmse(op, ref, n_out) < 1e-10);
         /* thread count must not matter */
         be->set_threads(be, 1);
         float *o1 = nan_vec(n_out);
         be->attention(be, o1, q, &paged.view, kc.T, kc.pos0, kc.n_heads, scale);
-        cr_assert(memcmp(o1, op, (size_t)n_out * 4) == 0, "1 vs 2 threads differ");
+        cr_assert(memcmp(o1, op, (size_t)n_out * 4) == 0, "%s: 1 vs 2 threads differ", tn);
         be->set_threads(be, 2);
         free(op), free(o1);
         kv_cache_free(&paged);
@@ -542,13 +570,15 @@ static void check_attention(kv_case kc, uint64_t seed) {
     for (int i = 0; i < kc.T; i++) {
         const int64_t off = (int64_t)i * kc.n_heads * kc.hd;
         be->attention(be, od, q + off, &cont.view, 1, kc.pos0 + i, kc.n_heads, scale);
-        cr_assert(memcmp(od, oc + off, (size_t)kc.n_heads * kc.hd * 4) == 0, "decode row %d differs", i);
+        cr_assert(memcmp(od, oc + off, (size_t)kc.n_heads * kc.hd * 4) == 0, "%s decode row %d differs", tn, i);
     }
     free(od);
     kv_cache_free(&cont);
     ibex_backend_free(be);
-    free(K), free(V), free(q), free(ref), free(oc);
+    free(K), free(V), free(Kr), free(Vr), free(q), free(ref), free(oc);
 }
+
+static void check_attention(kv_case kc, uint64_t seed) { check_attention_t(kc, seed, IBEX_TYPE_F32); }
 
 Test(kernels_cpu, attention_gqa_contiguous_and_paged) {
     const kv_case cases[] = {
@@ -560,6 +590,69 @@ Test(kernels_cpu, attention_gqa_contiguous_and_paged) {
 
 Test(kernels_cpu, attention_long_context) {
     check_attention((kv_case){2, 1500, 4, 2, 64}, 900);
+}
+
+/* Every cache type × GQA group 1 / 4 / 8 × head_dim 64 / 128 × decode (T = 1) and prefill
+ * (T = 40: tiles of several rows, a chunk boundary inside the tile) at pos0 0 and > 0. A
+ * kernel that widened F16 / BF16 wrongly, mixed up a group's query heads, or let a row
+ * see a later key fails the reference; one whose arithmetic depended on the block layout,
+ * the tile or the thread fails the bit-exact comparisons. */
+Test(kernels_cpu, attention_types_groups_head_dims) {
+    const ibex_type types[] = {IBEX_TYPE_F32, IBEX_TYPE_F16, IBEX_TYPE_BF16};
+    const int groups[] = {1, 4, 8}, hds[] = {64, 128};
+    const int shapes[][2] = {{1, 0}, {1, 45}, {40, 0}, {40, 27}}; /* T, pos0 */
+    uint64_t seed = 1000;
+    for (int ti = 0; ti < 3; ti++)
+        for (int g = 0; g < 3; g++)
+            for (int h = 0; h < 2; h++)
+                for (int s = 0; s < 4; s++) {
+                    const int n_kv = groups[g] == 8 ? 1 : 2;
+                    check_attention_t((kv_case){shapes[s][0], shapes[s][1], groups[g] * n_kv, n_kv, hds[h]}, seed++,
+                                      types[ti]);
+                }
+}
+
+/* kv_write of an F16 / BF16 cache stores each element exactly as the scalar round-to-
+ * nearest-even converters do (the F16C vector path included: a row of 8k + 3 elements
+ * covers both paths), halfway cases, overflow to infinity, subnormals and NaN included. */
+Test(kernels_cpu, kv_write_rounds_like_the_reference) {
+    const int n_kv = 3, hd = 17, row = n_kv * hd, T = 4; /* 51 elements per token */
+    rng r = {77};
+    float *k = rand_vec(&r, (int64_t)T * row, -70000.0f, 70000.0f), *v = rand_vec(&r, (int64_t)T * row, -2.0f, 2.0f);
+    const float special[] = {0.0f, -0.0f, 1.0f + 0x1p-11f, 1.0f + 0x1p-11f + 0x1p-23f, 1.0f + 3 * 0x1p-11f,
+                             65504.0f, 65520.0f, -65519.0f, 0x1p-24f, 0x1p-25f, 0x1.8p-25f, 1e-9f, INFINITY,
+                             -INFINITY, NAN, 1.0f + 0x1p-8f, 1.0f + 0x1.8p-8f, 3.0e38f};
+    for (size_t i = 0; i < sizeof special / sizeof *special; i++) k[i] = v[i + 30] = special[i];
+    for (int i = 0; i < row; i++) v[row + i] = k[i] * 1e-5f; /* small magnitudes near the subnormals */
+    const int32_t table[2] = {1, 0};
+    ibex_backend *be = new_be(1);
+    const ibex_type types[] = {IBEX_TYPE_F16, IBEX_TYPE_BF16};
+    for (int ti = 0; ti < 2; ti++) {
+        uint16_t kp[2 * 2 * 51], vp[2 * 2 * 51]; /* 2 blocks of 2 tokens */
+        memset(kp, 0xff, sizeof kp), memset(vp, 0xff, sizeof vp);
+        ibex_kv_view view = {.k = kp, .v = vp, .block_table = table, .block_size = 2, .n_kv_heads = n_kv,
+                             .head_dim = hd, .type = types[ti]};
+        be->kv_write(be, &view, k, v, T, 0);
+        for (int t = 0; t < T; t++) {
+            const int slot = table[t / 2] * 2 + t % 2;
+            for (int e = 0; e < row; e++) {
+                const float xs[2] = {k[t * row + e], v[t * row + e]};
+                const uint16_t got[2] = {kp[slot * row + e], vp[slot * row + e]};
+                for (int w = 0; w < 2; w++) {
+                    const uint16_t want = types[ti] == IBEX_TYPE_F16 ? ibex_f32_to_f16(xs[w]) : ibex_f32_to_bf16(xs[w]);
+                    if (xs[w] != xs[w]) {
+                        const float back = types[ti] == IBEX_TYPE_F16 ? ibex_f16_to_f32(got[w]) : ibex_bf16_to_f32(got[w]);
+                        cr_assert(isnan(back), "%s: NaN stored as 0x%04x", ibex_type_name(types[ti]), got[w]);
+                    } else {
+                        cr_assert_eq(got[w], want, "%s token %d elem %d (%s) of %.9g: 0x%04x, want 0x%04x",
+                                     ibex_type_name(types[ti]), t, e, w ? "v" : "k", (double)xs[w], got[w], want);
+                    }
+                }
+            }
+        }
+    }
+    ibex_backend_free(be);
+    free(k), free(v);
 }
 
 /* kv_write through a block table puts token t at block_table[t / bs], slot t % bs. */

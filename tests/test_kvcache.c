@@ -21,16 +21,19 @@ static const ibex_model_config CFG = {.dim = 8, .n_layers = 2, .n_heads = 2, .n_
 #define TOK ((int64_t)2 * 2 * 2 * 4 * 4) /* 128 */
 #define NCOMP 32                          /* floats per token over every layer's K and V: 2·2·2·4 */
 
-static ibex_kv *mk(ibex_kv_policy policy, int32_t n_blocks, int32_t bs, bool no_compute) {
-    ibex_kv_config c = {.policy = policy,
-                        .budget_bytes = (int64_t)n_blocks * bs * TOK,
-                        .block_size = bs,
-                        .elem_bytes = 4,
-                        .no_compute = no_compute};
+/* A manager with a pool of element type t (budget in blocks of that type). */
+static ibex_kv *mk_t(ibex_kv_policy policy, int32_t n_blocks, int32_t bs, bool no_compute, ibex_type t) {
+    ibex_kv_config c = {.policy = policy, .block_size = bs, .no_compute = no_compute};
+    cr_assert(ibex_kv_config_set_type(&c, t));
+    c.budget_bytes = (int64_t)n_blocks * bs * TOK / 4 * c.elem_bytes;
     ibex_err e = {0};
     ibex_kv *kv = ibex_kv_new(&CFG, &c, &e);
     cr_assert(kv, "ibex_kv_new: %s", e.msg);
     return kv;
+}
+
+static ibex_kv *mk(ibex_kv_policy policy, int32_t n_blocks, int32_t bs, bool no_compute) {
+    return mk_t(policy, n_blocks, bs, no_compute, IBEX_TYPE_F32);
 }
 
 static ibex_kv_stats st(const ibex_kv *kv) {
@@ -46,32 +49,60 @@ static void check_ok(const ibex_kv *kv) {
 
 /* ---- pool data through views ---- */
 
-static float *elem(ibex_kv *kv, int32_t seq, int layer, int which, int32_t pos, int h, int d) {
+/* Address of one K (which 0) or V element of token pos, in the pool's element type. */
+static void *elem(ibex_kv *kv, int32_t seq, int layer, int which, int32_t pos, int h, int d) {
     int32_t nt = 0;
     const int32_t *t = ibex_kv_seq_table(kv, seq, &nt);
     ibex_kv_view v = ibex_kv_pool_view(ibex_kv_pool_of(kv), layer, t);
     cr_assert(pos / v.block_size < nt);
-    float *base = (float *)(which ? v.v : v.k);
+    const size_t esz = v.type == IBEX_TYPE_F32 ? 4 : 2;
+    char *base = which ? v.v : v.k;
     int64_t phys = (int64_t)v.block_table[pos / v.block_size] * v.block_size + pos % v.block_size;
-    return base + (phys * v.n_kv_heads + h) * v.head_dim + d;
+    return base + (size_t)((phys * v.n_kv_heads + h) * v.head_dim + d) * esz;
 }
 
-/* Every K and V float of token pos gets tag·NCOMP + its component index. */
+static void set_elem(void *p, ibex_type t, float x) {
+    if (t == IBEX_TYPE_F32) memcpy(p, &x, 4);
+    else {
+        uint16_t h = t == IBEX_TYPE_F16 ? ibex_f32_to_f16(x) : ibex_f32_to_bf16(x);
+        memcpy(p, &h, 2);
+    }
+}
+
+static float get_elem(const void *p, ibex_type t) {
+    if (t == IBEX_TYPE_F32) {
+        float x;
+        memcpy(&x, p, 4);
+        return x;
+    }
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return t == IBEX_TYPE_F16 ? ibex_f16_to_f32(h) : ibex_bf16_to_f32(h);
+}
+
+/* Every K and V element of token pos gets tag·NCOMP + its component index (rounded to
+ * the pool's type: distinct tags stay distinct for the tags the tests use). */
 static void put_token(ibex_kv *kv, int32_t seq, int32_t pos, int32_t tag) {
-    int comp = 0;
-    for (int l = 0; l < CFG.n_layers; l++)
-        for (int w = 0; w < 2; w++)
-            for (int h = 0; h < CFG.n_kv_heads; h++)
-                for (int d = 0; d < CFG.head_dim; d++) *elem(kv, seq, l, w, pos, h, d) = (float)tag * NCOMP + comp++;
-}
-
-static bool token_is(ibex_kv *kv, int32_t seq, int32_t pos, int32_t tag) {
+    const ibex_type t = ibex_kv_pool_of(kv)->type;
     int comp = 0;
     for (int l = 0; l < CFG.n_layers; l++)
         for (int w = 0; w < 2; w++)
             for (int h = 0; h < CFG.n_kv_heads; h++)
                 for (int d = 0; d < CFG.head_dim; d++)
-                    if (fabsf(*elem(kv, seq, l, w, pos, h, d) - ((float)tag * NCOMP + comp++)) > 1e-3f) return false;
+                    set_elem(elem(kv, seq, l, w, pos, h, d), t, (float)tag * NCOMP + comp++);
+}
+
+static bool token_is(ibex_kv *kv, int32_t seq, int32_t pos, int32_t tag) {
+    const ibex_type t = ibex_kv_pool_of(kv)->type;
+    int comp = 0;
+    for (int l = 0; l < CFG.n_layers; l++)
+        for (int w = 0; w < 2; w++)
+            for (int h = 0; h < CFG.n_kv_heads; h++)
+                for (int d = 0; d < CFG.head_dim; d++) {
+                    char want[4];
+                    set_elem(want, t, (float)tag * NCOMP + comp++);
+                    if (get_elem(elem(kv, seq, l, w, pos, h, d), t) != get_elem(want, t)) return false;
+                }
     return true;
 }
 
@@ -359,8 +390,9 @@ Test(kvcache, contiguous_first_fit_fragments) {
     ibex_kv_free(kv);
 }
 
-Test(kvcache, contiguous_fork_copies_data) {
-    ibex_kv *kv = mk(IBEX_KV_CONTIGUOUS, 16, 4, false);
+static void fork_copies_data(ibex_type type) {
+    ibex_kv *kv = mk_t(IBEX_KV_CONTIGUOUS, 16, 4, false, type);
+    const int64_t tok = TOK / 4 * ibex_kv_pool_of(kv)->elem_bytes; /* kv bytes per token at this type */
     int32_t a = ibex_kv_seq_new(kv);
     cr_assert(ibex_kv_seq_reserve(kv, a, 10, 24)); /* 6 blocks */
     cr_assert(ibex_kv_seq_prepare_write(kv, a, 0, 10));
@@ -371,7 +403,7 @@ Test(kvcache, contiguous_fork_copies_data) {
     cr_assert_eq(s.fork_copies, 3); /* ceil(10 / 4) filled blocks */
     cr_assert_eq(s.cow_copies, 0);
     cr_assert_eq(s.blocks_used, 12);
-    cr_assert_eq(s.bytes_used, 20 * TOK);
+    cr_assert_eq(s.bytes_used, 20 * tok);
     cr_assert_eq(s.bytes_shared_saved, 0);
     cr_assert_eq(ibex_kv_seq_capacity(kv, b), 24);
     cr_assert_eq(ibex_kv_seq_len(kv, b), 10);
@@ -397,10 +429,16 @@ Test(kvcache, contiguous_fork_copies_data) {
     ibex_kv_free(kv);
 }
 
+/* Fork copies of an F16 or BF16 pool: a copy addressed in 4-byte elements would copy the
+ * wrong blocks, one sized in 2-byte units for an F32 pool would drop half of each. */
+Test(kvcache, contiguous_fork_copies_data) { fork_copies_data(IBEX_TYPE_F32); }
+Test(kvcache, contiguous_fork_copies_data_f16) { fork_copies_data(IBEX_TYPE_F16); }
+Test(kvcache, contiguous_fork_copies_data_bf16) { fork_copies_data(IBEX_TYPE_BF16); }
+
 /* ---- copy-on-write with real data ---- */
 
-Test(kvcache, paged_cow_preserves_data) {
-    ibex_kv *kv = mk(IBEX_KV_PAGED, 8, 4, false);
+static void cow_preserves_data(ibex_type type) {
+    ibex_kv *kv = mk_t(IBEX_KV_PAGED, 8, 4, false, type);
     cr_assert_not_null(ibex_kv_pool_of(kv));
     int32_t a = ibex_kv_seq_new(kv);
     cr_assert(ibex_kv_seq_reserve(kv, a, 6, 0));
@@ -430,6 +468,10 @@ Test(kvcache, paged_cow_preserves_data) {
     check_ok(kv);
     ibex_kv_free(kv);
 }
+
+Test(kvcache, paged_cow_preserves_data) { cow_preserves_data(IBEX_TYPE_F32); }
+Test(kvcache, paged_cow_preserves_data_f16) { cow_preserves_data(IBEX_TYPE_F16); }
+Test(kvcache, paged_cow_preserves_data_bf16) { cow_preserves_data(IBEX_TYPE_BF16); }
 
 /* ---- randomized operation sequences ---- */
 
@@ -700,6 +742,66 @@ Test(kvcache, f16_accounting_halves_bytes) {
     ibex_kv_free(kv);
 }
 
+/* A compute pool of F16 or BF16 holds the bytes the accounting says: half of F32's for
+ * the same blocks, so kv.pool_bytes and the memory reports show real bytes. */
+Test(kvcache, f16_compute_pool_is_half_the_bytes) {
+    const ibex_type types[] = {IBEX_TYPE_F16, IBEX_TYPE_BF16};
+    for (int i = 0; i < 2; i++) {
+        ibex_mem_stats m0, m1;
+        ibex_mem_stats_get(&m0);
+        ibex_kv *kv = mk_t(IBEX_KV_PAGED, 10, 4, false, types[i]);
+        ibex_mem_stats_get(&m1);
+        ibex_kv_pool *p = ibex_kv_pool_of(kv);
+        cr_assert_not_null(p);
+        cr_assert_eq(p->type, types[i]);
+        cr_assert_eq(p->bytes, 10 * 4 * TOK / 2);
+        cr_assert_eq(st(kv).bytes_pool, p->bytes);
+        cr_assert_eq(m1.live[IBEX_MEM_KV] - m0.live[IBEX_MEM_KV], 10 * 4 * TOK / 2);
+        ibex_kv_view v = ibex_kv_pool_view(p, 1, NULL);
+        cr_assert_eq(v.type, types[i], "the view carries the element type to the kernels");
+        cr_assert_eq((char *)v.v - (char *)v.k, 10 * 4 * TOK / 2 / 2 / CFG.n_layers);
+        ibex_kv_free(kv);
+    }
+}
+
+/* The spare slot carries one pool from a freed manager to the next of the same shape (no
+ * new allocation, no zero-fill) and refuses a pool of another shape or type. */
+Test(kvcache, spare_pool_is_reused_when_it_fits) {
+    ibex_kv_pool *spare = NULL;
+    ibex_kv_config c = {.policy = IBEX_KV_PAGED, .budget_bytes = 8 * 4 * TOK / 2, .block_size = 4, .spare = &spare};
+    cr_assert(ibex_kv_config_set_type(&c, IBEX_TYPE_F16));
+    ibex_err e = {0};
+    ibex_kv *kv = ibex_kv_new(&CFG, &c, &e);
+    cr_assert(kv, "%s", e.msg);
+    ibex_kv_pool *first = ibex_kv_pool_of(kv);
+    ibex_kv_free(kv);
+    cr_assert_eq(spare, first, "freeing parks the pool in the empty slot");
+    ibex_mem_stats m0, m1;
+    ibex_mem_stats_get(&m0);
+    kv = ibex_kv_new(&CFG, &c, &e);
+    ibex_mem_stats_get(&m1);
+    cr_assert_eq(ibex_kv_pool_of(kv), first, "the same shape takes the parked pool");
+    cr_assert_null(spare);
+    cr_assert_eq(m1.live[IBEX_MEM_KV], m0.live[IBEX_MEM_KV], "no second pool was allocated");
+    /* a second manager while the first holds the pool: the slot is empty, so it allocates */
+    ibex_kv *kv2 = ibex_kv_new(&CFG, &c, &e);
+    cr_assert_neq(ibex_kv_pool_of(kv2), first);
+    ibex_kv_free(kv);
+    cr_assert_eq(spare, first);
+    ibex_kv_free(kv2); /* the slot is taken: this pool is freed */
+    cr_assert_eq(spare, first);
+    /* another type does not fit */
+    cr_assert(ibex_kv_config_set_type(&c, IBEX_TYPE_BF16));
+    kv = ibex_kv_new(&CFG, &c, &e);
+    cr_assert(kv, "%s", e.msg);
+    cr_assert_neq(ibex_kv_pool_of(kv), first);
+    cr_assert_eq(ibex_kv_pool_of(kv)->type, IBEX_TYPE_BF16);
+    cr_assert_eq(spare, first, "a pool that does not fit stays parked");
+    ibex_kv_free(kv); /* the slot is taken: the BF16 pool is freed, not swapped in */
+    cr_assert_eq(spare, first);
+    ibex_kv_pool_free(spare);
+}
+
 Test(kvcache, memory_is_tracked_and_returned) {
     ibex_mem_stats m0, m1, m2;
     ibex_mem_stats_get(&m0);
@@ -743,10 +845,15 @@ Test(kvcache, rejects_impossible_configs) {
     cr_assert_eq(st(kv).n_blocks, 2);
     ibex_kv_free(kv);
 
-    c.elem_bytes = 2;
-    c.no_compute = false;
+    c.dtype = IBEX_TYPE_BF16; /* a 2-byte type with 4-byte accounting */
+    c.elem_bytes = 4;
     cr_assert_null(ibex_kv_new(&CFG, &c, &e));
-    cr_assert(strstr(e.msg, "no_compute"), "%s", e.msg);
+    cr_assert(strstr(e.msg, "disagree"), "%s", e.msg);
+    c.dtype = IBEX_TYPE_Q8_0;
+    c.elem_bytes = 2;
+    cr_assert_null(ibex_kv_new(&CFG, &c, &e));
+    cr_assert(strstr(e.msg, "Q8_0"), "%s", e.msg);
+    c.dtype = IBEX_TYPE_F32;
     c.elem_bytes = 3;
     c.no_compute = true;
     cr_assert_null(ibex_kv_new(&CFG, &c, &e));

@@ -53,7 +53,8 @@ Test(scenario, defaults_match_the_header) {
     cr_expect_eq(p.engine.kv.policy, IBEX_KV_CONTIGUOUS);
     cr_expect_eq(p.engine.kv.budget_bytes, 256ll << 20);
     cr_expect_eq(p.engine.kv.block_size, 16);
-    cr_expect_eq(p.engine.kv.elem_bytes, 4);
+    cr_expect_eq(p.engine.kv.elem_bytes, 2, "kv.dtype defaults to f16, as in llama.cpp and vLLM");
+    cr_expect_eq(ibex_kv_config_type(&p.engine.kv), IBEX_TYPE_F16);
     cr_expect_eq(p.engine.sched, IBEX_SCHED_CONTINUOUS);
     cr_expect_eq(p.engine.max_batch, 8);
     cr_expect_eq(p.request.decoding, IBEX_DECODE_SAMPLE);
@@ -68,6 +69,23 @@ Test(scenario, defaults_match_the_header) {
     cr_expect_eq(p.seed, 1u);
     cr_expect_float_eq(p.slo_ttft, 0.0, 1e-12);
     cr_expect_eq(ibex_point_check(&p, "x", NULL), IBEX_OK);
+}
+
+/* kv.dtype sets the pool's element type and the accounting's element size together. */
+Test(scenario, kv_dtype_sets_type_and_size) {
+    const char *names[] = {"f32", "f16", "bf16"};
+    const ibex_type types[] = {IBEX_TYPE_F32, IBEX_TYPE_F16, IBEX_TYPE_BF16};
+    const int sizes[] = {4, 2, 2};
+    for (int i = 0; i < 3; i++) {
+        char yaml[128];
+        snprintf(yaml, sizeof yaml, "name: d\nkv: {dtype: %s}\n", names[i]);
+        ibex_scenario *s = parse_ok(yaml);
+        cr_expect_eq(ibex_kv_config_type(&s->points[0].engine.kv), types[i], "%s", names[i]);
+        cr_expect_eq(s->points[0].engine.kv.elem_bytes, sizes[i], "%s", names[i]);
+        ibex_scenario_free(s);
+    }
+    ibex_err e = {0};
+    cr_expect_null(parse("name: d\nkv: {dtype: q8_0}\n", &e));
 }
 
 Test(scenario, settings_reach_the_point) {
@@ -442,18 +460,22 @@ Test(scenario, impossible_values_are_refused) {
 }
 
 Test(scenario, budget_must_hold_one_sequence) {
-    /* tiny: 2 · 6 layers · 6 KV heads · 48 · 4 B = 13824 B/token; block 16 = 221184 B.
-     * 128 + 32 = 160 tokens = 10 blocks = 2211840 B; 2 MiB = 2097152 B holds 9 blocks. */
-    expect_error("batch: 1\nkv:\n  budget: 2MiB\n", "t.yaml:3:11:", "2097152", "2211840");
-    ibex_scenario *s = parse_ok("kv: {budget: 2211840}\n");
+    /* tiny with an F32 cache: 2 · 6 layers · 6 KV heads · 48 · 4 B = 13824 B/token; block 16
+     * = 221184 B. 128 + 32 = 160 tokens = 10 blocks = 2211840 B; 2 MiB = 2097152 B holds 9. */
+    expect_error("batch: 1\nkv:\n  budget: 2MiB\n  dtype: f32\n", "t.yaml:3:11:", "2097152", "2211840");
+    ibex_scenario *s = parse_ok("kv: {budget: 2211840, dtype: f32}\n");
     ibex_scenario_free(s);
     /* f16 halves the need */
     s = parse_ok("kv: {budget: 2MiB, dtype: f16}\n");
     ibex_scenario_free(s);
+    s = parse_ok("kv: {budget: 2MiB}\n"); /* f16 is the default */
+    ibex_scenario_free(s);
     /* 4 MiB = 18 blocks; two beams need 20 */
-    expect_error("kv.budget: 4MiB\ndecoding: {strategy: beam, beam_width: 2}\n", "t.yaml:1:12:", "kv.budget", "4423680");
+    expect_error("kv.budget: 4MiB\nkv.dtype: f32\ndecoding: {strategy: beam, beam_width: 2}\n", "t.yaml:1:12:", "kv.budget",
+                 "4423680");
     /* the offending point is named */
-    expect_error("sweep:\n  kv.budget: [64MiB, 2MiB]\n", "t.yaml:2:22 (kv.budget=2MiB): kv.budget:", "2097152", "2211840");
+    expect_error("sweep:\n  kv.budget: [64MiB, 2MiB]\nkv.dtype: f32\n", "t.yaml:2:22 (kv.budget=2MiB): kv.budget:", "2097152",
+                 "2211840");
 }
 
 Test(scenario, context_length_of_the_preset) {

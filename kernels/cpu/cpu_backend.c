@@ -240,16 +240,45 @@ static void cpu_embed(ibex_backend *be, float *y, const void *table, ibex_type e
     }
 }
 
+/* dst[n] = src[n] rounded to type t (F32 copies; F16 and BF16 round to nearest even,
+ * bit-identical to ibex_f32_to_f16 / ibex_f32_to_bf16, which the tests check). */
+static void kv_store_row(void *dst, const float *src, int64_t n, ibex_type t) {
+    int64_t e = 0;
+    uint16_t *d = dst;
+    switch (t) {
+    case IBEX_TYPE_F16:
+#if IBEX_CPU_AVX2
+        for (; e + 8 <= n; e += 8)
+            _mm_storeu_si128((__m128i *)(d + e), _mm256_cvtps_ph(_mm256_loadu_ps(src + e), _MM_FROUND_TO_NEAREST_INT));
+#endif
+        for (; e < n; e++) d[e] = ibex_f32_to_f16(src[e]);
+        break;
+    case IBEX_TYPE_BF16:
+        for (; e < n; e++) d[e] = ibex_f32_to_bf16(src[e]);
+        break;
+    default: memcpy(dst, src, (size_t)n * sizeof(float)); break;
+    }
+}
+
 static void cpu_kv_write(ibex_backend *be, const ibex_kv_view *kv, const float *k, const float *v,
                          int T, int pos0) {
+    (void)be;
     const int64_t row = (int64_t)kv->n_kv_heads * kv->head_dim;
     const int64_t bs = kv->block_size;
+    const size_t esz = kv->type == IBEX_TYPE_F32 ? 4 : 2;
     for (int i = 0; i < T; i++) {
         const int64_t t = (int64_t)pos0 + i;
-        const int64_t dst = ((int64_t)kv->block_table[t / bs] * bs + t % bs) * row;
-        memcpy((float *)kv->k + dst, k + (int64_t)i * row, (size_t)row * sizeof(float));
-        memcpy((float *)kv->v + dst, v + (int64_t)i * row, (size_t)row * sizeof(float));
+        const int64_t slot = kv->contiguous ? (int64_t)kv->first_block * bs + t : (int64_t)kv->block_table[t / bs] * bs + t % bs;
+        const size_t dst = (size_t)(slot * row) * esz;
+        kv_store_row((char *)kv->k + dst, k + (int64_t)i * row, row, kv->type);
+        kv_store_row((char *)kv->v + dst, v + (int64_t)i * row, row, kv->type);
     }
+}
+
+/* The CPU computes with F32, F16 and BF16 caches (rounded on write, widened on read). */
+static bool cpu_kv_type_ok(const ibex_backend *be, ibex_type t) {
+    (void)be;
+    return t == IBEX_TYPE_F32 || t == IBEX_TYPE_F16 || t == IBEX_TYPE_BF16;
 }
 
 static void cpu_free(ibex_backend *be) {
@@ -283,6 +312,7 @@ ibex_backend *ibex_backend_cpu_new(int n_threads) {
         .attention = ibex_cpu_attention,
         .read_bandwidth = ibex_cpu_read_bandwidth,
         .peak_flops = ibex_cpu_peak_flops,
+        .kv_type_ok = cpu_kv_type_ok,
         .free = cpu_free,
     };
     cpu_set_threads(be, n_threads);
