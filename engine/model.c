@@ -363,7 +363,16 @@ ibex_model *ibex_model_load(const char *source, const ibex_model_params *p, ibex
         ibex_model_free(m);
         return NULL;
     }
+    m->trained_ctx = m->cfg.ctx_len;
     return m;
+}
+
+ibex_status ibex_model_set_ctx(ibex_model *m, int32_t ctx, ibex_err *err) {
+    if (ctx > (1 << 24))
+        return ibex_err_set(err, IBEX_ERR_INVALID, "%s: context length %d is over the limit of %d tokens", m->source,
+                            (int)ctx, 1 << 24);
+    m->cfg.ctx_len = ctx > 0 ? ctx : m->trained_ctx;
+    return IBEX_OK;
 }
 
 /* ---- GGUF writing ---- */

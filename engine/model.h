@@ -67,6 +67,9 @@ struct ibex_model {
     ibex_tokenizer *tok; /* NULL if the vocabulary cannot be used for text */
     char tok_error[256]; /* why tok is NULL */
 
+    int32_t trained_ctx;  /* the context length as loaded (GGUF context_length, the preset's or
+                             ibex_model_params.ctx_len); cfg.ctx_len may be raised past it by
+                             ibex_model_set_ctx: RoPE has no limit, but quality there is unknown */
     int64_t n_params;     /* elements of every weight tensor */
     int64_t weight_bytes; /* bytes of every weight tensor as stored */
 
@@ -90,6 +93,17 @@ ibex_model_params ibex_model_default_params(void);
  * the file (or preset) and what is wrong; nothing leaks. */
 ibex_model *ibex_model_load(const char *source, const ibex_model_params *p, ibex_err *err);
 void ibex_model_free(ibex_model *m);
+
+/* Sets the context length the engine allows (cfg.ctx_len) to ctx, 1..2^24, like
+ * llama.cpp's -c: above trained_ctx the timings stay valid (nothing but the request
+ * checks and KV sizing reads ctx_len) but the output quality is not the model's.
+ * ctx <= 0 restores trained_ctx. */
+ibex_status ibex_model_set_ctx(ibex_model *m, int32_t ctx, ibex_err *err);
+
+/* Whether cfg.ctx_len is past the context the model was loaded with. */
+static inline bool ibex_model_beyond_trained(const ibex_model *m) {
+    return m->trained_ctx > 0 && m->cfg.ctx_len > m->trained_ctx;
+}
 
 /* Writes m as a GGUF v3 file (llama architecture, tokenizer included). */
 ibex_status ibex_model_write_gguf(const ibex_model *m, const char *path, ibex_err *err);

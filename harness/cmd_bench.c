@@ -44,7 +44,9 @@ static void usage(FILE *f) {
             "      --out DIR           keep results.json and the reports in DIR\n"
             "t/s: pp = concurrency x prompt tokens / prefill time; tg = concurrency x generated tokens /\n"
             "decode time (after the context of -d tokens); pg = concurrency x (prompt + generated) / wall time.\n"
-            "Per-op profiling stays off; -b (llama-bench's logical batch) does not exist here: use -c.\n");
+            "Per-op profiling stays off; -b (llama-bench's logical batch) does not exist here: use -c.\n"
+            "A test longer than the model's context raises it, as llama-bench's n_ctx = p + n + d does (model_ctx:\n"
+            "auto): such a point is marked beyond_trained_ctx (timings valid, output quality not).\n");
 }
 
 /* ---------------------------------------------------------------- lists */
@@ -144,6 +146,24 @@ typedef struct bench_test {
     test_kind kind;
     long n_prompt, n_gen, n_depth, conc;
 } bench_test;
+
+/* The shape of a GGUF model, to size its KV pool; the last one read is kept, as a bench
+ * asks for the same model for test after test. */
+typedef struct gguf_shape {
+    char path[256];
+    ibex_model_config cfg;
+} gguf_shape;
+
+static const ibex_model_config *gguf_config(const char *path, gguf_shape *c) {
+    if (c->path[0] && !strcmp(c->path, path)) return &c->cfg;
+    ibex_err err = {0};
+    ibex_model *m = ibex_model_load(path, NULL, &err); /* mmap'd: no weight is read */
+    if (!m) return NULL;
+    c->cfg = m->cfg;
+    snprintf(c->path, sizeof c->path, "%s", path);
+    ibex_model_free(m);
+    return &c->cfg;
+}
 
 static void test_name(const bench_test *t, char *buf, size_t n) {
     if (t->kind == T_PP) snprintf(buf, n, "pp%ld", t->n_prompt);
@@ -516,6 +536,7 @@ int ibex_cmd_bench(int argc, char **argv) {
     ibex_err err = {0};
     char rstr[32];
     snprintf(rstr, sizeof rstr, "%lld", (long long)reps);
+    gguf_shape gguf_cache = {0};
     for (int64_t i = 0; i < total; i++) {
         ibex_point *p = &s->points[i];
         *p = ibex_point_default();
@@ -532,7 +553,10 @@ int ibex_cmd_bench(int argc, char **argv) {
         long gen = t.kind == T_PP ? 1 : t.kind == T_TG ? t.n_gen + 1 : t.n_gen;
         char ps[32], gs[32];
         snprintf(ps, sizeof ps, "%ld", prompt), snprintf(gs, sizeof gs, "%ld", gen);
+        /* model_ctx: auto — like llama-bench (n_ctx = p + n + d), a test longer than the
+         * model's context raises it, and the point records beyond_trained_ctx */
         const char *kv[][2] = {{"repeat", rstr}, {"warmup", warmup ? "1" : "0"}, {"workload.ignore_eos", "true"},
+                               {"model_ctx", "auto"},
                                {"workload.requests", vals[L_CONC][idx[n_conf - 1]]}, {"max_step_tokens", "4096"},
                                {"workload.prompt_tokens", ps}, {"workload.output_tokens", gs}, {"kv.budget", "1GiB"}};
         for (size_t j = 0; j < sizeof kv / sizeof kv[0]; j++)
@@ -541,12 +565,20 @@ int ibex_cmd_bench(int argc, char **argv) {
         for (int c = 0; c < n_conf; c++)
             if (ibex_point_set(p, conf_keys[c], vals[conf_lists[c]][idx[c]], opt_names[c], &err)) goto bad;
         /* The KV pool holds exactly the test's requests for a synthetic model (instead
-         * of a 1 GiB pool zeroed at every repetition); a GGUF keeps the 1 GiB. */
-        if (!strncmp(p->model, "synthetic:", 10)) {
-            const ibex_synthetic_preset *pr = ibex_synthetic_find(p->model + 10);
-            if (pr) {
+         * of a 1 GiB pool zeroed at every repetition); a GGUF keeps the 1 GiB unless the
+         * test needs more (a long -d on a 7B model: 0.5 MiB per token in F16). */
+        {
+            const ibex_model_config *mc = NULL;
+            if (!strncmp(p->model, "synthetic:", 10)) {
+                const ibex_synthetic_preset *pr = ibex_synthetic_find(p->model + 10);
+                if (pr) mc = &pr->cfg;
+            } else {
+                mc = gguf_config(p->model, &gguf_cache); /* NULL: the run reports the file's problem */
+            }
+            if (mc) {
                 int64_t bs = p->engine.kv.block_size, blocks = (prompt + gen + bs - 1) / bs + 1;
-                p->engine.kv.budget_bytes = t.conc * blocks * bs * ibex_model_kv_bytes_per_token(&pr->cfg, p->engine.kv.elem_bytes);
+                int64_t need = t.conc * blocks * bs * ibex_model_kv_bytes_per_token(mc, p->engine.kv.elem_bytes);
+                if (mc != &gguf_cache.cfg || need > p->engine.kv.budget_bytes) p->engine.kv.budget_bytes = need;
             }
         }
         char where[96];

@@ -57,6 +57,8 @@ static void usage(FILE *f) {
             "  -p, --prompt TEXT      prompt text (tokenized with the model's vocabulary, BOS added)\n"
             "      --prompt-ids LIST  prompt as token ids, used as given\n"
             "  -n, --n-predict N      tokens to generate (default 64)\n"
+            "      --ctx N            context length (llama.cpp's -c; default the model's own): past the trained\n"
+            "                         context the timings stay valid, the output quality does not\n"
             "  -t, --threads N        CPU threads (default: all cores)\n"
             "      --backend B        cpu | cuda | cuda:N | auto (default cpu)\n"
             "  -b, --ubatch N         prompt tokens per forward pass during prefill (default 512)\n"
@@ -267,7 +269,7 @@ fail:
 
 int ibex_cmd_generate(int argc, char **argv) {
     const char *model_src = "synthetic:tiny", *prompt = NULL, *prompt_ids = NULL, *logits_path = NULL;
-    int64_t n_predict = 64, threads = 0, ubatch = 512, seed = -1, v;
+    int64_t n_predict = 64, threads = 0, ubatch = 512, seed = -1, ctx = 0, v;
     bool ids = false, ignore_eos = false, warmup = true;
     const char *beams_out = NULL;
     ibex_load_probe_start(&g_probe);
@@ -285,7 +287,7 @@ int ibex_cmd_generate(int argc, char **argv) {
                                        "--ids", "--ignore-eos", "--no-warmup", "--logits-out", "--dtype", "--weight-seed", "--help",
                                        "--decoding", "--temperature", "--top-k", "--top-p", "--min-p",
                                        "--repeat-penalty", "--seed", "--n", "--beam-width", "--length-penalty",
-                                       "--early-stopping", "--beams-out", "--kv", "--block-size", "--kv-budget", "--backend", "--kv-dtype", NULL};
+                                       "--early-stopping", "--beams-out", "--kv", "--block-size", "--kv-budget", "--backend", "--kv-dtype", "--ctx", NULL};
     double f;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -301,6 +303,9 @@ int ibex_cmd_generate(int argc, char **argv) {
             prompt_ids = val, i++;
         } else if (IBEX_IS("-n", "--n-predict")) {
             if (!ibex_cli_int("generate", a, val, 1, 1 << 24, &n_predict)) return 2;
+            i++;
+        } else if (!strcmp(a, "--ctx")) {
+            if (!ibex_cli_int("generate", a, val, 1, 1 << 24, &ctx)) return 2;
             i++;
         } else if (IBEX_IS("-t", "--threads")) {
             if (!ibex_cli_int("generate", a, val, 1, 1024, &threads)) return 2;
@@ -449,6 +454,13 @@ int ibex_cmd_generate(int argc, char **argv) {
         goto out;
     }
     double t_load = ibex_cli_now_s() - t0;
+    if (ibex_model_set_ctx(m, (int32_t)ctx, &err)) {
+        fprintf(stderr, "ibex generate: --ctx: %s\n", err.msg);
+        goto out;
+    }
+    if (ibex_model_beyond_trained(m))
+        fprintf(stderr, "ibex generate: note: context %d is beyond the trained context (%d) of %s: timings valid, output quality not\n",
+                m->cfg.ctx_len, m->trained_ctx, model_src);
     const ibex_model_config *c = &m->cfg;
 
     int32_t n_prompt = 0;
@@ -479,8 +491,13 @@ int ibex_cmd_generate(int argc, char **argv) {
         goto out;
     }
     if ((int64_t)n_prompt + n_predict > c->ctx_len) {
-        fprintf(stderr, "ibex generate: prompt (%d tokens) + -n %lld exceeds the context length %d of %s\n", n_prompt,
-                (long long)n_predict, c->ctx_len, model_src);
+        if (ctx > 0)
+            fprintf(stderr, "ibex generate: prompt (%d tokens) + -n %lld exceeds --ctx %d\n", n_prompt,
+                    (long long)n_predict, c->ctx_len);
+        else
+            fprintf(stderr, "ibex generate: prompt (%d tokens) + -n %lld exceeds the context length %d of %s; "
+                            "--ctx %lld runs beyond the trained context\n",
+                    n_prompt, (long long)n_predict, c->ctx_len, model_src, (long long)n_prompt + n_predict);
         goto out;
     }
     if (logits_path && !(lf = fopen(logits_path, "wb"))) {

@@ -797,6 +797,7 @@ static json_t *params_json(const ibex_point *p) {
     json_object_set_new(o, "backend", json_string(p->backend));
     json_object_set_new(o, "threads", json_integer(p->threads));
     json_object_set_new(o, "weights", json_string(ibex_type_name(p->weights)));
+    json_object_set_new(o, "model_ctx", p->model_ctx_auto ? json_string("auto") : json_integer(p->model_ctx));
     json_object_set_new(o, "kv.policy", json_string(ibex_kv_policy_name(p->engine.kv.policy)));
     json_object_set_new(o, "kv.block_size", json_integer(p->engine.kv.block_size));
     json_object_set_new(o, "kv.budget", json_integer(p->engine.kv.budget_bytes));
@@ -1115,6 +1116,12 @@ static json_t *run_point(const ibex_scenario *s, int32_t idx, model_cache *mc, c
         }
     }
     if (!(m = get_model(mc, pt, &err))) goto fail;
+    /* the model is cached across points: every point sets its own context (model_ctx,
+     * llama.cpp's -c), the loaded one when it asks for none */
+    {
+        const int64_t ctx = ibex_point_ctx(pt, m->trained_ctx);
+        if (ibex_model_set_ctx(m, ctx > INT32_MAX ? INT32_MAX : (int32_t)ctx, &err)) goto fail;
+    }
     json_object_set_new(P, "model",
                         json_pack("{s:s,s:I,s:I,s:I,s:i,s:i,s:i}", "name", m->name, "n_params", (json_int_t)m->n_params,
                                   "weight_bytes", (json_int_t)m->weight_bytes, "kv_bytes_per_token",
@@ -1127,6 +1134,12 @@ static json_t *run_point(const ibex_scenario *s, int32_t idx, model_cache *mc, c
             json_object_set_new(by, ibex_type_name(types[t]),
                                 json_integer((json_int_t)ibex_model_config_weight_bytes(&m->cfg, m->tied_output, types[t])));
         json_object_set_new(json_object_get(P, "model"), "weight_bytes_by_type", by);
+        /* past the trained context the timings are valid, the output quality is not */
+        json_object_set_new(json_object_get(P, "model"), "trained_ctx", json_integer(m->trained_ctx));
+        json_object_set_new(json_object_get(P, "model"), "beyond_trained_ctx", json_boolean(ibex_model_beyond_trained(m)));
+        if (ibex_model_beyond_trained(m))
+            fprintf(stderr, "ibex run: %s: context %d is beyond the trained context (%d) of %s: timings valid, output quality not\n",
+                    label, m->cfg.ctx_len, m->trained_ctx, m->name);
         json_object_set_new(json_object_get(P, "model"), "kv_bytes_per_token_f16",
                             json_integer((json_int_t)ibex_model_kv_bytes_per_token(&m->cfg, 2)));
     }

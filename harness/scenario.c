@@ -53,7 +53,7 @@
 
 /* Every settable (leaf) key, canonical spelling. */
 static const char *const k_keys[] = {
-    "model", "backend", "threads", "weights",
+    "model", "backend", "threads", "weights", "model_ctx",
     "kv.policy", "kv.block_size", "kv.budget", "kv.dtype", "kv.max_seq_len",
     "scheduler", "batch", "max_step_tokens", "compute",
     "decoding.strategy", "decoding.temperature", "decoding.top_k", "decoding.top_p", "decoding.min_p",
@@ -481,6 +481,13 @@ ibex_status ibex_point_set(ibex_point *p, const char *key, const char *value, co
                                           IBEX_TYPE_Q4_0};
         if ((e = parse_enum(value, names, why, sizeof why)) < 0) SCN_FAIL();
         p->weights = types[e];
+    } else if (strcmp(k, "model_ctx") == 0) {
+        p->model_ctx_auto = strcmp(value, "auto") == 0;
+        if (p->model_ctx_auto) {
+            p->model_ctx = 0;
+        } else if (!parse_i32(value, 1, 1 << 24, &p->model_ctx, why, sizeof why)) {
+            return bad(err, where, key, "%s (a context length in tokens, or auto)", why);
+        }
     } else if (strcmp(k, "kv.policy") == 0) {
         static const char *const names[] = {"none", "contiguous", "paged", NULL};
         ibex_kv_policy pol;
@@ -637,6 +644,12 @@ static ibex_status check_dist(const ibex_dist *d, const char *key, const char *w
     return IBEX_OK;
 }
 
+int64_t ibex_point_ctx(const ibex_point *p, int64_t own_ctx) {
+    if (p->model_ctx > 0) return p->model_ctx;
+    const int64_t longest = dist_max(&p->prompt_tokens) + dist_max(&p->output_tokens);
+    return p->model_ctx_auto && longest > own_ctx ? longest : own_ctx;
+}
+
 /* The point check, also naming the keys to blame ("a|b": the first one set) so the
  * scenario can place the message at the item that set it. */
 static ibex_status check_point(const ibex_point *p, const char *where, ibex_err *err, const char **blame) {
@@ -660,23 +673,37 @@ static ibex_status check_point(const ibex_point *p, const char *where, ibex_err 
                        p->rate, p->requests, span, span / 3600.0, SCN_MAX_ARRIVAL_SPAN_S / 3600.0);
         }
     }
+    if (p->model_ctx_auto && p->prompts_file[0]) {
+        /* the file's longest request is known only when the runner reads it */
+        *blame = "model_ctx|workload.file";
+        return bad(err, where, "model_ctx", "auto needs the request lengths of workload.prompt_tokens/output_tokens, "
+                                            "not a workload.file: give model_ctx a number");
+    }
     if (strncmp(p->model, "synthetic:", 10) == 0) {
         const ibex_synthetic_preset *pr = ibex_synthetic_find(p->model + 10);
         *blame = "model";
         if (!pr) return bad(err, where, "model", "unknown synthetic preset '%s'", p->model + 10);
         const ibex_model_config *c = &pr->cfg;
-        if (longest > c->ctx_len) {
+        const int64_t ctx = ibex_point_ctx(p, c->ctx_len);
+        if (longest > ctx) {
             /* a prompt that alone is too long is the prompt's fault, not the output's */
-            bool prompt_alone = prompt > c->ctx_len;
-            *blame = prompt_alone ? "workload.prompt_tokens|model" : "workload.output_tokens|workload.prompt_tokens|model";
+            bool prompt_alone = prompt > ctx;
+            *blame = prompt_alone ? "workload.prompt_tokens|model_ctx|model"
+                                  : "workload.output_tokens|workload.prompt_tokens|model_ctx|model";
+            if (p->model_ctx > 0)
+                return bad(err, where, prompt_alone ? "workload.prompt_tokens" : "workload.output_tokens",
+                           "the longest request (%lld prompt + %lld output = %lld tokens) exceeds model_ctx %lld",
+                           (long long)prompt, (long long)out, (long long)longest, (long long)ctx);
             return bad(err, where, prompt_alone ? "workload.prompt_tokens" : "workload.output_tokens",
-                       "the longest request (%lld prompt + %lld output = %lld tokens) exceeds the context length %d of %s",
-                       (long long)prompt, (long long)out, (long long)longest, c->ctx_len, p->model);
+                       "the longest request (%lld prompt + %lld output = %lld tokens) exceeds the context length %d of %s; "
+                       "set model_ctx: %lld (or --ctx %lld) to run beyond the trained context",
+                       (long long)prompt, (long long)out, (long long)longest, c->ctx_len, p->model, (long long)longest,
+                       (long long)longest);
         }
-        if (p->engine.max_seq_len > c->ctx_len) {
-            *blame = "kv.max_seq_len|model";
-            return bad(err, where, "kv.max_seq_len", "%d exceeds the context length %d of %s", p->engine.max_seq_len,
-                       c->ctx_len, p->model);
+        if (p->engine.max_seq_len > ctx) {
+            *blame = "kv.max_seq_len|model_ctx|model";
+            return bad(err, where, "kv.max_seq_len", "%d exceeds the context length %lld of %s%s", p->engine.max_seq_len,
+                       (long long)ctx, p->model, p->model_ctx > 0 ? " (model_ctx)" : "; set model_ctx to raise it");
         }
         /* One sequence of the longest request, block-rounded, for each of its n samples
          * or beams at once — what the engine refuses at submit otherwise. */

@@ -52,6 +52,10 @@ typedef struct ibex_point {
     char backend[16];   /* backend: cpu | cuda | auto */
     int32_t threads;    /* threads: 0 = all cores */
     ibex_type weights;  /* weights: f32 | f16 | bf16 (synthetic models) */
+    int32_t model_ctx;  /* model_ctx: N sets the model's context length (llama.cpp's -c; past the
+                           trained one the run is flagged beyond_trained_ctx); 0 = the model's own */
+    bool model_ctx_auto; /* model_ctx: auto — the model's own, raised to the longest request when
+                            that is longer (what llama-bench does; ibex bench sets it) */
     ibex_engine_config engine; /* kv.policy, kv.block_size, kv.budget, kv.dtype, scheduler, batch,
                                   max_step_tokens, max_seq_len, compute */
     ibex_request_params request; /* decoding.strategy (greedy|sample|beam), decoding.temperature,
@@ -97,6 +101,11 @@ ibex_point ibex_point_default(void);
  * enum values). Distribution and arrival maps are set through their dotted subkeys
  * (`workload.prompt_tokens.dist`, `.min`, ...). */
 ibex_status ibex_point_set(ibex_point *p, const char *key, const char *value, const char *where, ibex_err *err);
+
+/* The context length a point runs with for a model whose own is own_ctx: model_ctx
+ * when set, else own_ctx, raised under model_ctx: auto to the longest request of the
+ * workload's distributions (maximum prompt + maximum output tokens). */
+int64_t ibex_point_ctx(const ibex_point *p, int64_t own_ctx);
 
 /* Cross-field checks (min <= max, budget holds one sequence of the longest request,
  * beam width within the budget...). */

@@ -240,6 +240,27 @@ static void conditions_warnings(const json_t *r, FILE *out)
     fputc('\n', out);
 }
 
+/* Points run past the model's trained context (model_ctx, model.beyond_trained_ctx):
+ * the engine's cost there is real, the text it writes is not the model's. */
+static void beyond_ctx_notes(const json_t *r, FILE *out)
+{
+    const json_t *pts = ibex_report_get(r, "points");
+    size_t i;
+    const json_t *pt;
+    size_t n = 0;
+    json_array_foreach(pts, i, pt) {
+        if (!json_is_true(ibex_report_get(pt, "model/beyond_trained_ctx")))
+            continue;
+        if (n++ == 0)
+            fputs("> **Context raised (model_ctx):**\n", out);
+        const char *label = ibex_report_str(pt, "label");
+        fprintf(out, "> - point %zu (%s): context %.0f, beyond the trained context (%.0f): timings valid, output quality not\n",
+                i, label ? label : "-", ibex_report_num(pt, "model/ctx_len"), ibex_report_num(pt, "model/trained_ctx"));
+    }
+    if (n)
+        fputc('\n', out);
+}
+
 static void results_table(const json_t *r, FILE *out, const char **swept, size_t nk)
 {
     static const char *cols[] = {"#",        "status",   "wall",     "output tok/s",  "total tok/s",
@@ -1281,6 +1302,7 @@ ibex_status ibex_report_markdown(const json_t *results, const ibex_report_plots 
     if (desc && desc[0])
         fprintf(out, "%s\n\n", desc);
     conditions_warnings(results, out);
+    beyond_ctx_notes(results, out);
     what_was_run(results, out, swept, nk);
     if (ibex_report_md_merge(results, out, err)) /* the shards of a merged run (report_merge.c) */
         return IBEX_ERR_IO;

@@ -492,6 +492,58 @@ Test(scenario, context_length_of_the_preset) {
     ibex_scenario_free(s);
 }
 
+Test(scenario, model_ctx_raises_the_context) {
+    /* tiny's context is 2048: 2100 tokens are refused with the fix in the message ... */
+    expect_error("workload: {prompt_tokens: 2050, output_tokens: 50}\n", "exceeds the context length 2048",
+                 "set model_ctx: 2100", "--ctx 2100");
+    /* ... and run with model_ctx at or above the request */
+    ibex_scenario *s = parse_ok("model_ctx: 2100\nworkload: {prompt_tokens: 2050, output_tokens: 50}\n");
+    cr_expect_eq(s->points[0].model_ctx, 2100);
+    cr_expect_eq(ibex_point_ctx(&s->points[0], 2048), 2100);
+    ibex_scenario_free(s);
+    /* model_ctx bounds the requests as the model's own context does */
+    expect_error("model_ctx: 2099\nworkload: {prompt_tokens: 2050, output_tokens: 50}\n", "t.yaml:",
+                 "2100 tokens) exceeds model_ctx 2099", NULL);
+    expect_error("model_ctx: 1000\nkv.max_seq_len: 1024\n", "kv.max_seq_len", "1000", NULL);
+    /* auto: the model's own context, raised to the longest request only when longer */
+    s = parse_ok("model_ctx: auto\nworkload: {prompt_tokens: 3000, output_tokens: 3}\n");
+    cr_expect(s->points[0].model_ctx_auto);
+    cr_expect_eq(ibex_point_ctx(&s->points[0], 2048), 3003);
+    cr_expect_eq(ibex_point_ctx(&s->points[0], 4096), 4096, "auto never lowers the context");
+    ibex_scenario_free(s);
+    s = parse_ok("model_ctx: auto\nworkload: {prompt_tokens: {dist: uniform, min: 10, max: 2500}, output_tokens: 8}\n");
+    cr_expect_eq(ibex_point_ctx(&s->points[0], 2048), 2508, "auto takes a distribution's maximum");
+    ibex_scenario_free(s);
+    /* unset: the model's own, whatever the requests */
+    ibex_point p = ibex_point_default();
+    cr_expect_eq(ibex_point_ctx(&p, 2048), 2048);
+    /* sweepable like any key */
+    s = parse_ok("sweep:\n  model_ctx: [2048, 4096]\n");
+    cr_assert_eq(s->n_points, 2);
+    cr_expect_eq(s->points[1].model_ctx, 4096);
+    ibex_scenario_free(s);
+}
+
+Test(scenario, model_ctx_refuses_bad_values_naming_the_key) {
+    expect_error("model_ctx: 0\n", "t.yaml:1:12:", "model_ctx", "or auto");
+    expect_error("model_ctx: -5\n", "t.yaml:1:", "model_ctx", NULL);
+    expect_error("model_ctx: 4k\n", "t.yaml:1:", "model_ctx", "not an integer");
+    expect_error("model_ctx: 2.5\n", "t.yaml:1:", "model_ctx", NULL);
+    expect_error("model_ctx: 99999999\n", "t.yaml:1:", "model_ctx", NULL);
+    ibex_point p = ibex_point_default();
+    ibex_err err = {0};
+    cr_expect_eq(ibex_point_set(&p, "model_ctx", "", "w", &err), IBEX_ERR_INVALID);
+    cr_expect(strstr(err.msg, "model_ctx") != NULL, "%s", err.msg);
+    /* auto cannot see a file's request lengths */
+    FILE *f = fopen(IBEX_TEST_TMPDIR "/ibex_model_ctx.jsonl", "w");
+    cr_assert_not_null(f);
+    fputs("{\"prompt_tokens\": 8, \"output_tokens\": 2}\n", f);
+    fclose(f);
+    expect_error("model_ctx: auto\nworkload: {file: " IBEX_TEST_TMPDIR "/ibex_model_ctx.jsonl}\n", "model_ctx",
+                 "workload.file", NULL);
+    remove(IBEX_TEST_TMPDIR "/ibex_model_ctx.jsonl");
+}
+
 Test(scenario, load_resolves_paths_next_to_the_file) {
     char dir[512], path[600], prompts[600];
     snprintf(dir, sizeof dir, "%s/scn_test_%d", IBEX_TEST_TMPDIR, (int)getpid());
