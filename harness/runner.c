@@ -797,7 +797,10 @@ static json_t *params_json(const ibex_point *p) {
     json_object_set_new(o, "backend", json_string(p->backend));
     json_object_set_new(o, "threads", json_integer(p->threads));
     json_object_set_new(o, "weights", json_string(ibex_type_name(p->weights)));
-    json_object_set_new(o, "model_ctx", p->model_ctx_auto ? json_string("auto") : json_integer(p->model_ctx));
+    /* only when set: ibex compare matches points by their params, and the baselines of
+     * runs before model_ctx existed must still match */
+    if (p->model_ctx_auto) json_object_set_new(o, "model_ctx", json_string("auto"));
+    else if (p->model_ctx > 0) json_object_set_new(o, "model_ctx", json_integer(p->model_ctx));
     json_object_set_new(o, "kv.policy", json_string(ibex_kv_policy_name(p->engine.kv.policy)));
     json_object_set_new(o, "kv.block_size", json_integer(p->engine.kv.block_size));
     json_object_set_new(o, "kv.budget", json_integer(p->engine.kv.budget_bytes));
@@ -1121,6 +1124,20 @@ static json_t *run_point(const ibex_scenario *s, int32_t idx, model_cache *mc, c
     {
         const int64_t ctx = ibex_point_ctx(pt, m->trained_ctx);
         if (ibex_model_set_ctx(m, ctx > INT32_MAX ? INT32_MAX : (int32_t)ctx, &err)) goto fail;
+        /* a GGUF's context is known only now (a preset's was checked with the scenario):
+         * refuse here with the fix rather than at the engine's first submit */
+        const int64_t longest = ibex_point_longest(pt);
+        if (!pt->prompts_file[0] && longest > m->cfg.ctx_len) {
+            if (pt->model_ctx > 0)
+                ibex_err_set(&err, IBEX_ERR_INVALID, "the longest request (%lld tokens) exceeds model_ctx %d",
+                             (long long)longest, m->cfg.ctx_len);
+            else
+                ibex_err_set(&err, IBEX_ERR_INVALID,
+                             "the longest request (%lld tokens) exceeds the context length %d of %s; set model_ctx: %lld "
+                             "to run beyond the trained context",
+                             (long long)longest, m->cfg.ctx_len, m->name, (long long)longest);
+            goto fail;
+        }
     }
     json_object_set_new(P, "model",
                         json_pack("{s:s,s:I,s:I,s:I,s:i,s:i,s:i}", "name", m->name, "n_params", (json_int_t)m->n_params,

@@ -644,9 +644,13 @@ static ibex_status check_dist(const ibex_dist *d, const char *key, const char *w
     return IBEX_OK;
 }
 
+int64_t ibex_point_longest(const ibex_point *p) {
+    return dist_max(&p->prompt_tokens) + dist_max(&p->output_tokens);
+}
+
 int64_t ibex_point_ctx(const ibex_point *p, int64_t own_ctx) {
     if (p->model_ctx > 0) return p->model_ctx;
-    const int64_t longest = dist_max(&p->prompt_tokens) + dist_max(&p->output_tokens);
+    const int64_t longest = ibex_point_longest(p);
     return p->model_ctx_auto && longest > own_ctx ? longest : own_ctx;
 }
 

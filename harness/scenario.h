@@ -107,6 +107,10 @@ ibex_status ibex_point_set(ibex_point *p, const char *key, const char *value, co
  * workload's distributions (maximum prompt + maximum output tokens). */
 int64_t ibex_point_ctx(const ibex_point *p, int64_t own_ctx);
 
+/* The longest request of the workload's distributions: maximum prompt + maximum output
+ * tokens (a workload.file's are known only when it is read). */
+int64_t ibex_point_longest(const ibex_point *p);
+
 /* Cross-field checks (min <= max, budget holds one sequence of the longest request,
  * beam width within the budget...). */
 ibex_status ibex_point_check(const ibex_point *p, const char *where, ibex_err *err);

@@ -296,31 +296,40 @@ def part_cli():
 
     # beyond the trained context (tiny's is 2048), as llama-bench does: bench raises the
     # context to what the test needs and flags the point; a scenario needs model_ctx
-    # (a GGUF, so its context_length is read from the file; the d0 test after the d3000 one
+    # (a GGUF, so its context_length is read from the file; the d0 test after the d2100 one
     # shares the loaded model and must be back at 2048, unflagged)
     gguf = os.path.join(a.workdir, "tiny.gguf")
     r = run("model", "write", "synthetic:tiny", gguf)
     check(r.returncode == 0, f"model write synthetic:tiny ({r.stderr.strip()[-200:]})")
     bdir = os.path.join(a.workdir, "bench_ctx")
-    r = run("bench", "-m", gguf, "-p", "0", "-n", "2", "-d", "3000,0", "-r", "1", "--no-warmup", "--out", bdir)
+    r = run("bench", "-m", gguf, "-p", "0", "-n", "2", "-d", "2100,0", "-r", "1", "--no-warmup", "--out", bdir)
     pts = json.load(open(os.path.join(bdir, "results.json")))["points"] if r.returncode == 0 else [{}, {}]
     md = open(os.path.join(bdir, "report.md")).read() if r.returncode == 0 else ""
     check(r.returncode == 0 and len(pts) == 2 and all(p["status"] == "ok" for p in pts)
           and pts[0]["model"]["beyond_trained_ctx"] is True and pts[0]["model"]["trained_ctx"] == 2048
-          and pts[0]["model"]["ctx_len"] == 3003 and pts[0]["params"]["model_ctx"] == "auto"
+          and pts[0]["model"]["ctx_len"] == 2103 and pts[0]["params"]["model_ctx"] == "auto"
           and pts[1]["model"]["beyond_trained_ctx"] is False and pts[1]["model"]["ctx_len"] == 2048
           and [l for l in md.splitlines() if "beyond the trained context" in l] ==
-          ["> - point 0 (workload.prompt_tokens=3000 workload.output_tokens=3): context 3003, beyond the trained "
+          ["> - point 0 (workload.prompt_tokens=2100 workload.output_tokens=3): context 2103, beyond the trained "
            "context (2048): timings valid, output quality not"],
-          f"bench -d 3000,0 on a 2048-token GGUF: d3000 runs flagged (results.json, report.md), d0 not "
+          f"bench -d 2100,0 on a 2048-token GGUF: d2100 runs flagged (results.json, report.md), d0 not "
           f"({r.returncode} {r.stderr[-300:]})")
     long_yaml = os.path.join(a.workdir, "long.yaml")
-    body = ("model: synthetic:tiny\nthreads: 2\nwarmup: 0\nrepeat: 1\n"
+    # (compute: false — the context checks and the flag, without a 2100-token forward pass)
+    body = ("model: synthetic:tiny\nthreads: 2\nwarmup: 0\nrepeat: 1\ncompute: false\n"
             "workload: {requests: 1, prompt_tokens: 2090, output_tokens: 10}\n")
     open(long_yaml, "w").write(body)
     r = run("run", long_yaml, "--out", os.path.join(a.workdir, "long_refused"))
     check(r.returncode == 2 and "exceeds the context length 2048" in r.stderr and "model_ctx: 2100" in r.stderr,
           f"run: 2100 tokens on a 2048-token model are refused, naming model_ctx ({r.stderr.strip()[-300:]})")
+    # a GGUF's context is read when it loads: the point fails, naming the fix
+    gdir = os.path.join(a.workdir, "long_gguf")
+    open(long_yaml, "w").write(body.replace("synthetic:tiny", gguf))
+    r = run("run", long_yaml, "--out", gdir)
+    pt = json.load(open(os.path.join(gdir, "results.json")))["points"][0] if r.returncode != 2 else {}
+    check(r.returncode == 1 and pt["status"] == "error" and "context length 2048" in pt["error"]
+          and "set model_ctx: 2100" in pt["error"],
+          f"run: 2100 tokens on a 2048-token GGUF fail the point, naming model_ctx ({r.returncode} {pt.get('error')})")
     open(long_yaml, "w").write(body + "model_ctx: 2100\n")
     ldir = os.path.join(a.workdir, "long")
     r = run("run", long_yaml, "--out", ldir)
@@ -332,9 +341,9 @@ def part_cli():
     ids = ",".join(["5"] * 2045)
     r = run("generate", "-m", "synthetic:tiny", "--prompt-ids", ids, "-n", "8", "--ids", "--no-warmup")
     check(r.returncode != 0 and "--ctx 2053" in r.stderr, f"generate: past the context, the error names --ctx ({r.stderr.strip()[-200:]})")
-    r = run("generate", "-m", "synthetic:tiny", "--prompt-ids", ids, "-n", "8", "--ids", "--no-warmup", "--ctx", "2053")
-    check(r.returncode == 0 and "beyond the trained context (2048)" in r.stderr,
-          f"generate --ctx 2053: runs, with a note ({r.returncode} {r.stderr.strip()[-200:]})")
+    r = run("generate", "-m", "synthetic:tiny", "--prompt-ids", "1,5,9", "-n", "4", "--ids", "--no-warmup", "--ctx", "4096")
+    check(r.returncode == 0 and "context 4096 is beyond the trained context (2048)" in r.stderr,
+          f"generate --ctx 4096: runs, with a note ({r.returncode} {r.stderr.strip()[-200:]})")
 
     bad = os.path.join(a.workdir, "bad.yaml")
     open(bad, "w").write("model: synthetic:tiny\nkv:\n  polcy: paged\n")
