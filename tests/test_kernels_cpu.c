@@ -612,6 +612,42 @@ Test(kernels_cpu, attention_types_groups_head_dims) {
                 }
 }
 
+/* Items that serve several KV heads per key chunk: 8 and 6 KV heads, so 1, 2, 3 and 4
+ * threads group the heads 8 / 4 / 2 / 2 (6 / 3 / 2 / 1) per item; group 3 gives an odd
+ * count of query vectors per KV head. Against the reference (a head of a group read with
+ * another head's rows, or a pair of query vectors formed across two heads, fails it) and bit for bit across the thread counts (a grouping that
+ * changed any vector's arithmetic fails that). */
+Test(kernels_cpu, attention_kv_head_groups_per_item) {
+    const kv_case cases[] = {{1, 300, 32, 8, 64}, {9, 100, 24, 6, 64}, {1, 77, 18, 6, 128}};
+    const ibex_type types[] = {IBEX_TYPE_F32, IBEX_TYPE_F16};
+    uint64_t seed = 1300;
+    for (int ti = 0; ti < 2; ti++)
+        for (size_t c = 0; c < sizeof cases / sizeof *cases; c++, seed++) {
+            const kv_case kc = cases[c];
+            check_attention_t(kc, seed, types[ti]);
+            const int n_tok = kc.pos0 + kc.T, row = kc.n_kv * kc.hd;
+            rng r = {seed};
+            float *K = rand_vec(&r, (int64_t)n_tok * row, -1.0f, 1.0f);
+            float *V = rand_vec(&r, (int64_t)n_tok * row, -1.0f, 1.0f);
+            float *q = rand_vec(&r, (int64_t)kc.T * kc.n_heads * kc.hd, -3.0f, 3.0f);
+            const int64_t n_out = (int64_t)kc.T * kc.n_heads * kc.hd;
+            ibex_backend *be = new_be(1);
+            kv_cache paged;
+            kv_cache_init_t(&paged, be, K, V, n_tok, 16, kc.n_kv, kc.hd, kc.pos0, seed, types[ti]);
+            float *o1 = nan_vec(n_out), *on = nan_vec(n_out);
+            be->attention(be, o1, q, &paged.view, kc.T, kc.pos0, kc.n_heads, 0.125f);
+            for (int nt = 2; nt <= 4; nt++) {
+                be->set_threads(be, nt);
+                be->attention(be, on, q, &paged.view, kc.T, kc.pos0, kc.n_heads, 0.125f);
+                cr_assert(memcmp(on, o1, (size_t)n_out * 4) == 0, "%s heads %d/%d: %d threads != 1 thread",
+                          ibex_type_name(types[ti]), kc.n_heads, kc.n_kv, nt);
+            }
+            kv_cache_free(&paged);
+            ibex_backend_free(be);
+            free(K), free(V), free(q), free(o1), free(on);
+        }
+}
+
 /* kv_write of an F16 / BF16 cache stores each element exactly as the scalar round-to-
  * nearest-even converters do (the F16C vector path included: a row of 8k + 3 elements
  * covers both paths), halfway cases, overflow to infinity, subnormals and NaN included. */
