@@ -300,9 +300,12 @@ Test(cuda_model, decode_step_syncs_once_and_allocates_nothing_after_warm_up) {
 }
 
 /* A decode step of n_seq sequences (prompts of plen[s] tokens, prefilled one call each,
- * then a warm-up decode step of all of them, then the measured one); sequence s paged
- * through scattered blocks, or a contiguous run when contig[s]. Returns the measured
- * step's counters and the logits [n_seq][vocab]. */
+ * then a warm-up decode step of all of them, then the measured one, whose keys are
+ * plen[s] + 2); sequence s paged through scattered blocks, or a contiguous run when
+ * contig[s]. Returns the measured step's counters and the logits [n_seq][vocab]. The
+ * measured step is then run a second time (the same tokens at the same positions, so the
+ * same KV rows rewritten): its logits must be the same bits (decode attention's split
+ * counters are back at 0 after every launch, and nothing else carries over). */
 typedef struct batch_step {
     ibex_dev_counters d;
     int64_t attention_calls;
@@ -311,26 +314,28 @@ typedef struct batch_step {
 
 static batch_step decode_batch(ibex_backend *be, const ibex_model *m, int n_seq, const int *plen,
                                const bool *contig, bool graphs) {
-    const int V = m->cfg.vocab_size, bs = 16, per = 4; /* 4 blocks (64 tokens) per sequence */
+    const int V = m->cfg.vocab_size, bs = 16, per = 9; /* 9 blocks (144 tokens) per sequence */
     ibex_err err = {0};
     ibex_kv_pool *pool = ibex_kv_pool_new_on(&m->cfg, per * n_seq + 1, bs, be, &err);
     ibex_forward *f = ibex_forward_new(m, be, 64, &err);
     cr_assert(pool && f, "%s", err.msg);
     ibex_forward_set_graphs(f, graphs);
-    int32_t tables[5][4], ids[5][40];
+    int32_t tables[5][9], ids[5][140];
     cr_assert(n_seq <= 5);
     for (int s = 0; s < n_seq; s++) {
         for (int b = 0; b < per; b++) /* its own 4 blocks: in order (a run), or backwards (paged) */
             tables[s][b] = 1 + s * per + (contig[s] ? b : per - 1 - b);
-        for (int i = 0; i < 40; i++) ids[s][i] = 3 + (s * 131 + i * 7919) % (V - 3);
+        for (int i = 0; i < 140; i++) ids[s][i] = 3 + (s * 131 + i * 7919) % (V - 3);
     }
     batch_step out = {.logits = malloc((size_t)n_seq * V * sizeof(float))};
     cr_assert(out.logits);
-    for (int s = 0; s < n_seq; s++) {
-        ibex_fwd_seq pre = {.tokens = ids[s], .n_tokens = plen[s], .pos0 = 0, .block_table = tables[s],
-                            .logits = out.logits + (size_t)s * V, .contiguous = contig[s]};
-        cr_assert_eq(ibex_forward_run(f, pool, &pre, 1, &err), IBEX_OK, "%s", err.msg);
-    }
+    for (int s = 0; s < n_seq; s++)
+        for (int p0 = 0; p0 < plen[s]; p0 += 64) { /* in calls of at most 64 tokens (max_tokens) */
+            const int n = plen[s] - p0 < 64 ? plen[s] - p0 : 64;
+            ibex_fwd_seq pre = {.tokens = ids[s] + p0, .n_tokens = n, .pos0 = p0, .block_table = tables[s],
+                                .logits = out.logits + (size_t)s * V, .contiguous = contig[s]};
+            cr_assert_eq(ibex_forward_run(f, pool, &pre, 1, &err), IBEX_OK, "%s", err.msg);
+        }
     ibex_fwd_seq dec[5];
     for (int step = 0; step < 2; step++) {
         for (int s = 0; s < n_seq; s++)
@@ -343,6 +348,13 @@ static batch_step decode_batch(ibex_backend *be, const ibex_model *m, int n_seq,
         out.d = acc.dev;
         out.attention_calls = acc.calls[IBEX_OP_ATTENTION];
     }
+    float *again = malloc((size_t)n_seq * V * sizeof(float));
+    cr_assert(again);
+    for (int s = 0; s < n_seq; s++) dec[s].logits = again + (size_t)s * V;
+    cr_assert_eq(ibex_forward_run(f, pool, dec, n_seq, &err), IBEX_OK, "%s", err.msg);
+    cr_assert(!memcmp(again, out.logits, (size_t)n_seq * V * sizeof(float)),
+              "the same decode step run twice gives other logits (batch %d, %s)", n_seq, graphs ? "graph" : "launched");
+    free(again);
     ibex_err why = {0};
     cr_assert_eq(ibex_forward_graphs(f, &why), graphs, "graphs went off: %s", why.msg);
     ibex_forward_free(f);
@@ -351,9 +363,11 @@ static batch_step decode_batch(ibex_backend *be, const ibex_model *m, int n_seq,
 }
 
 /* Every sequence of a decode step in one attention launch: a batch of 4 sequences of
- * different lengths (paged and contiguous) launches exactly what one sequence does, syncs
- * once, allocates nothing, and each sequence's logits match the CPU's; captured as a
- * graph it is one launch with the same logits bits. Before
+ * different lengths (paged and contiguous; 10, 72, 5 and 132 keys, so the keys are split
+ * 3 ways and the 72-key sequence uses 2 of them) launches exactly what one sequence does,
+ * at 72 keys (2 splits) as at 10 (none): at most 8 per layer, the splits combined inside
+ * the attention kernel. It syncs once, allocates nothing, and each sequence's logits match
+ * the CPU's; captured as a graph it is one launch with the same logits bits. Before
  * attention_batch the step launched one attention per sequence and layer. */
 Test(cuda_model, decode_step_batch_launches_do_not_grow_with_the_batch) {
     ibex_backend *gpu = cuda_or_skip();
@@ -362,21 +376,25 @@ Test(cuda_model, decode_step_batch_launches_do_not_grow_with_the_batch) {
     const int32_t full = m->cfg.n_layers, full_vocab = m->cfg.vocab_size, L = 2, V = 512;
     const int64_t out_rows = m->output.n_out;
     m->cfg.n_layers = L, m->cfg.vocab_size = V, m->output.n_out = V;
-    const int plen[4] = {8, 21, 3, 37};
+    const int plen[4] = {8, 70, 3, 130};
     const bool contig[4] = {false, true, false, true};
     batch_step ref = decode_batch(cpu, m, 4, plen, contig, false);
     batch_step b4 = decode_batch(gpu, m, 4, plen, contig, false);
-    batch_step b1 = decode_batch(gpu, m, 1, plen + 1, contig + 1, false);
+    batch_step b1 = decode_batch(gpu, m, 1, plen + 1, contig + 1, false); /* 72 keys: 2 splits */
+    batch_step b10 = decode_batch(gpu, m, 1, plen, contig, false);        /* 10 keys: 1 */
     batch_step g4 = decode_batch(gpu, m, 4, plen, contig, true);
     ibex_backend old = *gpu; /* attention per sequence, as before */
     gpu->attention_batch = NULL;
     batch_step was = decode_batch(gpu, m, 4, plen, contig, false);
     *gpu = old;
-    cr_log_info("decode step, %d layers, batch 4: launches %lld (per-sequence attention: %lld), batch 1: %lld; "
-                "syncs %lld, allocs %lld, h2d %lld B", L, (long long)b4.d.launches, (long long)was.d.launches,
-                (long long)b1.d.launches, (long long)b4.d.syncs, (long long)b4.d.allocs, (long long)b4.d.h2d_bytes);
+    cr_log_info("decode step, %d layers, batch 4 (up to 132 keys): launches %lld (per-sequence attention: %lld), "
+                "batch 1 at 72 keys: %lld, at 10 keys: %lld; syncs %lld, allocs %lld, h2d %lld B", L,
+                (long long)b4.d.launches, (long long)was.d.launches, (long long)b1.d.launches,
+                (long long)b10.d.launches, (long long)b4.d.syncs, (long long)b4.d.allocs, (long long)b4.d.h2d_bytes);
     cr_assert_eq(b4.d.launches, b1.d.launches, "batch 4: %lld launches, batch 1: %lld", (long long)b4.d.launches,
                  (long long)b1.d.launches);
+    cr_assert_eq(b1.d.launches, b10.d.launches, "72 keys (split): %lld launches, 10 keys: %lld",
+                 (long long)b1.d.launches, (long long)b10.d.launches);
     cr_assert_eq(was.d.launches - b4.d.launches, (int64_t)L * 3, "per-sequence attention: 3 more per layer");
     cr_assert_leq(b4.d.launches, 8 * L + 3);
     cr_assert_eq(b4.d.syncs, 1);
@@ -403,7 +421,7 @@ Test(cuda_model, decode_step_batch_launches_do_not_grow_with_the_batch) {
     cr_assert_eq(g4.d.syncs, 1);
     cr_assert_eq(g4.d.allocs, 0);
     cr_assert(!memcmp(g4.logits, b4.logits, (size_t)4 * V * sizeof(float)), "graph replay differs from the launched step");
-    free(ref.logits), free(b4.logits), free(b1.logits), free(was.logits), free(g4.logits);
+    free(ref.logits), free(b4.logits), free(b1.logits), free(b10.logits), free(was.logits), free(g4.logits);
     m->cfg.n_layers = full, m->cfg.vocab_size = full_vocab, m->output.n_out = out_rows;
     ibex_model_free(m);
     ibex_backend_free(cpu);

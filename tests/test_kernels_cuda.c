@@ -878,8 +878,23 @@ Test(kernels_cuda, attention_f16_bf16_kv) {
  * type t; n_heads query heads over n_kv KV heads of hd. attention_batch must equal the
  * CPU's attention of each sequence alone (on the widened F32 pool), in a number of launches
  * that does not depend on n_seq; returns the launches. */
+static int64_t check_batch_again(ibex_backend *gpu, ibex_backend *cpu, int n_seq, const int *n_keys,
+                                 const bool *paged, int n_heads, int n_kv, int hd, ibex_type t, uint64_t seed,
+                                 bool again);
 static int64_t check_batch(ibex_backend *gpu, ibex_backend *cpu, int n_seq, const int *n_keys, const bool *paged,
                            int n_heads, int n_kv, int hd, ibex_type t, uint64_t seed) {
+    return check_batch_again(gpu, cpu, n_seq, n_keys, paged, n_heads, n_kv, hd, t, seed, false);
+}
+
+/* check_batch; with `again`, the same call is then run twice more into a NaN-filled
+ * output: once as it was, once with the emulator running the grid's blocks last to first
+ * (EMU_BLOCK_ORDER; no effect on a GPU, whose block order varies anyway). Both must give
+ * the first call's bits: the split arrival counters are back at 0 after a launch (a
+ * kernel that left them counted would combine no split the second time, leaving NaN), and
+ * the combination does not depend on which split's block came last. */
+static int64_t check_batch_again(ibex_backend *gpu, ibex_backend *cpu, int n_seq, const int *n_keys,
+                                 const bool *paged, int n_heads, int n_kv, int hd, ibex_type t, uint64_t seed,
+                                 bool again) {
     const int bs = 16;
     const int64_t row = (int64_t)n_kv * hd, qd = (int64_t)n_heads * hd;
     int n_blocks = 0, nb[8], max_keys = 0;
@@ -959,6 +974,20 @@ static int64_t check_batch(ibex_backend *gpu, ibex_backend *cpu, int n_seq, cons
         cr_assert(e <= 5e-6, "batch of %d, sequence %d (%d keys, %s, %s KV, %d/%d heads, hd %d): error %g vs the CPU",
                   n_seq, s, n_keys[s], paged[s] ? "paged" : "contiguous", ibex_type_name(t), n_heads, n_kv, hd, e);
     }
+    for (int rerun = 0; again && rerun < 2; rerun++) {
+        gpu->dealloc(gpu, dout);
+        dout = dev_nan(gpu, n_seq * qd);
+        if (rerun) setenv("EMU_BLOCK_ORDER", "reverse", 1);
+        const ibex_dev_counters c1 = counters(gpu);
+        gpu->attention_batch(gpu, dout, dq, &dv, dseqs, seqs, n_seq, n_heads, 1.0f / sqrtf((float)hd));
+        cr_assert_eq(counters(gpu).launches - c1.launches, launches);
+        expect_sync_ok(gpu);
+        unsetenv("EMU_BLOCK_ORDER");
+        float *got2 = fetch(gpu, dout, n_seq * qd);
+        cr_assert(!memcmp(got2, got, (size_t)(n_seq * qd) * 4), "batch of %d (%s KV): the %s call differs from the first",
+                  n_seq, ibex_type_name(t), rerun ? "blocks-reversed" : "second");
+        free(got2);
+    }
     void *bufs[] = {dkp, dvp, dt, dseqs, dq, dout};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) gpu->dealloc(gpu, bufs[i]);
     free(perm), free(tables), free(kp), free(vp), free(q), free(ref), free(got), free(tkp), free(tvp);
@@ -973,11 +1002,15 @@ Test(kernels_cuda, attention_batch_matches_cpu_per_sequence_in_one_launch) {
     for (int ti = 0; ti < 3; ti++) {
         const ibex_type t = k_kv_types[ti];
         /* a batch of 5 (GQA 8/2, hd 64) and the same kernel for 1 sequence: the same launches */
-        const int64_t l5 = check_batch(gpu, cpu, 5, keys5, mixed, 8, 2, 64, t, 1300 + ti);
-        const int64_t l1 = check_batch(gpu, cpu, 1, keys5 + 4, mixed + 4, 8, 2, 64, t, 1310 + ti);
-        cr_assert(l5 == l1 && l5 >= 1 && l5 <= 2, "%s: %lld launches for 5 sequences, %lld for 1",
-                  ibex_type_name(t), (long long)l5, (long long)l1);
+        const int64_t l5 = check_batch_again(gpu, cpu, 5, keys5, mixed, 8, 2, 64, t, 1300 + ti, ti == 1);
+        const int64_t l1 = check_batch_again(gpu, cpu, 1, keys5 + 4, mixed + 4, 8, 2, 64, t, 1310 + ti, ti == 2);
+        /* one launch, split or not (900 keys split; the last split's block combines them) */
+        cr_assert(l5 == 1 && l1 == 1, "%s: %lld launches for 5 sequences, %lld for 1", ibex_type_name(t),
+                  (long long)l5, (long long)l1);
     }
+    /* 72 keys: 2 splits (of 48 and 24 keys); the 10-key sequence has one of the 2 */
+    const int keys72[2] = {72, 10};
+    cr_assert_eq(check_batch_again(gpu, cpu, 2, keys72, mixed, 8, 2, 64, IBEX_TYPE_F32, 1305, true), 1);
     /* no GQA (llama2-7b's 32/32 shape scaled down), hd 128, every sequence paged and contiguous */
     const int keys3[3] = {65, 5, 200};
     const bool all_paged[3] = {true, true, true}, none_paged[3] = {false, false, false};
@@ -1017,6 +1050,11 @@ Test(kernels_cuda, decode_kernel_sizing) {
     cr_assert_eq(ibex_cuda_decode_splits(132, 32, 60, &chunk), 1);
     cr_assert_eq(ibex_cuda_decode_splits(132, 128 * 32, 4096, &chunk), 1);
     cr_assert_leq(ibex_cuda_decode_splits(132, 1, 1 << 20, &chunk), 256);
+    /* a launch splits only with fewer block groups than it has arrival counters */
+    const int nc = ibex_cuda_decode_counters(132);
+    cr_assert_eq(ibex_cuda_decode_splits(132, nc, 1 << 20, &chunk), 1);
+    cr_assert_gt(ibex_cuda_decode_splits(132, nc - 1, 1 << 20, &chunk), 1);
+    cr_assert_eq(ibex_cuda_decode_splits(8, ibex_cuda_decode_counters(8), 1 << 20, &chunk), 1);
 #else
     cr_skip_test("no CUDA backend in this build");
 #endif

@@ -16,7 +16,8 @@
  *  DECODE        (AUTO with one query token, and attention_batch: every sequence of a
  *                decode step in one launch) one block per (sequence, KV head, split)
  *                serving the whole GQA group from K/V tiles in shared memory, split-K
- *                sized from the SM count, a reduction when it splits; see its section.
+ *                sized from the SM count, the last split of each group combining
+ *                them (one launch either way); see its section.
  *
  * K/V pools are F32, F16 or BF16 (ibex_kv_view.type), widened to F32 on load; all the
  * arithmetic is F32.
@@ -290,11 +291,18 @@ att_pv_kernel(float *out, const float *__restrict__ P, const att_kv kv, int T, i
  *  3. online softmax per head, one warp per head: tile max, rescale factor
  *     e^(m_old − m_new), probabilities p = e^(s − m_new) (design note 2's update);
  *  4. each thread owns (head, dim) outputs: acc = acc·corr + Σ_j p_j·V[j][dim].
- * With one split the block writes out; with several it writes (m, s, acc[hd]) partials and
- * dec_reduce_kernel combines them (as att_reduce_kernel). The number of splits is sized
- * from the SM count and the longest sequence of the call (ibex_cuda_decode_splits); a
- * split past a shorter sequence's keys leaves at once. Paged and contiguous sequences
- * differ only in att_slot's address of a key: one code path. */
+ * With one split (of its sequence) the block writes out. With several, each writes its
+ * (m, s, acc[hd]) partials to the op scratch, then __threadfence() and one atomicAdd on the
+ * counter of its (sequence, KV head, head chunk); the block that arrives last combines the
+ * splits (M = max m_j, out = Σ acc_j·e^(m_j − M) / Σ s_j·e^(m_j − M)) in split order, so the
+ * bits do not depend on which block finished last, and sets the counter back to 0 for the
+ * next launch (the next layer, step, or graph replay). So attention is one launch whether
+ * or not it splits. The counters (ctx->dec_count, one per (sequence, KV head, head chunk)
+ * block group of a launch that splits) are allocated and zeroed once, at backend creation
+ * (ibex_cuda_attention_init). The number of splits is sized from the SM count and the
+ * longest sequence of the call (ibex_cuda_decode_splits); a split past a shorter
+ * sequence's keys leaves at once and is not counted. Paged and contiguous sequences differ
+ * only in att_slot's address of a key: one code path. */
 #define DEC_THREADS 128
 #define DEC_WARPS (DEC_THREADS / 32)
 #define DEC_TK 16        /* keys per shared-memory tile */
@@ -316,7 +324,21 @@ typedef struct att_dec {
     int n_heads, n_kv, gc, n_hc; /* gc query heads per block, n_hc head chunks per KV head */
     int n_splits, chunk;
     float scale;
+    unsigned *count; /* arrival counters per block group (ctx->dec_count), all 0 between launches */
 } att_dec;
+
+/* The K/V tiles, and in the block that combines the splits the split weights, which
+ * reuse the tiles' memory (32 heads × 256 splits fit in the 16 tiles). */
+typedef union dec_smem {
+    struct {
+        float ks[DEC_TK][IBEX_CUDA_ATT_MAX_HEAD_DIM + DEC_KPAD];
+        float vs[DEC_TK][IBEX_CUDA_ATT_MAX_HEAD_DIM];
+    } t;
+    float w[DEC_MAX_HEADS][DEC_SPLIT_MAX];
+} dec_smem;
+static_assert(sizeof(float) * DEC_MAX_HEADS * DEC_SPLIT_MAX <=
+                  sizeof(float) * DEC_TK * (2 * IBEX_CUDA_ATT_MAX_HEAD_DIM + DEC_KPAD),
+              "the split weights must fit in the K/V tiles");
 
 static __device__ __forceinline__ ibex_attn_seq dec_seq(const att_dec &a, int s) {
     return a.seqs ? a.seqs[s] : a.one;
@@ -331,8 +353,10 @@ static __device__ __forceinline__ int64_t dec_slot(const att_kv &kv, const ibex_
 static __global__ void __launch_bounds__(DEC_THREADS)
 att_decode_kernel(float *out, float *__restrict__ part, const float *q, const att_dec a) {
     __shared__ __align__(16) float qs[DEC_MAX_QD];
-    __shared__ __align__(16) float ks[DEC_TK][IBEX_CUDA_ATT_MAX_HEAD_DIM + DEC_KPAD];
-    __shared__ __align__(16) float vs[DEC_TK][IBEX_CUDA_ATT_MAX_HEAD_DIM];
+    __shared__ __align__(16) dec_smem sm;
+    __shared__ bool last;
+    float(&ks)[DEC_TK][IBEX_CUDA_ATT_MAX_HEAD_DIM + DEC_KPAD] = sm.t.ks;
+    float(&vs)[DEC_TK][IBEX_CUDA_ATT_MAX_HEAD_DIM] = sm.t.vs;
     __shared__ float ps[DEC_MAX_HEADS][DEC_TK];
     __shared__ float ms[DEC_MAX_HEADS], ls[DEC_MAX_HEADS], cs[DEC_MAX_HEADS];
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -414,49 +438,66 @@ att_decode_kernel(float *out, float *__restrict__ part, const float *q, const at
         }
         __syncthreads(); /* the next tile overwrites ks, vs, ps, cs */
     }
+    const int nv = (n_ctx + a.chunk - 1) / a.chunk; /* splits of this sequence (≤ n_splits) */
+    const int64_t item0 = (int64_t)s * a.n_heads + h0;  /* (sequence, query head) of head 0 */
+    const int64_t stride = hd + 2;
+    if (nv == 1) { /* the only split: out directly, as an unsplit launch would */
+#pragma unroll
+        for (int k = 0; k < DEC_PER; k++) {
+            const int o = tid + k * DEC_THREADS;
+            if (o >= nh * hd) continue;
+            const int g = o / hd, d = o % hd;
+            out[(item0 + g) * hd + d] = ls[g] > 0.0f ? acc[k] / ls[g] : 0.0f;
+        }
+        return;
+    }
 #pragma unroll
     for (int k = 0; k < DEC_PER; k++) {
         const int o = tid + k * DEC_THREADS;
         if (o >= nh * hd) continue;
         const int g = o / hd, d = o % hd;
-        const int64_t item = (int64_t)s * a.n_heads + h0 + g; /* (sequence, query head) */
-        if (a.n_splits == 1) {
-            out[item * hd + d] = ls[g] > 0.0f ? acc[k] / ls[g] : 0.0f;
-        } else {
-            float *pp = part + (item * a.n_splits + sp) * (hd + 2);
-            if (d == 0) pp[0] = ms[g], pp[1] = ls[g];
-            pp[2 + d] = acc[k];
+        float *pp = part + ((item0 + g) * a.n_splits + sp) * stride;
+        if (d == 0) pp[0] = ms[g], pp[1] = ls[g];
+        pp[2 + d] = acc[k];
+    }
+    /* release: this block's partials reach device memory before its arrival is counted */
+    __threadfence();
+    __syncthreads();
+    if (tid == 0) {
+        unsigned *cnt = a.count + ((int64_t)s * a.n_kv + kvh) * a.n_hc + hc;
+        last = atomicAdd(cnt, 1u) == (unsigned)nv - 1;
+        if (last) *cnt = 0; /* every split has arrived: nobody else touches it this launch */
+    }
+    __syncthreads();
+    if (!last) return; /* block-uniform */
+    __threadfence(); /* acquire: the other splits' partials, read past L1 (__ldcg) */
+    /* the weights e^(m_j − M) of each head's splits and 1 / Σ s_j·e^(m_j − M), one warp
+     * per head, lanes over splits */
+    for (int g = warp; g < nh; g += DEC_WARPS) {
+        const float *pg = part + (item0 + g) * a.n_splits * stride;
+        float M = -INFINITY;
+        for (int j = lane; j < nv; j += 32) M = fmaxf(M, __ldcg(pg + j * stride));
+        M = ibex_warp_max(M);
+        float S = 0.0f;
+        for (int j = lane; j < nv; j += 32) {
+            const float wj = expf(__ldcg(pg + j * stride) - M);
+            sm.w[g][j] = wj;
+            S = fmaf(__ldcg(pg + j * stride + 1), wj, S);
         }
+        S = ibex_warp_sum(S);
+        if (lane == 0) cs[g] = S > 0.0f ? 1.0f / S : 0.0f;
     }
-}
-
-/* The splits of each (sequence, query head) combined: one warp per item (grid n_seq ·
- * n_heads, block 32), M = max m_j, out = Σ acc_j·e^(m_j − M) / Σ s_j·e^(m_j − M) over the
- * ceil(n_keys / chunk) splits the sequence has. */
-static __global__ void __launch_bounds__(32)
-dec_reduce_kernel(float *out, const float *__restrict__ part, const att_dec a) {
-    __shared__ float wsh[DEC_SPLIT_MAX];
-    const int item = blockIdx.x, lane = threadIdx.x, hd = a.kv.hd;
-    const ibex_attn_seq sq = dec_seq(a, item / a.n_heads);
-    const int nv = min(a.n_splits, (sq.n_keys + a.chunk - 1) / a.chunk);
-    const int64_t stride = hd + 2;
-    const float *pp = part + (int64_t)item * a.n_splits * stride;
-    float M = -INFINITY;
-    for (int j = lane; j < nv; j += 32) M = fmaxf(M, pp[j * stride]);
-    M = ibex_warp_max(M);
-    float S = 0.0f;
-    for (int j = lane; j < nv; j += 32) {
-        const float wj = expf(pp[j * stride] - M);
-        wsh[j] = wj;
-        S = fmaf(pp[j * stride + 1], wj, S);
-    }
-    S = ibex_warp_sum(S);
-    __syncwarp(); /* wsh written by other lanes */
-    const float inv = S > 0.0f ? 1.0f / S : 0.0f;
-    for (int d = lane; d < hd; d += 32) {
-        float acc = 0.0f;
-        for (int j = 0; j < nv; j++) acc = fmaf(pp[j * stride + 2 + d], wsh[j], acc);
-        out[(int64_t)item * hd + d] = acc * inv;
+    __syncthreads();
+    /* each thread's (head, dim) outputs, summed over the splits in split order */
+#pragma unroll
+    for (int k = 0; k < DEC_PER; k++) {
+        const int o = tid + k * DEC_THREADS;
+        if (o >= nh * hd) continue;
+        const int g = o / hd, d = o % hd;
+        const float *pg = part + (item0 + g) * a.n_splits * stride + 2 + d;
+        float x = 0.0f;
+        for (int j = 0; j < nv; j++) x = fmaf(__ldcg(pg + j * stride), sm.w[g][j], x);
+        out[(item0 + g) * hd + d] = x * cs[g];
     }
 }
 
@@ -481,7 +522,18 @@ extern "C" int ibex_cuda_decode_splits(int sm_count, int blocks, int max_keys, i
     return (int)((keys + c - 1) / c);
 }
 
-/* Queues the grouped decode kernel (and its reduction when it splits) for n_seq sequences
+extern "C" int ibex_cuda_decode_counters(int sm_count) {
+    return (sm_count > 0 ? sm_count : 1) * DEC_BLOCKS_PER_SM;
+}
+
+extern "C" bool ibex_cuda_attention_init(ibex_cuda_ctx *ctx, ibex_err *err) {
+    const size_t bytes = (size_t)ibex_cuda_decode_counters(ctx->sm_count) * sizeof(unsigned);
+    ctx->dec_count = (unsigned *)ibex_cuda_buf_alloc(ctx, bytes, IBEX_BUF_WORKSPACE, false, err);
+    if (!ctx->dec_count) return false;
+    return IBEX_CUDA_TRY(ctx, err, cudaMemsetAsync(ctx->dec_count, 0, bytes, ctx->stream)) == IBEX_OK;
+}
+
+/* Queues the grouped decode kernel (one launch, split or not) for n_seq sequences
  * described by a.seqs (or a.one), the longest of which has max_keys keys. */
 static void dec_launch(ibex_cuda_ctx *ctx, float *out, const float *q, att_dec a, int n_seq, int max_keys) {
     const int group = a.kv.group;
@@ -492,16 +544,19 @@ static void dec_launch(ibex_cuda_ctx *ctx, float *out, const float *q, att_dec a
                                          &a.chunk);
     float *part = NULL;
     if (a.n_splits > 1) {
+        /* it splits only when blocks < sm_count · DEC_BLOCKS_PER_SM: one counter each */
+        if (!ctx->dec_count || blocks > ibex_cuda_decode_counters(ctx->sm_count)) {
+            ibex_cuda_record(ctx, IBEX_ERR_BACKEND, "CUDA attention: %lld block groups split, %d counters",
+                             (long long)blocks, ctx->dec_count ? ibex_cuda_decode_counters(ctx->sm_count) : 0);
+            return;
+        }
         part = (float *)ibex_cuda_scratch(
             ctx, (size_t)n_seq * a.n_heads * a.n_splits * (a.kv.hd + 2) * sizeof(float));
         if (!part) return; /* sticky error recorded */
+        a.count = ctx->dec_count;
     }
     att_decode_kernel<<<(unsigned)(blocks * a.n_splits), DEC_THREADS, 0, ctx->stream>>>(out, part, q, a);
     IBEX_CUDA_CHECK_LAUNCH(ctx, att_decode_kernel);
-    if (a.n_splits > 1) {
-        dec_reduce_kernel<<<(unsigned)((int64_t)n_seq * a.n_heads), 32, 0, ctx->stream>>>(out, part, a);
-        IBEX_CUDA_CHECK_LAUNCH(ctx, dec_reduce_kernel);
-    }
 }
 
 extern "C" ibex_attn_impl ibex_cuda_attention_pick(ibex_attn_impl requested, int T, int pos0) {

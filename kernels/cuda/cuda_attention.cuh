@@ -41,8 +41,19 @@ int ibex_cuda_decode_heads_per_block(int group, int head_dim);
  * about 4 blocks per SM, at least 64 keys each, at most 256. Never fails. */
 int ibex_cuda_decode_splits(int sm_count, int blocks, int max_keys, int *chunk);
 
-/* Contract of ibex_backend.attention_batch (grouped decode kernel: 1 launch, 2 when it
- * splits, whatever n_seq; with an explicit set_attention form, that form per sequence). */
+/* Arrival counters the grouped decode kernel needs on a GPU of sm_count SMs: one per block
+ * group (sequence, KV head, head chunk) of a launch that splits, and a launch splits only
+ * with fewer than sm_count · 4 groups. */
+int ibex_cuda_decode_counters(int sm_count);
+
+/* Allocates ctx->dec_count (ibex_cuda_decode_counters entries, IBEX_BUF_WORKSPACE) and
+ * zeroes it on the stream; called once at backend creation. The kernel leaves every
+ * counter at 0, so nothing re-zeroes them. false with err set on failure. */
+struct ibex_cuda_ctx;
+bool ibex_cuda_attention_init(struct ibex_cuda_ctx *ctx, ibex_err *err);
+
+/* Contract of ibex_backend.attention_batch (grouped decode kernel: 1 launch whether or not
+ * it splits, whatever n_seq; with an explicit set_attention form, that form per sequence). */
 void ibex_cuda_attention_batch(ibex_backend *be, float *out, const float *q, const ibex_kv_view *kv,
                                const ibex_attn_seq *seqs, const ibex_attn_seq *seqs_host, int n_seq, int n_heads,
                                float scale);

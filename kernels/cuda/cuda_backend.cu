@@ -800,6 +800,7 @@ extern "C" ibex_backend *ibex_backend_cuda_new(int device, ibex_err *err) {
         ibex_err_set(err, IBEX_ERR_NOMEM, "CUDA: op scratch of %zu bytes: %s", (size_t)SCRATCH_INITIAL_BYTES, ctx->err.msg);
         goto fail;
     }
+    if (!ibex_cuda_attention_init(ctx, err)) goto fail; /* decode attention's split counters */
     memset(&ctx->err, 0, sizeof ctx->err);
 
     be->name = "cuda";

@@ -57,6 +57,8 @@ typedef struct ibex_cuda_ctx {
                     * at construction for decode, grown (a sync and a cudaMalloc) only by
                     * a larger prefill */
     size_t scratch_bytes;
+    unsigned *dec_count; /* decode attention's split arrival counters, all 0 between launches
+                          * (allocated and zeroed once: ibex_cuda_attention_init) */
 
     ibex_attn_impl attn;
     ibex_err err; /* sticky: the first error since the last sync (status IBEX_OK if none) */

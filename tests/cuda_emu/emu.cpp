@@ -125,12 +125,18 @@ static void emu_launch_now(emu_cfg_t c, const std::function<void()> &body) {
     emu_gdim = c.g;
     emu_bdim = c.b;
     g_n = (int)nt;
-    for (unsigned z = 0; z < c.g.z; z++)
-        for (unsigned y = 0; y < c.g.y; y++)
-            for (unsigned x = 0; x < c.g.x; x++) {
-                emu_bid.x = x, emu_bid.y = y, emu_bid.z = z;
-                run_block();
-            }
+    /* EMU_BLOCK_ORDER=reverse runs the grid's blocks last to first: a GPU promises no
+     * order, so a kernel whose result depends on which block runs (or finishes) first or
+     * last gives other bits (tests set it to check that a result does not) */
+    const char *order = getenv("EMU_BLOCK_ORDER");
+    const bool rev = order && !strcmp(order, "reverse");
+    const uint64_t nb = (uint64_t)c.g.x * c.g.y * c.g.z;
+    for (uint64_t i = 0; i < nb; i++) {
+        const uint64_t b = rev ? nb - 1 - i : i;
+        emu_bid.x = (unsigned)(b % c.g.x), emu_bid.y = (unsigned)(b / c.g.x % c.g.y),
+        emu_bid.z = (unsigned)(b / ((uint64_t)c.g.x * c.g.y));
+        run_block();
+    }
 }
 
 /* ---- runtime ---- */

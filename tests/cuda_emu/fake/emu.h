@@ -43,6 +43,14 @@ template <class T> static inline T __shfl_xor_sync(unsigned mask, T v, int o) {
 }
 template <class T> static inline T __ldg(const T *p) { return *p; }
 template <class T> static inline T __ldcs(const T *p) { return *p; }
+template <class T> static inline T __ldcg(const T *p) { return *p; }
+/* Blocks run one after another and threads are fibers switched only at barriers and
+ * shuffles, so a read-modify-write is atomic as written and every store is visible to
+ * every later block: the fence has nothing to order. */
+static inline void __threadfence(void) {}
+template <class T> static inline T atomicAdd(T *p, T v) { const T old = *p; *p = old + v; return old; }
+template <class T> static inline T atomicCAS(T *p, T cmp, T v) { const T old = *p; if (old == cmp) *p = v; return old; }
+template <class T> static inline T atomicExch(T *p, T v) { const T old = *p; *p = v; return old; }
 static inline int min(int a, int b) { return a < b ? a : b; }
 static inline float __fmul_rn(float a, float b) { volatile float r = a * b; return r; }
 static inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }
