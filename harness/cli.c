@@ -159,3 +159,14 @@ const char *ibex_cli_bytes(int64_t bytes, char *buf, size_t cap) {
         snprintf(buf, cap, "%.2f %s", v, units[u]);
     return buf;
 }
+
+void ibex_cli_result_dir(char *dir, size_t cap, const char *out, const char *name, const char *tag) {
+    if (out) {
+        snprintf(dir, cap, "%s", out);
+        return;
+    }
+    char stamp[32];
+    time_t now = time(NULL);
+    strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&now));
+    snprintf(dir, cap, "results/%s-%s%s", name, tag, stamp);
+}

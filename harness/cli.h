@@ -31,6 +31,9 @@ double ibex_cli_now_s(void);
 
 /* Human-readable bytes ("1.50 GiB"), into buf. */
 const char *ibex_cli_bytes(int64_t bytes, char *buf, size_t cap);
+/* The default result folder: out when given, else results/<name>-<tag>YYYYmmdd-HHMMSS
+ * (local time; tag "" or e.g. "slurm-"). */
+void ibex_cli_result_dir(char *dir, size_t cap, const char *out, const char *name, const char *tag);
 
 int ibex_cmd_generate(int argc, char **argv);
 int ibex_cmd_model(int argc, char **argv);

@@ -365,14 +365,7 @@ int ibex_cmd_run(int argc, char **argv) {
     }
     if (quick) ibex_scenario_quick(s);
     char dir[900];
-    if (out) {
-        snprintf(dir, sizeof dir, "%s", out);
-    } else {
-        char stamp[32];
-        time_t now = time(NULL);
-        strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&now));
-        snprintf(dir, sizeof dir, "results/%s-%s", s->name, stamp);
-    }
+    ibex_cli_result_dir(dir, sizeof dir, out, s->name, "");
     struct sigaction sa = {0};
     sa.sa_handler = on_stop_signal;
     sigaction(SIGINT, &sa, NULL);

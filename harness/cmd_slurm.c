@@ -217,14 +217,7 @@ int ibex_cmd_slurm(int argc, char **argv) {
     snprintf(name, sizeof name, "%s", s->name);
     ibex_scenario_free(s);
     char dir[900];
-    if (out) {
-        snprintf(dir, sizeof dir, "%s", out);
-    } else {
-        char stamp[32];
-        time_t now = time(NULL);
-        strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&now));
-        snprintf(dir, sizeof dir, "results/%s-slurm-%s", name, stamp);
-    }
+    ibex_cli_result_dir(dir, sizeof dir, out, name, "slurm-");
     char logs[1000];
     snprintf(logs, sizeof logs, "%s/logs", dir);
     if (ibex_mkdir_p(logs, &err)) { /* sbatch opens --output files at start: the folder must exist */
