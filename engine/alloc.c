@@ -2,6 +2,8 @@
  * its size and category, so ibex_free() can subtract exactly what was added. */
 #include "engine/alloc.h"
 
+#include "kernels/hostmem.h"
+
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,8 +36,8 @@ static void raise_peak(_Atomic int64_t *peak, int64_t v) {
 
 void *ibex_alloc(ibex_mem_cat cat, size_t size, int zeroed) {
     if (size == 0 || (unsigned)cat >= IBEX_MEM_CAT_COUNT || size > SIZE_MAX - 2 * IBEX_ALIGN) return NULL;
-    size_t total = (size + IBEX_ALIGN + IBEX_ALIGN - 1) / IBEX_ALIGN * IBEX_ALIGN;
-    unsigned char *base = aligned_alloc(IBEX_ALIGN, total);
+    /* large blocks (weights, KV pools) on huge pages: kernels/hostmem.h */
+    unsigned char *base = ibex_host_alloc(size + IBEX_ALIGN);
     if (!base) return NULL;
     if (zeroed) memset(base + IBEX_ALIGN, 0, size);
     hdr *h = (hdr *)base;

@@ -101,32 +101,63 @@ static void fill(float *x, size_t n, uint64_t seed) {
 
 typedef void (*op_fn)(bench *b, void *ctx);
 
-/* Median / min / max seconds per call of fn over b->reps repetitions of k queued calls. */
-static ibex_status time_op(bench *b, op_fn fn, void *ctx, double *med, double *lo, double *hi, ibex_err *err) {
-    ibex_status st;
-    fn(b, ctx); /* warm-up: first-touch, lazy workspace, cuBLAS heuristics */
-    if ((st = bsync(b, err))) return st;
-    double t0 = ibex_cli_now_s();
-    fn(b, ctx);
-    if ((st = bsync(b, err))) return st;
-    double one = ibex_cli_now_s() - t0;
-    int k = one > 0.05 ? 1 : one > 0 ? (int)fmin(200.0, ceil(0.05 / one)) : 200; /* ~50 ms per repetition */
-    double *s = malloc((size_t)b->reps * sizeof *s);
-    if (!s) return ibex_err_set(err, IBEX_ERR_NOMEM, "out of memory");
-    for (int r = 0; r < b->reps; r++) {
-        double t = ibex_cli_now_s();
-        for (int i = 0; i < k; i++) fn(b, ctx);
-        if ((st = bsync(b, err))) {
-            free(s);
-            return st;
-        }
-        s[r] = (ibex_cli_now_s() - t) / k;
+/* Per-call seconds of n ops (n ≤ 2) timed side by side: each repetition times k queued
+ * calls of every op, alternating which goes first (A B, B A, ...) so drift and a neighbour's
+ * load fall on both alike; st[o] gets op o's median / min / max, and with two ops ratio
+ * gets the median / min / max of the per-repetition ratios t1 / t0 (paired, so the ratio
+ * holds when the machine's speed moves between repetitions). */
+typedef struct op_stats {
+    double med, lo, hi;
+} op_stats;
+
+static double median_sorted(const double *s, int n) { return n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]); }
+
+static ibex_status time_ops(bench *b, op_fn fn, void *const *ctx, int n, op_stats *st, op_stats *ratio, ibex_err *err) {
+    ibex_status rc;
+    double one = 0;
+    for (int o = 0; o < n; o++) {
+        fn(b, ctx[o]); /* warm-up: first-touch, lazy workspace, cuBLAS heuristics */
+        if ((rc = bsync(b, err))) return rc;
+        double t0 = ibex_cli_now_s();
+        fn(b, ctx[o]);
+        if ((rc = bsync(b, err))) return rc;
+        one = fmax(one, ibex_cli_now_s() - t0);
     }
-    qsort(s, (size_t)b->reps, sizeof *s, cmp_double);
-    *med = b->reps % 2 ? s[b->reps / 2] : 0.5 * (s[b->reps / 2 - 1] + s[b->reps / 2]);
-    *lo = s[0], *hi = s[b->reps - 1];
+    int k = one > 0.05 ? 1 : one > 0 ? (int)fmin(200.0, ceil(0.05 / one)) : 200; /* ~50 ms per repetition */
+    double *s = malloc((size_t)b->reps * 3 * sizeof *s);
+    if (!s) return ibex_err_set(err, IBEX_ERR_NOMEM, "out of memory");
+    for (int r = 0; r < b->reps; r++)
+        for (int i = 0; i < n; i++) {
+            const int o = r % 2 ? n - 1 - i : i;
+            double t = ibex_cli_now_s();
+            for (int c = 0; c < k; c++) fn(b, ctx[o]);
+            if ((rc = bsync(b, err))) {
+                free(s);
+                return rc;
+            }
+            s[o * b->reps + r] = (ibex_cli_now_s() - t) / k;
+        }
+    if (n == 2 && ratio) {
+        double *q = s + 2 * b->reps;
+        for (int r = 0; r < b->reps; r++) q[r] = s[b->reps + r] / s[r];
+        qsort(q, (size_t)b->reps, sizeof *q, cmp_double);
+        *ratio = (op_stats){median_sorted(q, b->reps), q[0], q[b->reps - 1]};
+    }
+    for (int o = 0; o < n; o++) {
+        double *x = s + o * b->reps;
+        qsort(x, (size_t)b->reps, sizeof *x, cmp_double);
+        st[o] = (op_stats){median_sorted(x, b->reps), x[0], x[b->reps - 1]};
+    }
     free(s);
     return IBEX_OK;
+}
+
+/* Median / min / max seconds per call of fn over b->reps repetitions of k queued calls. */
+static ibex_status time_op(bench *b, op_fn fn, void *ctx, double *med, double *lo, double *hi, ibex_err *err) {
+    op_stats st = {0};
+    ibex_status rc = time_ops(b, fn, &ctx, 1, &st, NULL, err);
+    if (!rc) *med = st.med, *lo = st.lo, *hi = st.hi;
+    return rc;
 }
 
 static void add_row(bench *b, const char *op, const char *variant, double med, double lo, double hi, double bytes,
@@ -192,22 +223,27 @@ static ibex_status bench_attention_t(bench *b, const int32_t *ctxs, int n_ctx, i
             if (!(st = bput(b, a.table, run, (size_t)nb * 4, err))) st = bput(b, a.table + nb, perm, (size_t)nb * 4, err);
         }
         const double kv_bytes = 2.0 * ctx * kvd * esz, flops = 4.0 * ctx * heads * hd;
-        for (int layout = 0; layout < 2 && !st; layout++) {
-            a.view = (ibex_kv_view){.k = a.k, .v = a.v, .block_table = a.table + (layout ? nb : 0), .block_size = bs,
-                                    .n_kv_heads = kv_heads, .head_dim = hd, .contiguous = layout == 0,
-                                    .first_block = 0, .type = kvt};
-            for (int im = 0; im < n_impl && !st; im++) {
-                if (b->be->set_attention && (st = b->be->set_attention(b->be, impls[im], err))) break;
-                double med = 0, lo = 0, hi = 0;
-                fprintf(stderr, "\r\033[Kattention ctx %d %s %s %s", ctx, tn, layout ? "paged" : "contiguous",
-                        n_impl > 1 ? ibex_attn_impl_name(impls[im]) : b->be->name);
-                if ((st = time_op(b, attn_call, &a, &med, &lo, &hi, err))) break;
+        attn_ctx lay[2] = {a, a};
+        for (int layout = 0; layout < 2; layout++)
+            lay[layout].view = (ibex_kv_view){.k = a.k, .v = a.v, .block_table = a.table + (layout ? nb : 0),
+                                              .block_size = bs, .n_kv_heads = kv_heads, .head_dim = hd,
+                                              .contiguous = layout == 0, .first_block = 0, .type = kvt};
+        for (int im = 0; im < n_impl && !st; im++) {
+            if (b->be->set_attention && (st = b->be->set_attention(b->be, impls[im], err))) break;
+            const char *kn = n_impl > 1 ? ibex_attn_impl_name(impls[im]) : b->be->name;
+            op_stats ts[2] = {{0}}, ratio = {0};
+            void *cs[2] = {&lay[0], &lay[1]};
+            fprintf(stderr, "\r\033[Kattention ctx %d %s contiguous / paged %s", ctx, tn, kn);
+            if ((st = time_ops(b, attn_call, cs, 2, ts, &ratio, err))) break;
+            for (int layout = 0; layout < 2; layout++) {
                 char var[96];
-                snprintf(var, sizeof var, "ctx=%d kv=%s %s %s", ctx, tn, layout ? "paged" : "contiguous",
-                         n_impl > 1 ? ibex_attn_impl_name(impls[im]) : b->be->name);
-                add_row(b, "attention", var, med, lo, hi, kv_bytes, flops,
-                        json_pack("{s:i,s:s,s:s,s:s}", "ctx", ctx, "layout", layout ? "paged" : "contiguous", "kernel",
-                                  n_impl > 1 ? ibex_attn_impl_name(impls[im]) : b->be->name, "kv_dtype", tn));
+                snprintf(var, sizeof var, "ctx=%d kv=%s %s %s", ctx, tn, layout ? "paged" : "contiguous", kn);
+                json_t *ex = json_pack("{s:i,s:s,s:s,s:s}", "ctx", ctx, "layout", layout ? "paged" : "contiguous",
+                                       "kernel", kn, "kv_dtype", tn);
+                if (layout) /* the paged overhead, from the paired repetitions */
+                    json_object_set_new(ex, "paged_over_contiguous",
+                                        json_pack("{s:f,s:f,s:f}", "median", ratio.med, "min", ratio.lo, "max", ratio.hi));
+                add_row(b, "attention", var, ts[layout].med, ts[layout].lo, ts[layout].hi, kv_bytes, flops, ex);
             }
         }
         if (b->be->set_attention) b->be->set_attention(b->be, IBEX_ATTN_AUTO, NULL);
@@ -516,6 +552,21 @@ int ibex_cmd_opbench(int argc, char **argv) {
                    json_number_value(json_object_get(r, "max_s")) * 1e6,
                    json_number_value(json_object_get(r, "bytes_per_s")) / 1e9, frs,
                    json_number_value(json_object_get(r, "flops_per_s")) / 1e9, pfs);
+        }
+        bool head = false; /* the paged overhead, per-repetition ratios of the interleaved runs */
+        for (size_t i = 0; i < json_array_size(b.rows); i++) {
+            json_t *r = json_array_get(b.rows, i), *po = json_object_get(r, "paged_over_contiguous");
+            if (!po) continue;
+            if (!head)
+                printf("\npaged / contiguous time, median of %lld paired repetitions (min–max), layouts run "
+                       "interleaved:\n\n| ctx | KV | kernel | paged / contiguous |\n|---:|---|---|---:|\n",
+                       (long long)reps),
+                    head = true;
+            printf("| %lld | %s | %s | %.3f (%.3f–%.3f) |\n",
+                   (long long)json_integer_value(json_object_get(r, "ctx")),
+                   json_string_value(json_object_get(r, "kv_dtype")), json_string_value(json_object_get(r, "kernel")),
+                   json_number_value(json_object_get(po, "median")), json_number_value(json_object_get(po, "min")),
+                   json_number_value(json_object_get(po, "max")));
         }
     }
     rc = st ? 1 : 0;

@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "kernels/cpu/cpu_internal.h"
+#include "kernels/hostmem.h"
 
 #define RF_RUNS 5
 #define RF_READ_CHUNK (4u << 20)  /* bytes per read item */
@@ -96,7 +97,7 @@ double ibex_cpu_read_bandwidth(ibex_backend *be, size_t bytes, ibex_err *err) {
         ibex_err_set(err, IBEX_ERR_INVALID, "CPU read_bandwidth: %zu bytes (at least 4096)", bytes);
         return 0;
     }
-    unsigned char *buf = aligned_alloc(64, bytes);
+    unsigned char *buf = ibex_host_alloc(bytes); /* the page size weights and KV get */
     if (!buf) {
         ibex_err_set(err, IBEX_ERR_NOMEM, "CPU read_bandwidth: no memory for a %zu-byte buffer", bytes);
         return 0;
