@@ -27,6 +27,7 @@
 #include "harness/cupti.h"
 #include "harness/metrics.h"
 #include "harness/roofline.h"
+#include "kernels/hostmem.h"
 #include "harness/nvtx.h"
 #include "harness/quality.h"
 #include "harness/workload_file.h"
@@ -1015,6 +1016,31 @@ static const struct run_roof *roofline_for(const run_globals *gx, const ibex_poi
     return NULL;
 }
 
+/* ---- the paired roofline: the model's weights read between repetitions ---- */
+
+/* The weight matrices a decode step streams (every layer's seven, the output head): their
+ * regions for be->read_stream. Returns the count (0 when the model has none or on no
+ * memory; *ptr / *bytes are then NULL). */
+static int weight_regions(const ibex_model *m, const void ***ptr, size_t **bytes, size_t *total) {
+    const int n = m->cfg.n_layers * 7 + 1;
+    *ptr = calloc((size_t)n, sizeof **ptr), *bytes = calloc((size_t)n, sizeof **bytes), *total = 0;
+    if (!*ptr || !*bytes || !m->layers) {
+        free(*ptr), free(*bytes), *ptr = NULL, *bytes = NULL;
+        return 0;
+    }
+    int k = 0;
+    for (int32_t l = 0; l < m->cfg.n_layers; l++) {
+        const ibex_weight *w[7] = {&m->layers[l].wq, &m->layers[l].wk, &m->layers[l].wv, &m->layers[l].wo,
+                                   &m->layers[l].w_gate, &m->layers[l].w_up, &m->layers[l].w_down};
+        for (int i = 0; i < 7; i++)
+            if (w[i]->data) (*ptr)[k] = w[i]->data, (*bytes)[k] = ibex_type_row_bytes(w[i]->type, w[i]->n_in) * (size_t)w[i]->n_out, *total += (*bytes)[k++];
+    }
+    if (m->output.data)
+        (*ptr)[k] = m->output.data,
+        (*bytes)[k] = ibex_type_row_bytes(m->output.type, m->output.n_in) * (size_t)m->output.n_out, *total += (*bytes)[k++];
+    return k;
+}
+
 /* Median of the finite values of v[0, n) (reorders v); NaN if none. */
 static double median_finite(double *v, int n) {
     int m = 0;
@@ -1033,10 +1059,37 @@ static double median_finite(double *v, int n) {
  * prefill sit against them. dec_bw: per repetition, analytic bytes of the decode-only
  * steps (weights + KV read, ops.decode.*.bytes) / their wall time, which is decode bytes
  * per token × decode tok/s; pre_fl: analytic FLOPs of the prefill steps / their time. */
-static json_t *roofline_point_json(const struct run_roof *e, double *dec_bw, double *pre_fl, int n) {
+static json_t *roofline_point_json(const struct run_roof *e, double *dec_bw, double *pre_fl, int n, const double *brk,
+                                   int n_brk, size_t brk_bytes) {
     if (!e->ok) return json_pack("{s:s,s:s}", "kind", "none", "error", e->error);
     json_t *o = ibex_roofline_json(&e->r);
     json_object_set_new(o, "source", json_string("measured once per run before the first point (ibex roofline)"));
+    if (n_brk >= 2 && n_brk == n + 1) {
+        /* repetition k between reads k and k + 1: its decode over their mean (paired, so a
+         * machine whose bandwidth moves between repetitions moves both sides) */
+        double *fr = malloc((size_t)n * sizeof *fr), *rd = malloc((size_t)n_brk * sizeof *rd);
+        double lo = 0, hi = 0;
+        if (fr && rd) {
+            lo = INFINITY;
+            for (int k = 0; k < n; k++) fr[k] = dec_bw[k] / (0.5 * (brk[k] + brk[k + 1]));
+            for (int k = 0; k < n_brk; k++) rd[k] = brk[k], lo = fmin(lo, brk[k]), hi = fmax(hi, brk[k]);
+        }
+        if (fr && rd && lo > 0) { /* every read measured (a failed one is 0) */
+            json_t *pr = json_object();
+            json_object_set_new(pr, "method", json_string("the model's weight matrices read once by the point's "
+                                                          "threads before the first timed repetition and after "
+                                                          "each (median of 3 passes)"));
+            json_object_set_new(pr, "weights_bytes", json_integer((json_int_t)brk_bytes));
+            json_object_set_new(pr, "reads", json_integer(n_brk));
+            json_object_set_new(pr, "read_bytes_per_s", num(median_finite(rd, n_brk)));
+            json_object_set_new(pr, "read_min_bytes_per_s", num(lo));
+            json_object_set_new(pr, "read_max_bytes_per_s", num(hi));
+            json_object_set_new(pr, "read_spread", num(lo > 0 ? hi / lo - 1.0 : NAN));
+            json_object_set_new(pr, "decode_fraction", num(median_finite(fr, n)));
+            json_object_set_new(o, "paired", pr);
+        }
+        free(fr), free(rd);
+    }
     const double bw = median_finite(dec_bw, n), fl = median_finite(pre_fl, n);
     json_object_set_new(o, "decode_bytes_per_s", num(bw));
     json_object_set_new(o, "decode_fraction", num(e->r.read_bw > 0 ? bw / e->r.read_bw : NAN));
@@ -1174,6 +1227,13 @@ static json_t *run_point(const ibex_scenario *s, int32_t idx, model_cache *mc, c
     double *util = calloc((size_t)n_cap, sizeof *util), *util_pk = calloc((size_t)n_cap, sizeof *util_pk),
            *util_tw = calloc((size_t)n_cap, sizeof *util_tw);
     double *roof_bw = calloc((size_t)n_cap, sizeof *roof_bw), *roof_fl = calloc((size_t)n_cap, sizeof *roof_fl);
+    /* the paired roofline (CPU): the weights read before the first timed repetition and
+     * after each, outside every timed region */
+    const void **wr_ptr = NULL;
+    size_t *wr_bytes = NULL, wr_total = 0;
+    const int wr_n = be && be->read_stream && m && roofline_for(gx, pt) ? weight_regions(m, &wr_ptr, &wr_bytes, &wr_total) : 0;
+    double *brk = wr_n ? calloc((size_t)n_cap + 1, sizeof *brk) : NULL;
+    int n_brk = 0;
     ibex_op_stats ops[2] = {0};
     double smp_ns[2] = {0}, sch_ns[2] = {0};
     int64_t n_st[2] = {0};
@@ -1219,6 +1279,7 @@ static json_t *run_point(const ibex_scenario *s, int32_t idx, model_cache *mc, c
             ibex_cupti_flush(gx->cupti, &ce);
             ibex_cupti_clear(gx->cupti);
         }
+        if (brk && timed && n_brk == 0) brk[n_brk++] = be->read_stream(be, wr_ptr, wr_bytes, wr_n, NULL);
         ibex_status st = run_rep(pt, m, be, &w, o->interrupted, &in, &rr, &kv_spare, &err);
         if (trace_this) tr.origin = gx->run_t0_ns - tr.t0;
         if (cupti_this && !st && !rr.interrupted) gpu_activity(gx->cupti, be, &rr, P, trace_this ? &tr : NULL,
@@ -1240,6 +1301,7 @@ static json_t *run_point(const ibex_scenario *s, int32_t idx, model_cache *mc, c
         }
         int k = done_reps++;
         cpu_timed += rr.cpu_s, wall_timed += rr.wall_s;
+        if (brk && n_brk == k + 1) brk[n_brk++] = be->read_stream(be, wr_ptr, wr_bytes, wr_n, NULL);
         for (int32_t i = 0; i < w.n; i++)
             rt[i] = (ibex_request_times){.arrival = w.r[i].arrival, .token_times = w.r[i].times,
                                          .n_out = (size_t)w.r[i].n_times, .n_in = w.r[i].n_prompt};
@@ -1385,7 +1447,7 @@ static json_t *run_point(const ibex_scenario *s, int32_t idx, model_cache *mc, c
         json_object_set_new(M, "repetitions", json_integer(done_reps));
         json_object_set_new(P, "metrics", M);
         const struct run_roof *rf = be ? roofline_for(gx, pt) : NULL;
-        if (rf) json_object_set_new(P, "roofline", roofline_point_json(rf, roof_bw, roof_fl, done_reps));
+        if (rf) json_object_set_new(P, "roofline", roofline_point_json(rf, roof_bw, roof_fl, done_reps, brk, n_brk, wr_total));
         /* the spread of every repetition metric */
         json_t *N = json_object(), *noisy = json_array();
         for (int q = 0; q < RM_COUNT; q++) {
@@ -1471,6 +1533,7 @@ fail_reps:
     rep_free(&rr);
     for (int q = 0; q < RM_COUNT; q++) free(rv[q]);
     free(util), free(util_pk), free(util_tw), free(rt), free(gaps), free(roof_bw), free(roof_fl);
+    free(brk), free(wr_ptr), free(wr_bytes);
     if (err.msg[0] && strcmp(status, "interrupted")) status = "error";
     goto done;
 fail:
@@ -1510,7 +1573,11 @@ static json_t *machine_json(void) {
     }
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     long long mem = (long long)sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGESIZE);
-    return json_pack("{s:s,s:i,s:I,s:n}", "cpu", cpu, "cores", (int)cores, "memory_bytes", (json_int_t)mem, "gpu");
+    json_t *o = json_pack("{s:s,s:i,s:I,s:n}", "cpu", cpu, "cores", (int)cores, "memory_bytes", (json_int_t)mem, "gpu");
+    /* weights, KV pools and the roofline's buffer are advised onto 2 MiB pages
+     * (kernels/hostmem.h): whether the kernel honours that changes every bandwidth figure */
+    json_object_set_new(o, "huge_pages", json_string(ibex_host_thp_off() ? "withheld (IBEX_HUGEPAGES=0)" : ibex_host_thp_mode()));
+    return o;
 }
 
 /* The first line of a small file, trimmed, into buf ("" when unreadable). */

@@ -252,6 +252,11 @@ struct ibex_backend {
      * memory roofline decode weights are read against (optional; copy_bandwidth's
      * copies are themselves ~80-90 % of the data sheet, so they flatter kernels). */
     double (*read_bandwidth)(ibex_backend *be, size_t bytes, ibex_err *err);
+    /* Measured bytes/s of the backend's threads reading the n given regions of its own
+     * memory once each (nothing written back), median of a few passes after a warm-up:
+     * the runner streams a model's weights with it between repetitions, so decode is
+     * placed against the same pages read under the same load (optional; CPU only). */
+    double (*read_stream)(ibex_backend *be, const void *const *ptr, const size_t *bytes, int n, ibex_err *err);
     /* Measured peak F32 multiply-add rate in FLOP/s (2 per lane of an FMA) of the
      * backend's threads running independent FMA chains on registers, median of several
      * runs: the compute roofline prefill matmuls are placed against (optional). */

@@ -131,6 +131,9 @@ static void what_was_run(const json_t *r, FILE *out, const char **swept, size_t 
     if (isfinite(mem))
         snprintf(b + strlen(b), sizeof b - strlen(b), ", %s memory", ibex_report_fmt_bytes(mem, c, sizeof c));
     snprintf(b + strlen(b), sizeof b - strlen(b), ", GPU: %s", gpu ? gpu : "none");
+    const char *thp = ibex_report_str(r, "machine/huge_pages");
+    if (thp)
+        snprintf(b + strlen(b), sizeof b - strlen(b), ", huge pages: %s", thp);
     cell(out, "machine");
     cell(out, b);
     fputs("|\n", out);
@@ -542,6 +545,9 @@ static void quality_table(const json_t *r, FILE *out, const char **swept, size_t
     fputc('\n', out);
 }
 
+/* Spread of a point's paired weight reads (max / min - 1) above which report.md warns. */
+#define IBEX_ROOF_MOVED 0.10
+
 /* Every CPU point's decode and prefill against the run's measured roofline
  * (results.json points[].roofline; docs/RESULTS.md). Nothing when no point has one
  * (CUDA runs place their ops against the GPU roofline in the GPU section). */
@@ -564,9 +570,13 @@ static void roofline_section(const json_t *r, FILE *out, const char **swept, siz
     fputs("*decode of roofline* is the analytic bytes the decode steps read (weights and KV cache, "
           "`ops.decode.*.bytes`) per second of decode (= bytes per token × decode tok/s) over the measured read "
           "bandwidth; *prefill of peak* is the analytic FLOPs of the prefill steps per second over the measured "
-          "peak F32 FMA rate. Medians over repetitions.\n\n",
+          "peak F32 FMA rate. Medians over repetitions. *paired*: the model's own weight matrices read by the "
+          "point's threads before the first timed repetition and after each; every repetition's decode is set "
+          "against the mean of the two reads around it (*decode of paired*), so bandwidth the machine lends or "
+          "withdraws between repetitions moves both sides; *moved* is the spread of those reads (max / min - 1).\n\n",
           out);
     static const char *cols[] = {"#", "threads", "read GB/s", "decode GB/s", "decode of roofline",
+                                 "paired read GB/s", "decode of paired", "moved",
                                  "peak GFLOP/s", "prefill GFLOP/s", "prefill of peak"};
     header(out, cols, sizeof cols / sizeof cols[0], swept, nk);
     json_array_foreach(pts, i, pt) {
@@ -578,7 +588,7 @@ static void roofline_section(const json_t *r, FILE *out, const char **swept, siz
             const char *e = ibex_report_str(pt, "roofline/error");
             snprintf(b1, sizeof b1, "not measured: %.40s", e ? e : "-");
             cell(out, b1);
-            for (int k = 0; k < 6; k++)
+            for (int k = 0; k < 9; k++)
                 cell(out, "-");
             fputs("|\n", out);
             continue;
@@ -593,6 +603,11 @@ static void roofline_section(const json_t *r, FILE *out, const char **swept, siz
             cell(out, b2);
         }
         cell_pct(out, pt, "roofline/decode_fraction");
+        const double prd = ibex_report_num(pt, "roofline/paired/read_bytes_per_s");
+        snprintf(b2, sizeof b2, isfinite(prd) ? "%.2f" : "-", prd / 1e9);
+        cell(out, b2);
+        cell_pct(out, pt, "roofline/paired/decode_fraction");
+        cell_pct(out, pt, "roofline/paired/read_spread");
         for (int k = 2; k < 4; k++) {
             snprintf(b2, sizeof b2, isfinite(vals[k]) ? "%.1f" : "-", vals[k] / 1e9);
             cell(out, b2);
@@ -601,6 +616,22 @@ static void roofline_section(const json_t *r, FILE *out, const char **swept, siz
         fputs("|\n", out);
     }
     fputc('\n', out);
+    /* a fraction is only as good as the bandwidth under it: name the points where it moved */
+    bool warned = false;
+    json_array_foreach(pts, i, pt) {
+        const double sp = ibex_report_num(pt, "roofline/paired/read_spread");
+        if (!(sp > IBEX_ROOF_MOVED))
+            continue;
+        if (!warned)
+            fprintf(out, "**Warning:** the machine's read bandwidth moved by more than %.0f%% during these points "
+                         "(reads of the weights between repetitions); their fractions of the roofline are uncertain "
+                         "by as much:",
+                    100.0 * IBEX_ROOF_MOVED);
+        fprintf(out, " #%zu (%.0f%%)", i, 100.0 * sp);
+        warned = true;
+    }
+    if (warned)
+        fputs(".\n\n", out);
 }
 
 static void kv_table(const json_t *r, FILE *out, const char **swept, size_t nk)

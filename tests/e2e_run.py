@@ -78,6 +78,13 @@ def check_contract(name, res):
             check(rf.get("kind") == "cpu" and (rf.get("read_bandwidth_bytes_per_s") or 0) > 0
                   and (rf.get("peak_flops_per_s") or 0) > 0 and rf.get("source"),
                   f"{name}: {p['label']}: the measured roofline is recorded ({rf.get('kind')})")
+            pr = rf.get("paired") or {}
+            if p["metrics"].get("decode_s"):
+                check(pr.get("reads") == p["metrics"]["repetitions"] + 1 and (pr.get("read_bytes_per_s") or 0) > 0
+                      and isinstance(pr.get("decode_fraction"), float) and pr["decode_fraction"] > 0
+                      and pr.get("read_min_bytes_per_s") <= pr["read_bytes_per_s"] <= pr.get("read_max_bytes_per_s")
+                      and pr.get("weights_bytes", 0) > 0,
+                      f"{name}: {p['label']}: decode paired with reads of the weights around each repetition ({pr})")
             for ph, key in (("decode", "decode_fraction"), ("prefill", "prefill_fraction")):
                 if p["metrics"].get(ph + "_s"):
                     check(isinstance(rf.get(key), float) and rf[key] > 0,

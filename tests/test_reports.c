@@ -1587,9 +1587,27 @@ Test(reports, roofline_section_places_points_against_the_measured_roofline)
     const char *sec = strstr(md, "## Against the roofline");
     cr_assert_not_null(sec);
     cr_assert_not_null(strstr(sec, "measured once per run"), "the roofline's source is named");
-    const char *row = strstr(sec, "| 24.00 | 21.60 | 90.0% | 150.0 | 90.0 | 60.0% |");
+    const char *row = strstr(sec, "| 24.00 | 21.60 | 90.0% | - | - | - | 150.0 | 90.0 | 60.0% |");
     cr_assert_not_null(row, "point 0's row:\n%s", sec);
     cr_assert_not_null(strstr(sec, "not measured: no memory for a buffer"), "point 1 says why");
+    cr_assert_null(strstr(sec, "bandwidth moved"), "no paired reads, no warning");
+    free(md);
+    /* paired weight reads: their bandwidth, the paired fraction and the spread; a spread
+     * over 10 % names the point in a warning */
+    json_object_set_new(json_object_get(json_array_get(pts, 0), "roofline"), "paired",
+                        json_pack("{s:f, s:f, s:f}", "read_bytes_per_s", 25e9, "decode_fraction", 0.87, "read_spread",
+                                  0.04));
+    md = capture_md(r, NULL, &st);
+    sec = strstr(md, "## Against the roofline");
+    cr_assert_not_null(strstr(sec, "| 24.00 | 21.60 | 90.0% | 25.00 | 87.0% | 4.0% | 150.0 |"), "paired row:\n%s", sec);
+    cr_assert_null(strstr(sec, "bandwidth moved"), "4 %% is no warning");
+    free(md);
+    json_object_set_new(json_object_get(json_object_get(json_array_get(pts, 0), "roofline"), "paired"), "read_spread",
+                        json_real(0.18));
+    md = capture_md(r, NULL, &st);
+    sec = strstr(md, "## Against the roofline");
+    cr_assert_not_null(strstr(sec, "read bandwidth moved by more than 10% during these points"), "%s", sec);
+    cr_assert_not_null(strstr(sec, " #0 (18%)."), "the point is named with its spread:\n%s", sec);
     free(md);
     json_decref(r);
 }

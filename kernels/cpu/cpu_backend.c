@@ -311,6 +311,7 @@ ibex_backend *ibex_backend_cpu_new(int n_threads) {
         .kv_write = cpu_kv_write,
         .attention = ibex_cpu_attention,
         .read_bandwidth = ibex_cpu_read_bandwidth,
+        .read_stream = ibex_cpu_read_stream,
         .peak_flops = ibex_cpu_peak_flops,
         .kv_type_ok = cpu_kv_type_ok,
         .free = cpu_free,

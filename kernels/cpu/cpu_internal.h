@@ -78,6 +78,7 @@ void ibex_cpu_attention(ibex_backend *be, float *out, const float *q, const ibex
 
 /* The measured roofline (cpu_roofline.c): the backend's read_bandwidth and peak_flops. */
 double ibex_cpu_read_bandwidth(ibex_backend *be, size_t bytes, ibex_err *err);
+double ibex_cpu_read_stream(ibex_backend *be, const void *const *ptr, const size_t *bytes, int n, ibex_err *err);
 double ibex_cpu_peak_flops(ibex_backend *be, ibex_err *err);
 
 /* Quantized matmul (cpu_matmul_q.c): rows [r0, r1) of y[T][n_out] = x[T][n_in] · Wᵀ for
