@@ -626,12 +626,12 @@ Test(kernels_cpu, attention_long_context) {
  * the tile or the thread fails the bit-exact comparisons. */
 Test(kernels_cpu, attention_types_groups_head_dims) {
     const ibex_type types[] = {IBEX_TYPE_F32, IBEX_TYPE_F16, IBEX_TYPE_BF16};
-    const int groups[] = {1, 4, 8}, hds[] = {64, 128};
+    const int groups[] = {1, 4, 8}, hds[] = {64, 128, 36}; /* 36: 32-lane slices, then the scalar tail */
     const int shapes[][2] = {{1, 0}, {1, 45}, {40, 0}, {40, 27}}; /* T, pos0 */
     uint64_t seed = 1000;
     for (int ti = 0; ti < 3; ti++)
         for (int g = 0; g < 3; g++)
-            for (int h = 0; h < 2; h++)
+            for (int h = 0; h < 3; h++)
                 for (int s = 0; s < 4; s++) {
                     const int n_kv = groups[g] == 8 ? 1 : 2;
                     check_attention_t((kv_case){shapes[s][0], shapes[s][1], groups[g] * n_kv, n_kv, hds[h]}, seed++,

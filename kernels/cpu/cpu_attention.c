@@ -32,7 +32,10 @@
  *     hardware prefetchers follow each block's slots, and the pools sit on 2 MiB pages
  *     (kernels/hostmem.h), so a jump to another block costs no page walk.
  *  5. F16 / BF16 rows are widened to F32 once per chunk into a stack tile (L1), which all
- *     query vectors of the item then read; F32 rows are read in place.
+ *     query vectors of the item then read; F32 rows are read in place, and so are F16
+ *     rows for a KV head with a single query vector (decode without grouped-query
+ *     sharing: the tile would be written and read for one use), widened in registers
+ *     (dot8_h, pv_chunk_h: the same values and FMA order, so the same bits).
  *  6. out must not alias q: the output rows are the accumulators while q is still read. */
 #include <stdlib.h>
 
@@ -138,6 +141,68 @@ static void pv_chunk_from(float *o, float c, const float *p, const float *const 
         o[d] = a;
     }
 }
+
+#if IBEX_CPU_AVX2
+/* dot8 and pv_chunk reading F16 rows in place (each lane widened in a register: the same
+ * F32 values the stack tile would hold, fed to the same FMAs in the same order, so the
+ * same bits). For a KV head with one query vector (decode without grouped-query sharing)
+ * the tile's store and reload cost more than the conversion they share (design note 5). */
+static void dot8_h(float *s, const float *q, const uint16_t *const *kr, int n) {
+    int k = 0;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+#define H8(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+    for (; k + 8 <= n; k += 8) {
+        __m256 qv = _mm256_loadu_ps(q + k);
+        a0 = _mm256_fmadd_ps(qv, H8(kr[0] + k), a0);
+        a1 = _mm256_fmadd_ps(qv, H8(kr[1] + k), a1);
+        a2 = _mm256_fmadd_ps(qv, H8(kr[2] + k), a2);
+        a3 = _mm256_fmadd_ps(qv, H8(kr[3] + k), a3);
+        a4 = _mm256_fmadd_ps(qv, H8(kr[4] + k), a4);
+        a5 = _mm256_fmadd_ps(qv, H8(kr[5] + k), a5);
+        a6 = _mm256_fmadd_ps(qv, H8(kr[6] + k), a6);
+        a7 = _mm256_fmadd_ps(qv, H8(kr[7] + k), a7);
+    }
+    __m256 u0 = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+    __m256 u1 = _mm256_hadd_ps(_mm256_hadd_ps(a4, a5), _mm256_hadd_ps(a6, a7));
+    __m256 sum = _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+    _mm256_storeu_ps(s, sum);
+    for (int j = 0; j < 8; j++) {
+        float tail = 0.0f;
+        for (int kk = k; kk < n; kk++) tail += q[kk] * ibex_cpu_f16_to_f32(kr[j][kk]);
+        s[j] += tail;
+    }
+}
+
+static void pv_chunk_h(float *o, float c, const float *p, const uint16_t *const *vr, int m, int hd) {
+    int d = 0;
+    const __m256 cv = _mm256_set1_ps(c);
+    for (; d + 32 <= hd; d += 32) {
+        __m256 a0 = _mm256_mul_ps(_mm256_loadu_ps(o + d), cv), a1 = _mm256_mul_ps(_mm256_loadu_ps(o + d + 8), cv),
+               a2 = _mm256_mul_ps(_mm256_loadu_ps(o + d + 16), cv), a3 = _mm256_mul_ps(_mm256_loadu_ps(o + d + 24), cv);
+        for (int j = 0; j < m; j++) {
+            const __m256 pj = _mm256_broadcast_ss(p + j);
+            const uint16_t *v = vr[j] + d;
+            a0 = _mm256_fmadd_ps(pj, H8(v), a0);
+            a1 = _mm256_fmadd_ps(pj, H8(v + 8), a1);
+            a2 = _mm256_fmadd_ps(pj, H8(v + 16), a2);
+            a3 = _mm256_fmadd_ps(pj, H8(v + 24), a3);
+        }
+        _mm256_storeu_ps(o + d, a0), _mm256_storeu_ps(o + d + 8, a1);
+        _mm256_storeu_ps(o + d + 16, a2), _mm256_storeu_ps(o + d + 24, a3);
+    }
+    for (; d + 8 <= hd; d += 8) {
+        __m256 a0 = _mm256_mul_ps(_mm256_loadu_ps(o + d), cv);
+        for (int j = 0; j < m; j++) a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(p + j), H8(vr[j] + d), a0);
+        _mm256_storeu_ps(o + d, a0);
+    }
+#undef H8
+    for (; d < hd; d++) {
+        float a = o[d] * c;
+        for (int j = 0; j < m; j++) a += p[j] * ibex_cpu_f16_to_f32(vr[j][d]);
+        o[d] = a;
+    }
+}
+#endif
 
 /* Scores of two query vectors against the same 4 keys: sa[j] = qa·kr[j], sb[j] = qb·kr[j].
  * Each (query, key) pair gets its own accumulator, reduced by the same lane tree and tail
@@ -340,6 +405,7 @@ static void attend_tile(const struct att_job *jb, int kvh0, int nkv, int hs, int
     int last[ATT_QV * ATT_KVG];
     float m_run[ATT_QV * ATT_KVG], s_run[ATT_QV * ATT_KVG];
     const int nqh = (r1 - r0) * nh; /* query vectors per KV head */
+    const bool direct_h = kv->type == IBEX_TYPE_F16 && nqh == 1;
     int nq = 0;
     for (int g = 0; g < nkv; g++) {
         const int h0 = (kvh0 + g) * jb->group + hs * nh;
@@ -365,6 +431,19 @@ static void attend_tile(const struct att_job *jb, int kvh0, int nkv, int hs, int
         for (int g = 0; g < nkv; g++) {
             const size_t hoff = (size_t)(kvh0 + g) * rbytes;
             for (int j = 0; j < m; j++) kraw[j] = ks[j] + hoff, vraw[j] = vs[j] + hoff;
+#if IBEX_CPU_AVX2
+            if (direct_h) { /* one F16 query vector on this head: read the rows in place */
+                const uint16_t *kh[ATT_KC], *vh[ATT_KC];
+                for (int j = 0; j < m; j++) kh[j] = kraw[j], vh[j] = vraw[j];
+                for (int j = m; j < ATT_KC; j++) kh[j] = kh[0];
+                const int a = g * nqh, la = visible(last[a], c0);
+                if (la <= 0) continue;
+                for (int j = 0; j < la; j += 8) dot8_h(s + j, qp[a], kh + j, hd);
+                const float ca = chunk_softmax(s, la, jb->scale, &m_run[a], &s_run[a]);
+                pv_chunk_h(op[a], ca, s, vh, la, hd);
+                continue;
+            }
+#endif
             if (kv->type == IBEX_TYPE_F32) {
                 for (int j = 0; j < m; j++) kr[j] = kraw[j], vr[j] = vraw[j];
             } else {
