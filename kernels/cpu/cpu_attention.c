@@ -68,22 +68,35 @@ static void widen_rows(float *dst, const void *const *src, int m, int hd, ibex_t
     }
 }
 
+/* Rows are F32 or, read in place, F16 (h): element i of row r widened to F32. The
+ * widening is exact, so a row read in place gives the bits of the same row widened into
+ * the stack tile first (design note 5). h is a constant wherever these are inlined. */
+IBEX_CPU_INLINE float row1(const void *r, int i, bool h) {
+    return h ? ibex_cpu_f16_to_f32(((const uint16_t *)r)[i]) : ((const float *)r)[i];
+}
+#if IBEX_CPU_AVX2
+IBEX_CPU_INLINE __m256 row8(const void *r, int i, bool h) {
+    return h ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)r + i)))
+             : _mm256_loadu_ps((const float *)r + i);
+}
+#endif
+
 /* s[j] = q·kr[j] for 8 keys. Each key's sum is a fixed function of q and its own row (the
  * lanes of its accumulator reduced in a fixed tree), whatever the other seven are. */
-static void dot8(float *s, const float *q, const float *const *kr, int n) {
+IBEX_CPU_INLINE void dot8_t(float *s, const float *q, const void *const *kr, int n, bool h) {
     int k = 0;
 #if IBEX_CPU_AVX2
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
     for (; k + 8 <= n; k += 8) {
         __m256 qv = _mm256_loadu_ps(q + k);
-        a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kr[0] + k), a0);
-        a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kr[1] + k), a1);
-        a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kr[2] + k), a2);
-        a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kr[3] + k), a3);
-        a4 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kr[4] + k), a4);
-        a5 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kr[5] + k), a5);
-        a6 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kr[6] + k), a6);
-        a7 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kr[7] + k), a7);
+        a0 = _mm256_fmadd_ps(qv, row8(kr[0], k, h), a0);
+        a1 = _mm256_fmadd_ps(qv, row8(kr[1], k, h), a1);
+        a2 = _mm256_fmadd_ps(qv, row8(kr[2], k, h), a2);
+        a3 = _mm256_fmadd_ps(qv, row8(kr[3], k, h), a3);
+        a4 = _mm256_fmadd_ps(qv, row8(kr[4], k, h), a4);
+        a5 = _mm256_fmadd_ps(qv, row8(kr[5], k, h), a5);
+        a6 = _mm256_fmadd_ps(qv, row8(kr[6], k, h), a6);
+        a7 = _mm256_fmadd_ps(qv, row8(kr[7], k, h), a7);
     }
     __m256 u0 = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
     __m256 u1 = _mm256_hadd_ps(_mm256_hadd_ps(a4, a5), _mm256_hadd_ps(a6, a7));
@@ -94,115 +107,57 @@ static void dot8(float *s, const float *q, const float *const *kr, int n) {
 #endif
     for (int j = 0; j < 8; j++) {
         float tail = 0.0f;
-        for (int kk = k; kk < n; kk++) tail += q[kk] * kr[j][kk];
+        for (int kk = k; kk < n; kk++) tail += q[kk] * row1(kr[j], kk, h);
         s[j] += tail;
     }
 }
 
-/* o[hd] = o·c + Σ_{j<m} p[j]·vr[j] with the sum for each output lane in key order; o is
- * read and written once per chunk, its 32-wide slices held in registers over the keys. */
-static void pv_chunk_from(float *o, float c, const float *p, const float *const *vr, int m, int hd, int d);
+/* o[hd] = o·c + Σ_{j<m} p[j]·vr[j] with the sum for each output lane in key order, from
+ * lane d on; o is read and written once per chunk, its 32-wide slices held in registers
+ * over the keys, then 8-wide slices, then one lane at a time. */
+IBEX_CPU_INLINE void pv_chunk_t(float *o, float c, const float *p, const void *const *vr, int m, int hd, int d,
+                                bool h) {
+#if IBEX_CPU_AVX2
+    const __m256 cv = _mm256_set1_ps(c);
+    for (; d + 32 <= hd; d += 32) {
+        __m256 a0 = _mm256_mul_ps(_mm256_loadu_ps(o + d), cv), a1 = _mm256_mul_ps(_mm256_loadu_ps(o + d + 8), cv),
+               a2 = _mm256_mul_ps(_mm256_loadu_ps(o + d + 16), cv), a3 = _mm256_mul_ps(_mm256_loadu_ps(o + d + 24), cv);
+        for (int j = 0; j < m; j++) {
+            const __m256 pj = _mm256_broadcast_ss(p + j);
+            a0 = _mm256_fmadd_ps(pj, row8(vr[j], d, h), a0);
+            a1 = _mm256_fmadd_ps(pj, row8(vr[j], d + 8, h), a1);
+            a2 = _mm256_fmadd_ps(pj, row8(vr[j], d + 16, h), a2);
+            a3 = _mm256_fmadd_ps(pj, row8(vr[j], d + 24, h), a3);
+        }
+        _mm256_storeu_ps(o + d, a0), _mm256_storeu_ps(o + d + 8, a1);
+        _mm256_storeu_ps(o + d + 16, a2), _mm256_storeu_ps(o + d + 24, a3);
+    }
+    for (; d + 8 <= hd; d += 8) {
+        __m256 a0 = _mm256_mul_ps(_mm256_loadu_ps(o + d), cv);
+        for (int j = 0; j < m; j++) a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(p + j), row8(vr[j], d, h), a0);
+        _mm256_storeu_ps(o + d, a0);
+    }
+#endif
+    for (; d < hd; d++) {
+        float a = o[d] * c;
+        for (int j = 0; j < m; j++) a += p[j] * row1(vr[j], d, h);
+        o[d] = a;
+    }
+}
 
+static void dot8(float *s, const float *q, const float *const *kr, int n) {
+    dot8_t(s, q, (const void *const *)kr, n, false);
+}
 static void pv_chunk(float *o, float c, const float *p, const float *const *vr, int m, int hd) {
-    int d = 0;
-#if IBEX_CPU_AVX2
-    const __m256 cv = _mm256_set1_ps(c);
-    for (; d + 32 <= hd; d += 32) {
-        __m256 a0 = _mm256_mul_ps(_mm256_loadu_ps(o + d), cv), a1 = _mm256_mul_ps(_mm256_loadu_ps(o + d + 8), cv),
-               a2 = _mm256_mul_ps(_mm256_loadu_ps(o + d + 16), cv), a3 = _mm256_mul_ps(_mm256_loadu_ps(o + d + 24), cv);
-        for (int j = 0; j < m; j++) {
-            const __m256 pj = _mm256_broadcast_ss(p + j);
-            const float *v = vr[j] + d;
-            a0 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v), a0);
-            a1 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + 8), a1);
-            a2 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + 16), a2);
-            a3 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + 24), a3);
-        }
-        _mm256_storeu_ps(o + d, a0), _mm256_storeu_ps(o + d + 8, a1);
-        _mm256_storeu_ps(o + d + 16, a2), _mm256_storeu_ps(o + d + 24, a3);
-    }
-#endif
-    pv_chunk_from(o, c, p, vr, m, hd, d);
+    pv_chunk_t(o, c, p, (const void *const *)vr, m, hd, 0, false);
 }
-
-/* The lanes d .. hd−1 of pv_chunk (8-wide slices, then one lane at a time). */
-static void pv_chunk_from(float *o, float c, const float *p, const float *const *vr, int m, int hd, int d) {
-#if IBEX_CPU_AVX2
-    const __m256 cv = _mm256_set1_ps(c);
-    for (; d + 8 <= hd; d += 8) {
-        __m256 a0 = _mm256_mul_ps(_mm256_loadu_ps(o + d), cv);
-        for (int j = 0; j < m; j++) a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(p + j), _mm256_loadu_ps(vr[j] + d), a0);
-        _mm256_storeu_ps(o + d, a0);
-    }
-#endif
-    for (; d < hd; d++) {
-        float a = o[d] * c;
-        for (int j = 0; j < m; j++) a += p[j] * vr[j][d];
-        o[d] = a;
-    }
-}
-
-#if IBEX_CPU_AVX2
-/* dot8 and pv_chunk reading F16 rows in place (each lane widened in a register: the same
- * F32 values the stack tile would hold, fed to the same FMAs in the same order, so the
- * same bits). For a KV head with one query vector (decode without grouped-query sharing)
- * the tile's store and reload cost more than the conversion they share (design note 5). */
+/* F16 rows in place (a KV head with one query vector: design note 5) */
 static void dot8_h(float *s, const float *q, const uint16_t *const *kr, int n) {
-    int k = 0;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-#define H8(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
-    for (; k + 8 <= n; k += 8) {
-        __m256 qv = _mm256_loadu_ps(q + k);
-        a0 = _mm256_fmadd_ps(qv, H8(kr[0] + k), a0);
-        a1 = _mm256_fmadd_ps(qv, H8(kr[1] + k), a1);
-        a2 = _mm256_fmadd_ps(qv, H8(kr[2] + k), a2);
-        a3 = _mm256_fmadd_ps(qv, H8(kr[3] + k), a3);
-        a4 = _mm256_fmadd_ps(qv, H8(kr[4] + k), a4);
-        a5 = _mm256_fmadd_ps(qv, H8(kr[5] + k), a5);
-        a6 = _mm256_fmadd_ps(qv, H8(kr[6] + k), a6);
-        a7 = _mm256_fmadd_ps(qv, H8(kr[7] + k), a7);
-    }
-    __m256 u0 = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
-    __m256 u1 = _mm256_hadd_ps(_mm256_hadd_ps(a4, a5), _mm256_hadd_ps(a6, a7));
-    __m256 sum = _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
-    _mm256_storeu_ps(s, sum);
-    for (int j = 0; j < 8; j++) {
-        float tail = 0.0f;
-        for (int kk = k; kk < n; kk++) tail += q[kk] * ibex_cpu_f16_to_f32(kr[j][kk]);
-        s[j] += tail;
-    }
+    dot8_t(s, q, (const void *const *)kr, n, true);
 }
-
 static void pv_chunk_h(float *o, float c, const float *p, const uint16_t *const *vr, int m, int hd) {
-    int d = 0;
-    const __m256 cv = _mm256_set1_ps(c);
-    for (; d + 32 <= hd; d += 32) {
-        __m256 a0 = _mm256_mul_ps(_mm256_loadu_ps(o + d), cv), a1 = _mm256_mul_ps(_mm256_loadu_ps(o + d + 8), cv),
-               a2 = _mm256_mul_ps(_mm256_loadu_ps(o + d + 16), cv), a3 = _mm256_mul_ps(_mm256_loadu_ps(o + d + 24), cv);
-        for (int j = 0; j < m; j++) {
-            const __m256 pj = _mm256_broadcast_ss(p + j);
-            const uint16_t *v = vr[j] + d;
-            a0 = _mm256_fmadd_ps(pj, H8(v), a0);
-            a1 = _mm256_fmadd_ps(pj, H8(v + 8), a1);
-            a2 = _mm256_fmadd_ps(pj, H8(v + 16), a2);
-            a3 = _mm256_fmadd_ps(pj, H8(v + 24), a3);
-        }
-        _mm256_storeu_ps(o + d, a0), _mm256_storeu_ps(o + d + 8, a1);
-        _mm256_storeu_ps(o + d + 16, a2), _mm256_storeu_ps(o + d + 24, a3);
-    }
-    for (; d + 8 <= hd; d += 8) {
-        __m256 a0 = _mm256_mul_ps(_mm256_loadu_ps(o + d), cv);
-        for (int j = 0; j < m; j++) a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(p + j), H8(vr[j] + d), a0);
-        _mm256_storeu_ps(o + d, a0);
-    }
-#undef H8
-    for (; d < hd; d++) {
-        float a = o[d] * c;
-        for (int j = 0; j < m; j++) a += p[j] * ibex_cpu_f16_to_f32(vr[j][d]);
-        o[d] = a;
-    }
+    pv_chunk_t(o, c, p, (const void *const *)vr, m, hd, 0, true);
 }
-#endif
 
 /* Scores of two query vectors against the same 4 keys: sa[j] = qa·kr[j], sb[j] = qb·kr[j].
  * Each (query, key) pair gets its own accumulator, reduced by the same lane tree and tail
@@ -285,8 +240,8 @@ static void pv_chunk2(float *oa, float *ob, float ca, float cb, const float *pa,
     }
 #endif
     if (d < hd) { /* the lanes pv_chunk takes past the 32-wide slices */
-        pv_chunk_from(oa, ca, pa, vr, ma, hd, d);
-        pv_chunk_from(ob, cb, pb, vr, mb, hd, d);
+        pv_chunk_t(oa, ca, pa, (const void *const *)vr, ma, hd, d, false);
+        pv_chunk_t(ob, cb, pb, (const void *const *)vr, mb, hd, d, false);
     }
 }
 
@@ -431,7 +386,6 @@ static void attend_tile(const struct att_job *jb, int kvh0, int nkv, int hs, int
         for (int g = 0; g < nkv; g++) {
             const size_t hoff = (size_t)(kvh0 + g) * rbytes;
             for (int j = 0; j < m; j++) kraw[j] = ks[j] + hoff, vraw[j] = vs[j] + hoff;
-#if IBEX_CPU_AVX2
             if (direct_h) { /* one F16 query vector on this head: read the rows in place */
                 const uint16_t *kh[ATT_KC], *vh[ATT_KC];
                 for (int j = 0; j < m; j++) kh[j] = kraw[j], vh[j] = vraw[j];
@@ -443,7 +397,6 @@ static void attend_tile(const struct att_job *jb, int kvh0, int nkv, int hs, int
                 pv_chunk_h(op[a], ca, s, vh, la, hd);
                 continue;
             }
-#endif
             if (kv->type == IBEX_TYPE_F32) {
                 for (int j = 0; j < m; j++) kr[j] = kraw[j], vr[j] = vraw[j];
             } else {
