@@ -43,12 +43,6 @@ static int cmp_double(const void *a, const void *b) {
 
 /* ---- read bandwidth ---- */
 
-struct rd_job {
-    const unsigned char *buf;
-    size_t bytes;
-    _Atomic uint64_t sink; /* keeps the loads alive */
-};
-
 /* XOR of the n bytes at p (n a multiple of 256), read in 256-byte steps; unaligned loads,
  * as fast as aligned ones on an aligned buffer, so read_stream can take any region. */
 static uint64_t read_range(const unsigned char *p, size_t n) {
@@ -81,12 +75,70 @@ static uint64_t read_range(const unsigned char *p, size_t n) {
 #endif
 }
 
-static void read_chunks(void *arg, int64_t c0, int64_t c1, int tid) {
+/* Median seconds of `runs` (≤ RF_RUNS) passes of fn over n items on the backend's pool,
+ * after one warm-up pass (design note 3). */
+static double median_pass_s(ibex_backend *be, void (*fn)(void *, int64_t, int64_t, int), void *job, int64_t n,
+                            int runs) {
+    double t[RF_RUNS];
+    ibex_cpu_parallel(be, fn, job, n, 1e30); /* warm-up */
+    for (int r = 0; r < runs; r++) {
+        const double t0 = now_s();
+        ibex_cpu_parallel(be, fn, job, n, 1e30);
+        t[r] = now_s() - t0;
+    }
+    qsort(t, (size_t)runs, sizeof *t, cmp_double);
+    return t[runs / 2];
+}
+
+/* chunked reads of regions: one item per chunk (design note 1) */
+struct rs_job {
+    const unsigned char **p; /* chunk starts */
+    size_t *n;               /* chunk lengths, multiples of 256 */
+    _Atomic uint64_t sink;   /* keeps the loads alive */
+};
+
+static void rs_chunks(void *arg, int64_t c0, int64_t c1, int tid) {
     (void)tid;
-    struct rd_job *j = arg;
-    const size_t b0 = (size_t)c0 * RF_READ_CHUNK, b1 = (size_t)c1 * RF_READ_CHUNK;
-    const size_t e = b1 < j->bytes ? b1 : j->bytes;
-    if (e > b0) atomic_fetch_xor_explicit(&j->sink, read_range(j->buf + b0, e - b0), memory_order_relaxed);
+    struct rs_job *j = arg;
+    uint64_t x = 0;
+    for (int64_t c = c0; c < c1; c++) x ^= read_range(j->p[c], j->n[c]);
+    atomic_fetch_xor_explicit(&j->sink, x, memory_order_relaxed);
+}
+
+/* Bytes/s of the backend's threads reading the n regions ptr[i] (bytes[i] each, rounded
+ * down to 256) once per pass, cut into items of `chunk` bytes: median of `runs` passes
+ * after a warm-up. `what` names the entry in errors. */
+static double read_regions(ibex_backend *be, const void *const *ptr, const size_t *bytes, int n, size_t chunk,
+                           int runs, const char *what, ibex_err *err) {
+    size_t total = 0, chunks = 0;
+    for (int i = 0; i < n; i++) chunks += (bytes[i] / 256 * 256 + chunk - 1) / chunk;
+    struct rs_job j = {.p = malloc((chunks ? chunks : 1) * sizeof *j.p), .n = malloc((chunks ? chunks : 1) * sizeof *j.n)};
+    if (!j.p || !j.n) {
+        free(j.p), free(j.n);
+        ibex_err_set(err, IBEX_ERR_NOMEM, "CPU %s: out of memory for %zu chunks", what, chunks);
+        return 0;
+    }
+    size_t c = 0;
+    for (int i = 0; i < n; i++) {
+        const size_t b = bytes[i] / 256 * 256;
+        for (size_t o = 0; o < b; o += chunk, c++) {
+            j.p[c] = (const unsigned char *)ptr[i] + o;
+            j.n[c] = b - o < chunk ? b - o : chunk;
+            total += j.n[c];
+        }
+    }
+    if (total < 4096) {
+        free(j.p), free(j.n);
+        ibex_err_set(err, IBEX_ERR_INVALID, "CPU %s: %zu bytes to read (at least 4096)", what, total);
+        return 0;
+    }
+    const double t = median_pass_s(be, rs_chunks, &j, (int64_t)chunks, runs);
+    free(j.p), free(j.n);
+    if (!(t > 0)) {
+        ibex_err_set(err, IBEX_ERR_BACKEND, "CPU %s: a read of %zu bytes timed at 0 s", what, total);
+        return 0;
+    }
+    return (double)total / t;
 }
 
 /* Bytes/s of the backend's threads reading `bytes` (rounded down to 256; at least 4096),
@@ -105,22 +157,10 @@ double ibex_cpu_read_bandwidth(ibex_backend *be, size_t bytes, ibex_err *err) {
     }
     for (size_t i = 0; i < bytes; i += 4096) buf[i] = (unsigned char)(i >> 12); /* fault every page in */
     memset(buf, 0x5a, bytes);
-    struct rd_job j = {.buf = buf, .bytes = bytes};
-    const int64_t n = (int64_t)((bytes + RF_READ_CHUNK - 1) / RF_READ_CHUNK);
-    double t[RF_RUNS];
-    ibex_cpu_parallel(be, read_chunks, &j, n, 1e30); /* warm-up */
-    for (int r = 0; r < RF_RUNS; r++) {
-        const double t0 = now_s();
-        ibex_cpu_parallel(be, read_chunks, &j, n, 1e30);
-        t[r] = now_s() - t0;
-    }
+    const void *p = buf;
+    const double bw = read_regions(be, &p, &bytes, 1, RF_READ_CHUNK, RF_RUNS, "read_bandwidth", err);
     free(buf);
-    qsort(t, RF_RUNS, sizeof *t, cmp_double);
-    if (!(t[RF_RUNS / 2] > 0)) {
-        ibex_err_set(err, IBEX_ERR_BACKEND, "CPU read_bandwidth: a read of %zu bytes timed at 0 s", bytes);
-        return 0;
-    }
-    return (double)bytes / t[RF_RUNS / 2];
+    return bw;
 }
 
 /* ---- reading given regions (read_stream) ---- */
@@ -128,61 +168,12 @@ double ibex_cpu_read_bandwidth(ibex_backend *be, size_t bytes, ibex_err *err) {
 #define RS_CHUNK (1u << 20) /* bytes per item: a 4 MiB weight matrix is still 4 items */
 #define RS_RUNS 3
 
-struct rs_job {
-    const unsigned char **p; /* chunk starts */
-    size_t *n;               /* chunk lengths, multiples of 256 */
-    _Atomic uint64_t sink;
-};
-
-static void rs_chunks(void *arg, int64_t c0, int64_t c1, int tid) {
-    (void)tid;
-    struct rs_job *j = arg;
-    uint64_t x = 0;
-    for (int64_t c = c0; c < c1; c++) x ^= read_range(j->p[c], j->n[c]);
-    atomic_fetch_xor_explicit(&j->sink, x, memory_order_relaxed);
-}
-
 /* Bytes/s of the backend's threads reading the n regions ptr[i] (bytes[i] each, rounded
  * down to 256) once, all regions in one job of 1 MiB items: median of RS_RUNS passes after
  * a warm-up pass. The runner reads a model's own weights with it between repetitions, so
  * decode is set against a stream of the very same pages, taken minutes (not a run) apart. */
 double ibex_cpu_read_stream(ibex_backend *be, const void *const *ptr, const size_t *bytes, int n, ibex_err *err) {
-    size_t total = 0, chunks = 0;
-    for (int i = 0; i < n; i++) chunks += (bytes[i] / 256 * 256 + RS_CHUNK - 1) / RS_CHUNK;
-    struct rs_job j = {.p = malloc((chunks ? chunks : 1) * sizeof *j.p), .n = malloc((chunks ? chunks : 1) * sizeof *j.n)};
-    if (!j.p || !j.n) {
-        free(j.p), free(j.n);
-        ibex_err_set(err, IBEX_ERR_NOMEM, "CPU read_stream: out of memory for %zu chunks", chunks);
-        return 0;
-    }
-    size_t c = 0;
-    for (int i = 0; i < n; i++) {
-        const size_t b = bytes[i] / 256 * 256;
-        for (size_t o = 0; o < b; o += RS_CHUNK, c++) {
-            j.p[c] = (const unsigned char *)ptr[i] + o;
-            j.n[c] = b - o < RS_CHUNK ? b - o : RS_CHUNK;
-            total += j.n[c];
-        }
-    }
-    if (total < 4096) {
-        free(j.p), free(j.n);
-        ibex_err_set(err, IBEX_ERR_INVALID, "CPU read_stream: %zu bytes to read (at least 4096)", total);
-        return 0;
-    }
-    double t[RS_RUNS];
-    ibex_cpu_parallel(be, rs_chunks, &j, (int64_t)chunks, 1e30); /* warm-up */
-    for (int r = 0; r < RS_RUNS; r++) {
-        const double t0 = now_s();
-        ibex_cpu_parallel(be, rs_chunks, &j, (int64_t)chunks, 1e30);
-        t[r] = now_s() - t0;
-    }
-    free(j.p), free(j.n);
-    qsort(t, RS_RUNS, sizeof *t, cmp_double);
-    if (!(t[RS_RUNS / 2] > 0)) {
-        ibex_err_set(err, IBEX_ERR_BACKEND, "CPU read_stream: a read of %zu bytes timed at 0 s", total);
-        return 0;
-    }
-    return (double)total / t[RS_RUNS / 2];
+    return read_regions(be, ptr, bytes, n, RS_CHUNK, RS_RUNS, "read_stream", err);
 }
 
 /* ---- peak FMA rate ---- */
@@ -247,17 +238,10 @@ double ibex_cpu_peak_flops(ibex_backend *be, ibex_err *err) {
     struct fl_job j = {0};
     const int64_t n = (int64_t)ibex_cpu_threads(be) * RF_FMA_ITEMS_PER_THREAD;
     const double flops = (double)n * RF_FMA_ITERS * 16.0 * RF_VL * 2.0;
-    double t[RF_RUNS];
-    ibex_cpu_parallel(be, fma_items, &j, n, 1e30);
-    for (int r = 0; r < RF_RUNS; r++) {
-        const double t0 = now_s();
-        ibex_cpu_parallel(be, fma_items, &j, n, 1e30);
-        t[r] = now_s() - t0;
-    }
-    qsort(t, RF_RUNS, sizeof *t, cmp_double);
-    if (!(t[RF_RUNS / 2] > 0)) {
+    const double t = median_pass_s(be, fma_items, &j, n, RF_RUNS);
+    if (!(t > 0)) {
         ibex_err_set(err, IBEX_ERR_BACKEND, "CPU peak_flops: a run timed at 0 s");
         return 0;
     }
-    return flops / t[RF_RUNS / 2];
+    return flops / t;
 }
