@@ -114,8 +114,6 @@ static const void *dev_weight(ibex_forward *f, const void *host, size_t bytes, i
     return f->dev ? f->be->weight(f->be, host, bytes, err) : host;
 }
 
-static size_t weight_bytes(const ibex_weight *w) { return ibex_type_row_bytes(w->type, w->n_in) * (size_t)w->n_out; }
-
 /* Points f's weight table at the backend's copies (uploading them on a device). */
 static ibex_status map_weights(ibex_forward *f, ibex_err *err) {
     const ibex_model *m = f->m;
@@ -128,9 +126,9 @@ static ibex_status map_weights(ibex_forward *f, ibex_err *err) {
     f->layers = calloc((size_t)c->n_layers, sizeof *f->layers);
     if (!f->layers) return ibex_err_set(err, IBEX_ERR_NOMEM, "out of memory");
     const size_t nb = (size_t)c->dim * sizeof(float);
-    if (!(f->tok_embd = dev_weight(f, m->tok_embd.data, weight_bytes(&m->tok_embd), err)) ||
+    if (!(f->tok_embd = dev_weight(f, m->tok_embd.data, ibex_weight_bytes(&m->tok_embd), err)) ||
         !(f->output_norm = dev_weight(f, m->output_norm, nb, err)) ||
-        !(f->output = dev_weight(f, m->output.data, weight_bytes(&m->output), err)))
+        !(f->output = dev_weight(f, m->output.data, ibex_weight_bytes(&m->output), err)))
         return IBEX_ERR_BACKEND;
     if (f->be->weight_cat) {
         f->w_qkv = calloc((size_t)c->n_layers, sizeof *f->w_qkv);
@@ -151,7 +149,7 @@ static ibex_status map_weights(ibex_forward *f, ibex_err *err) {
             size_t bytes[3];
             bool same = true;
             for (int i = 0; i < n; i++) {
-                hosts[i] = groups[g][i]->data, bytes[i] = weight_bytes(groups[g][i]);
+                hosts[i] = groups[g][i]->data, bytes[i] = ibex_weight_bytes(groups[g][i]);
                 same &= groups[g][i]->type == groups[g][0]->type && groups[g][i]->n_in == groups[g][0]->n_in;
             }
             if (!same) continue;
@@ -164,7 +162,7 @@ static ibex_status map_weights(ibex_forward *f, ibex_err *err) {
         for (size_t i = 0; i < sizeof dw / sizeof *dw; i++) {
             const bool in_qkv = i < 3 && f->w_qkv && f->w_qkv[l], in_gu = (i == 4 || i == 5) && f->w_gu && f->w_gu[l];
             if (in_qkv || in_gu) continue;
-            if (!(dw[i]->data = dev_weight(f, dw[i]->data, weight_bytes(dw[i]), err))) return IBEX_ERR_BACKEND;
+            if (!(dw[i]->data = dev_weight(f, dw[i]->data, ibex_weight_bytes(dw[i]), err))) return IBEX_ERR_BACKEND;
         }
         if (!(D->attn_norm = dev_weight(f, L->attn_norm, nb, err)) ||
             !(D->ffn_norm = dev_weight(f, L->ffn_norm, nb, err)))

@@ -38,6 +38,11 @@ typedef struct ibex_weight {
     int64_t n_in, n_out;
 } ibex_weight;
 
+/* Bytes of w's data: n_out rows of ibex_type_row_bytes(type, n_in). */
+static inline size_t ibex_weight_bytes(const ibex_weight *w) {
+    return ibex_type_row_bytes(w->type, w->n_in) * (size_t)w->n_out;
+}
+
 typedef struct ibex_layer_weights {
     const float *attn_norm; /* (dim) */
     ibex_weight wq;         /* (n_heads·head_dim, dim) */

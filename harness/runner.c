@@ -1030,14 +1030,13 @@ static int weight_regions(const ibex_model *m, const void ***ptr, size_t **bytes
     }
     int k = 0;
     for (int32_t l = 0; l < m->cfg.n_layers; l++) {
-        const ibex_weight *w[7] = {&m->layers[l].wq, &m->layers[l].wk, &m->layers[l].wv, &m->layers[l].wo,
-                                   &m->layers[l].w_gate, &m->layers[l].w_up, &m->layers[l].w_down};
+        const ibex_layer_weights *L = &m->layers[l];
+        const ibex_weight *w[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
         for (int i = 0; i < 7; i++)
-            if (w[i]->data) (*ptr)[k] = w[i]->data, (*bytes)[k] = ibex_type_row_bytes(w[i]->type, w[i]->n_in) * (size_t)w[i]->n_out, *total += (*bytes)[k++];
+            if (w[i]->data) (*ptr)[k] = w[i]->data, (*bytes)[k++] = ibex_weight_bytes(w[i]);
     }
-    if (m->output.data)
-        (*ptr)[k] = m->output.data,
-        (*bytes)[k] = ibex_type_row_bytes(m->output.type, m->output.n_in) * (size_t)m->output.n_out, *total += (*bytes)[k++];
+    if (m->output.data) (*ptr)[k] = m->output.data, (*bytes)[k++] = ibex_weight_bytes(&m->output);
+    for (int i = 0; i < k; i++) *total += (*bytes)[i];
     return k;
 }
 
